@@ -1,0 +1,3 @@
+from polycrate.cli import main
+
+main()

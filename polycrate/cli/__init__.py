@@ -1,0 +1,9 @@
+"""Entry point of the `polycrate` console script.
+
+Importing a command module registers its command on the `operator` group; one module per
+command keeps each front door readable on its own.
+"""
+
+from polycrate.cli.root import CliError, main, operator
+
+__all__ = ["CliError", "main", "operator"]

@@ -1,0 +1,53 @@
+"""The `polycrate` command line: the root group and the `operator` group.
+
+Each command lives in its own module under `polycrate.cli` and registers itself on
+`operator`. Errors a user can act on are raised as `CliError` (or any PolycrateError) and
+printed as one line with a non-zero exit; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+
+class CliError(click.ClickException):
+    """One line for the user, exit code 1."""
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _FriendlyGroup(click.Group):
+    """Turns unexpected exceptions into one line unless --debug was given."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the last line of defence for the user's terminal
+            if ctx.find_root().params.get("debug"):
+                raise
+            raise CliError(f"{type(exc).__name__}: {exc}") from exc
+
+
+@click.group(cls=_FriendlyGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Polycrate command line."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.group(cls=_FriendlyGroup)
+def operator() -> None:
+    """The Polycrate operator: CRDs, watcher, workers, emulators and sandbox."""
