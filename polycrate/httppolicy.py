@@ -1,0 +1,157 @@
+"""One HTTP policy for every external system the workers talk to.
+
+Every client (requests for Harbor, Argo CD and the Polycrate API; the sessions inside
+python-keycloak and python-gitlab) gets the same timeouts, connection pool and TLS settings,
+and every failed response is sorted into TransientError (retry with backoff: connection
+errors, timeouts, 429, 5xx) or PermanentError (a 4xx that only the user can fix). Error
+messages carry the system, the operation and the server's own error text, never credentials:
+request headers and bodies are not echoed.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from polycrate.errors import PermanentError, PolycrateError, TransientError
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    422: "Unprocessable",
+}
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Connection settings shared by all clients of one system.
+
+    `verify` is True by default; `ca_bundle` points at a PEM file for private CAs and wins over
+    `verify`. Timeouts are (connect, read) seconds.
+    """
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    verify: bool = True
+    ca_bundle: str | None = None
+    pool_maxsize: int = 10
+    max_retry_after: float = 300.0
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def verify_arg(self) -> bool | str:
+        """The value requests expects for `verify`."""
+        return self.ca_bundle or self.verify
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Applies the policy's timeout to every request that does not set its own."""
+
+    def __init__(self, timeout: tuple[float, float], **kwargs):
+        self._timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
+
+
+def new_session(policy: HttpPolicy | None = None) -> requests.Session:
+    """A pooled requests.Session that follows the policy (timeouts, TLS, pool size)."""
+    policy = policy or HttpPolicy()
+    session = requests.Session()
+    adapter = _TimeoutAdapter(policy.timeout, pool_connections=4, pool_maxsize=policy.pool_maxsize)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.verify = policy.verify_arg
+    return session
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def classify_status(
+    status_code: int,
+    *,
+    what: str,
+    detail: str = "",
+    retry_after: float | None = None,
+) -> PolycrateError:
+    """The error to raise for a non-2xx status of operation `what` (e.g. 'Harbor: create project "x"')."""
+    text = f"{what}: HTTP {status_code}"
+    if detail:
+        text += f": {detail[:300]}"
+    if status_code in TRANSIENT_STATUS or status_code >= 500:
+        return TransientError(text, retry_after=retry_after, status_code=status_code)
+    return PermanentError(text, reason=_REASONS.get(status_code, "RequestRejected"), status_code=status_code)
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The server's own error message, from the common JSON shapes, else the raw body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()
+    if isinstance(body, dict):
+        for field in ("message", "error_description", "errorMessage", "error", "errors"):
+            if field in body and body[field]:
+                value = body[field]
+                if isinstance(value, list) and value and isinstance(value[0], dict):
+                    value = value[0].get("message", value[0])
+                return str(value)
+    return str(body)
+
+
+def raise_for_response(response: requests.Response, *, what: str) -> None:
+    """Return for 2xx/3xx, else raise the classified error with the server's message."""
+    if response.status_code < 400:
+        return
+    raise classify_status(
+        response.status_code,
+        what=what,
+        detail=_error_detail(response),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+@contextmanager
+def transport_errors(what: str) -> Iterator[None]:
+    """Turn requests' connection-level failures into TransientError for operation `what`."""
+    try:
+        yield
+    except requests.Timeout as exc:
+        raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+    except requests.ConnectionError as exc:
+        raise TransientError(f"{what}: cannot connect ({type(exc).__name__})") from None
+    except requests.exceptions.SSLError as exc:  # pragma: no cover - subclass of ConnectionError
+        raise PermanentError(f"{what}: TLS verification failed ({exc})", reason="TLSError") from None

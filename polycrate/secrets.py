@@ -1,0 +1,67 @@
+"""Credentials read from Kubernetes Secrets at the moment they are needed.
+
+Workers never receive credentials through Redis or task arguments: a handler names the
+Secret (namespace, name, key) and this reader fetches it from the API, caching the decoded
+data for a short time per process so a burst of reconciles costs one read. A missing Secret
+or key is a DependencyNotFoundError naming the Secret and key, never the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from polycrate.errors import DependencyNotFoundError, TransientError
+
+
+class SecretReader:
+    """Reads Secret keys with a short per-process cache (default 30 s)."""
+
+    def __init__(
+        self,
+        core_api: k8s.CoreV1Api,
+        *,
+        ttl_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._core = core_api
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+    def get(self, namespace: str, name: str, key: str) -> str:
+        data = self._data(namespace, name)
+        if key not in data:
+            raise DependencyNotFoundError(
+                f'Secret {namespace}/{name} has no key "{key}" (keys: {", ".join(sorted(data)) or "none"})'
+            )
+        return data[key]
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        """Forget a Secret, e.g. after the system rejected its credentials."""
+        with self._lock:
+            self._cache.pop((namespace, name), None)
+
+    def _data(self, namespace: str, name: str) -> dict[str, str]:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get((namespace, name))
+            if cached and cached[0] > now:
+                return cached[1]
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise DependencyNotFoundError(f"Secret {namespace}/{name} not found") from None
+            raise TransientError(f"reading Secret {namespace}/{name}: HTTP {exc.status}") from None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        data.update(secret.string_data or {})
+        with self._lock:
+            self._cache[(namespace, name)] = (now + self._ttl, data)
+        return data
