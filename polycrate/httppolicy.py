@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -60,28 +60,45 @@ class HttpPolicy:
         return self.ca_bundle or self.verify
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Applies the policy's timeout to every request that does not set its own."""
+class PolicyAdapter(HTTPAdapter):
+    """Applies the policy's timeout to every request that does not set its own, and calls
+    `before_send` (e.g. a shared rate limiter's acquire) before each request leaves."""
 
-    def __init__(self, timeout: tuple[float, float], **kwargs):
+    def __init__(
+        self, timeout: tuple[float, float], before_send: Callable[[], object] | None = None, **kwargs
+    ):
         self._timeout = timeout
+        self._before_send = before_send
         super().__init__(**kwargs)
 
     def send(self, request, **kwargs):  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
+        if self._before_send is not None:
+            self._before_send()
         return super().send(request, **kwargs)
 
 
-def new_session(policy: HttpPolicy | None = None) -> requests.Session:
-    """A pooled requests.Session that follows the policy (timeouts, TLS, pool size)."""
+def apply_policy(
+    session: requests.Session,
+    policy: HttpPolicy | None = None,
+    *,
+    before_send: Callable[[], object] | None = None,
+) -> requests.Session:
+    """Make an existing session (ours, or one owned by a client library) follow the policy."""
     policy = policy or HttpPolicy()
-    session = requests.Session()
-    adapter = _TimeoutAdapter(policy.timeout, pool_connections=4, pool_maxsize=policy.pool_maxsize)
+    adapter = PolicyAdapter(policy.timeout, before_send, pool_connections=4, pool_maxsize=policy.pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = policy.verify_arg
     return session
+
+
+def new_session(
+    policy: HttpPolicy | None = None, *, before_send: Callable[[], object] | None = None
+) -> requests.Session:
+    """A pooled requests.Session that follows the policy (timeouts, TLS, pool size)."""
+    return apply_policy(requests.Session(), policy, before_send=before_send)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

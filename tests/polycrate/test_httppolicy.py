@@ -1,0 +1,94 @@
+"""The shared HTTP policy: timeouts, TLS defaults, error classification."""
+
+import http.server
+import threading
+
+import pytest
+import requests
+
+from polycrate.errors import PermanentError, TransientError
+from polycrate.httppolicy import (
+    HttpPolicy,
+    classify_status,
+    new_session,
+    parse_retry_after,
+    raise_for_response,
+    transport_errors,
+)
+
+
+def test_tls_verification_is_on_by_default_and_a_ca_bundle_wins():
+    assert new_session().verify is True
+    assert new_session(HttpPolicy(ca_bundle="/etc/ssl/private-ca.pem")).verify == "/etc/ssl/private-ca.pem"
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_server_side_and_throttling_statuses_are_transient(status):
+    assert isinstance(classify_status(status, what="GitLab: get group"), TransientError)
+
+
+@pytest.mark.parametrize(
+    "status,reason",
+    [(400, "BadRequest"), (403, "Forbidden"), (404, "NotFound"), (409, "Conflict"), (422, "Unprocessable")],
+)
+def test_client_errors_are_permanent_with_a_reason(status, reason):
+    error = classify_status(status, what="Harbor: create project", detail="name taken")
+    assert isinstance(error, PermanentError)
+    assert error.reason == reason
+    assert str(error) == f"Harbor: create project: HTTP {status}: name taken"
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("soon") is None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path == "/slow":
+            threading.Event().wait(1.0)
+        self.send_response(429)
+        self.send_header("Retry-After", "3")
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"message": "slow down"}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_429_carries_the_servers_retry_after_and_message(server):
+    response = new_session().get(f"{server}/x")
+    with pytest.raises(TransientError) as caught:
+        raise_for_response(response, what="Argo CD: get project")
+    assert caught.value.retry_after == 3.0
+    assert "slow down" in str(caught.value)
+
+
+def test_read_timeout_becomes_transient(server):
+    session = new_session(HttpPolicy(read_timeout=0.2))
+    with pytest.raises(TransientError, match="timed out"), transport_errors("Harbor: get project"):
+        session.get(f"{server}/slow")
+
+
+def test_refused_connection_becomes_transient():
+    with pytest.raises(TransientError, match="cannot connect"), transport_errors("Keycloak: login"):
+        requests.get("http://127.0.0.1:9/", timeout=1)
+
+
+def test_before_send_runs_for_every_request(server):
+    sent = []
+    session = new_session(before_send=lambda: sent.append(1))
+    session.get(f"{server}/a")
+    session.get(f"{server}/b")
+    assert len(sent) == 2
