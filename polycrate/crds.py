@@ -1,0 +1,241 @@
+"""CustomResourceDefinitions generated from the pydantic models, never written by hand.
+
+`crd_manifest(kind_info("Organization"))` turns the kind's spec and status models into an
+apiextensions.k8s.io/v1 CRD whose openAPIV3Schema is *structural*, as the API server requires:
+`$ref`s are inlined, Optional's `anyOf [X, null]` collapses to X (absent means unset),
+junctors (oneOf/anyOf) carry nothing but `required`, and every node has a `type` or
+`x-kubernetes-int-or-string`. The same models validate objects in the operator, so the
+server and the workers accept exactly the same specs. deploy/crds/ holds the rendered files; a
+test regenerates them in memory and fails when they drift.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from polycrate.models.registry import GROUP, KINDS, VERSION, KindInfo
+
+CATEGORIES = ["polycrate"]
+LABELS = {"app.kubernetes.io/name": "polycrate-operator", "app.kubernetes.io/part-of": "polycrate"}
+
+# JSON-schema keywords pydantic emits that the Kubernetes OpenAPI v3 subset does not accept or need.
+_DROPPED_KEYWORDS = {"title", "examples", "$schema"}
+_JUNCTORS = ("oneOf", "anyOf", "allOf")
+# Inside junctors the API server allows value validations only; we use just these.
+_JUNCTOR_KEYWORDS = {"required", "pattern", "minimum", "maximum", "minLength", "maxLength", "enum", "format"}
+
+
+class SchemaGenerationError(Exception):
+    """A model cannot be expressed as a structural schema; the message names the path."""
+
+
+def schema_for(model: type[BaseModel]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a pydantic model."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    definitions = raw.pop("$defs", {})
+    return _structural(raw, definitions, "")
+
+
+def _structural(node: dict[str, Any], definitions: dict[str, Any], path: str) -> dict[str, Any]:
+    node = _collapse_optional(dict(node))
+    if "allOf" in node and len(node["allOf"]) == 1:
+        node = {**node.pop("allOf")[0], **node}
+    if "$ref" in node:
+        name = node.pop("$ref").rsplit("/", 1)[-1]
+        # Sibling keys (the field's description, default) describe this use and win over the model's.
+        return _structural({**definitions[name], **node}, definitions, path)
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED_KEYWORDS:
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "additionalProperties" and value is False:
+            # Pruning drops unknown fields; `false` next to `properties` is not allowed in v1.
+            continue
+        if key == "const":
+            result["enum"] = [value]
+        elif key == "exclusiveMinimum" and not isinstance(value, bool):
+            result["minimum"], result["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum" and not isinstance(value, bool):
+            result["maximum"], result["exclusiveMaximum"] = value, True
+        elif key == "properties":
+            result[key] = {
+                name: _structural(sub, definitions, f"{path}.{name}") for name, sub in value.items()
+            }
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
+            result[key] = _structural(value, definitions, f"{path}[]")
+        else:
+            result[key] = copy.deepcopy(value)
+    if "type" not in result and not result.get("x-kubernetes-int-or-string"):
+        raise SchemaGenerationError(f"{path or '<root>'}: no single type in {sorted(node)} (not structural)")
+    return _ordered(result)
+
+
+# Readable files: the type and its description first, nested structure last.
+_KEY_ORDER = [
+    "type",
+    "format",
+    "description",
+    "default",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "properties",
+    "additionalProperties",
+    "items",
+    "required",
+    "oneOf",
+    "anyOf",
+]
+
+
+def _ordered(schema: dict[str, Any]) -> dict[str, Any]:
+    rank = {key: index for index, key in enumerate(_KEY_ORDER)}
+    return {key: schema[key] for key in sorted(schema, key=lambda key: (rank.get(key, len(rank)), key))}
+
+
+def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
+    options = node.get("anyOf")
+    if not options or {"type": "null"} not in options:
+        return node
+    rest = [option for option in options if option != {"type": "null"}]
+    if len(rest) != 1:
+        return node
+    collapsed = {key: value for key, value in node.items() if key != "anyOf"}
+    return {**rest[0], **collapsed}
+
+
+def structural_violations(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Why a schema is not structural (empty when it is); mirrors the API server's rules we rely on."""
+    problems: list[str] = []
+    where = path or "<root>"
+    if "$ref" in schema:
+        problems.append(f"{where}: $ref is not allowed")
+    int_or_string = schema.get("x-kubernetes-int-or-string") is True
+    if "type" not in schema and not int_or_string and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        problems.append(f"{where}: type is missing")
+    if schema.get("type") == "object" and "properties" in schema and "additionalProperties" in schema:
+        problems.append(f"{where}: properties and additionalProperties are mutually exclusive")
+    for junctor in _JUNCTORS:
+        for option in schema.get(junctor, []):
+            if int_or_string and junctor == "anyOf" and option in ({"type": "integer"}, {"type": "string"}):
+                continue
+            extra = set(option) - _JUNCTOR_KEYWORDS
+            if extra:
+                problems.append(f"{where}: {junctor} may only hold value validations, found {sorted(extra)}")
+            for name in option.get("required", []):
+                if name not in schema.get("properties", {}):
+                    problems.append(f"{where}: {junctor} requires {name}, which is not a declared property")
+    for name, sub in schema.get("properties", {}).items():
+        problems.extend(structural_violations(sub, f"{path}.{name}"))
+    if isinstance(schema.get("items"), dict):
+        problems.extend(structural_violations(schema["items"], f"{path}[]"))
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems.extend(structural_violations(schema["additionalProperties"], f"{path}.*"))
+    return problems
+
+
+def object_schema(info: KindInfo) -> dict[str, Any]:
+    """The openAPIV3Schema of a kind: apiVersion, kind, metadata, spec (required) and status."""
+    return {
+        "type": "object",
+        "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
+        "properties": {
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion of this object, polycrate.io/v1alpha1",
+            },
+            "kind": {"type": "string", "description": f"Kind of this object, {info.kind}"},
+            "metadata": {"type": "object"},
+            "spec": schema_for(info.spec_model),
+            "status": schema_for(info.status_model),
+        },
+        "required": ["spec"],
+    }
+
+
+def crd_manifest(info: KindInfo) -> dict[str, Any]:
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
+    names: dict[str, Any] = {
+        "kind": info.kind,
+        "listKind": info.list_kind,
+        "plural": info.plural,
+        "singular": info.singular,
+        "shortNames": list(info.short_names),
+        "categories": list(CATEGORIES),
+    }
+    columns = []
+    for column in info.printer_columns:
+        rendered: dict[str, Any] = {"name": column.name, "type": column.type, "jsonPath": column.json_path}
+        if column.priority:
+            rendered["priority"] = column.priority
+        if column.description:
+            rendered["description"] = column.description
+        columns.append(rendered)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": info.crd_name, "labels": dict(LABELS)},
+        "spec": {
+            "group": GROUP,
+            "names": names,
+            "scope": "Namespaced" if info.namespaced else "Cluster",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": object_schema(info)},
+                }
+            ],
+        },
+    }
+
+
+def crd_manifests(kinds: Iterable[KindInfo] | None = None) -> list[dict[str, Any]]:
+    """CRDs of the given kinds (default: all 15, in the registry's order)."""
+    return [crd_manifest(info) for info in (kinds if kinds is not None else KINDS.values())]
+
+
+def render_yaml(manifests: Iterable[dict[str, Any]]) -> str:
+    """Manifests as one multi-document YAML stream, stable byte for byte."""
+    documents = [
+        yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+        for manifest in manifests
+    ]
+    return "---\n" + "---\n".join(documents)
+
+
+def crd_filename(info: KindInfo) -> str:
+    """`organizations.polycrate.io.yaml`"""
+    return f"{info.crd_name}.yaml"
+
+
+def write_crds(directory: Path, kinds: Iterable[KindInfo] | None = None) -> list[Path]:
+    """Write one file per kind into `directory` (created if missing); returns the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in kinds if kinds is not None else KINDS.values():
+        path = directory / crd_filename(info)
+        path.write_text(render_yaml([crd_manifest(info)]), encoding="utf-8")
+        written.append(path)
+    return written

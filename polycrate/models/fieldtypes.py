@@ -1,0 +1,219 @@
+"""Constrained value types shared by the custom resources, and the spec base class.
+
+Each type carries two things that must never drift apart: the check the operator runs
+(an error that names the value and the fix, e.g. `"50Gx" is not a quantity (use e.g. 50Gi)`)
+and the OpenAPI fragment the CRD generator puts into the schema, so the API server rejects
+the same values before the operator ever sees them. Patterns are written in the common
+subset of Python `re` and Go RE2, because the API server evaluates them with RE2.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$"
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HTTP_URL_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
+GITLAB_PATH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$"
+HARBOR_PROJECT_PATTERN = r"^[a-z0-9]+([._-][a-z0-9]+)*$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+NAME_PATTERN_PLACEHOLDER_PATTERN = r"^.*\{role\}.*$"
+
+
+def _matching(
+    pattern: str, what: str, example: str, *, max_length: int | None = None, fmt: str | None = None
+):
+    """A string type that must match `pattern`; its error says what was expected and shows an example."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value) or (max_length is not None and len(value) > max_length):
+            raise PydanticCustomError(
+                "polycrate_format",
+                '"{value}" is not {what} (use e.g. {example})',
+                {"value": value, "what": what, "example": example},
+            )
+        return value
+
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    if fmt is not None:
+        schema["format"] = fmt
+    return Annotated[str, AfterValidator(check), WithJsonSchema(schema)]
+
+
+ObjectName = _matching(OBJECT_NAME_PATTERN, "a Kubernetes object name", "acme-corp", max_length=253)
+"""Name of another Kubernetes object (lower-case letters, digits, '-' and '.')."""
+
+HttpURL = _matching(HTTP_URL_PATTERN, "an http(s) URL", "https://gitlab.example.com")
+"""An absolute http or https URL, kept verbatim (no normalisation, no trailing slash added)."""
+
+GitLabPath = _matching(GITLAB_PATH_PATTERN, "a GitLab group path", "acme-corp", max_length=255)
+"""A GitLab group path; '/' separates parent groups from subgroups."""
+
+HarborProjectName = _matching(HARBOR_PROJECT_PATTERN, "a Harbor project name", "acme-corp", max_length=255)
+"""Harbor's project name rule: lower-case alphanumerics separated by single '.', '_' or '-'."""
+
+Email = _matching(EMAIL_PATTERN, "an e-mail address", "john.doe@example.com", fmt="email")
+"""An e-mail address (the server checks the `email` format as well)."""
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+Timestamp = datetime
+"""RFC 3339 timestamps (`format: date-time` in the CRD); serialised with a trailing Z for UTC."""
+
+
+_QUANTITY_FACTORS: dict[str, int] = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+
+
+def _quantity_from_number(value: Any) -> Any:
+    # YAML turns `storageQuota: 50` into an int; Kubernetes treats it as the quantity "50".
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _check_quantity(value: str) -> str:
+    if not _QUANTITY_RE.match(value):
+        raise PydanticCustomError(
+            "polycrate_format", '"{value}" is not a quantity (use e.g. 50Gi)', {"value": value}
+        )
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_from_number),
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+        }
+    ),
+]
+"""A storage quantity like `50Gi` or `100G` (binary Ki..Pi or decimal K..P suffix)."""
+
+
+def quantity_to_bytes(quantity: str) -> int:
+    """`"50Gi"` -> 53687091200; raises ValueError for anything that is not a Quantity."""
+    match = _QUANTITY_RE.match(quantity)
+    if not match:
+        raise ValueError(f'"{quantity}" is not a quantity (use e.g. 50Gi)')
+    suffix = match.group(2) or ""
+    number = Decimal(quantity[: len(quantity) - len(suffix)])
+    return int(number * _QUANTITY_FACTORS[suffix])
+
+
+Visibility = Literal["private", "internal", "public"]
+"""GitLab group visibility."""
+
+GitLabAccessLevel = Literal["guest", "reporter", "developer", "maintainer", "owner"]
+"""GitLab member roles by name; the GitLab worker maps them to 10/20/30/40/50."""
+
+GITLAB_ACCESS_LEVEL_VALUES: dict[str, int] = {
+    "guest": 10,
+    "reporter": 20,
+    "developer": 30,
+    "maintainer": 40,
+    "owner": 50,
+}
+
+HarborRole = Literal["projectAdmin", "maintainer", "developer", "guest", "limitedGuest"]
+"""Harbor project member roles by name; see HARBOR_ROLE_IDS for Harbor's numeric role ids."""
+
+HARBOR_ROLE_IDS: dict[str, int] = {
+    "projectAdmin": 1,
+    "developer": 2,
+    "guest": 3,
+    "maintainer": 4,
+    "limitedGuest": 5,
+}
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown fields are errors, so a typo never goes unnoticed.
+
+    Field names are the YAML names of the spec. Where a YAML name is a Python keyword the
+    attribute carries a trailing underscore and the YAML name is its alias.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SecretKeyRef(SpecModel):
+    """A key in a Secret in the namespace of the referring object."""
+
+    name: ObjectName = Field(description="name of the Secret")
+    key: NonEmptyStr = Field(description="key inside the Secret's data")
+
+
+def _unique(values: list[str]) -> list[str]:
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    if duplicates:
+        raise PydanticCustomError(
+            "polycrate_duplicate", "lists {duplicates} more than once", {"duplicates": ", ".join(duplicates)}
+        )
+    return values
+
+
+SdpNames = Annotated[
+    list[ObjectName],
+    AfterValidator(_unique),
+    Field(min_length=1, json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
+"""Names of the SoftwareDeliveryPlatforms a multi-SDP resource is created in."""
+
+
+class ArgoCDDestination(SpecModel):
+    """Where applications of an Argo CD project may deploy: a server URL or a K8sCluster, not both."""
+
+    model_config = SpecModel.model_config | {
+        "json_schema_extra": {"oneOf": [{"required": ["server"]}, {"required": ["clusterRef"]}]}
+    }
+
+    server: HttpURL | None = Field(
+        default=None, description="API server URL, e.g. https://kubernetes.default.svc"
+    )
+    clusterRef: ObjectName | None = Field(
+        default=None, description="name of a K8sCluster in the same namespace"
+    )
+    namespace: NonEmptyStr = Field(default="*", description='target namespace, "*" for all')
+
+    @model_validator(mode="after")
+    def _server_xor_cluster_ref(self) -> ArgoCDDestination:
+        if (self.server is None) == (self.clusterRef is None):
+            raise PydanticCustomError(
+                "polycrate_one_of",
+                "needs exactly one of server or clusterRef (e.g. clusterRef: production-cluster)",
+            )
+        return self
