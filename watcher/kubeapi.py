@@ -1,0 +1,231 @@
+"""Raw JSON access to the Kubernetes API for list-watch, Leases and discovery.
+
+The watcher needs three things the generated client models get in the way of: dicts instead
+of model objects (only keys and a few metadata fields matter), a watch stream whose every
+socket read is bounded by an inactivity timeout, and a way to cut a blocked stream from another
+thread. So requests go through the configured `ApiClient` (kubeconfig auth, TLS, token refresh)
+but bodies stay JSON. Every failure becomes one of three errors: `KubeApiError` (the server
+answered with a Status), `GoneError` (410: the resourceVersion is too old, relist) and
+`ApiUnreachableError` (no answer: connection refused, reset, timed out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+JsonObject = dict[str, Any]
+QueryValue = str | int | bool
+
+
+class KubeApiError(Exception):
+    """The API server answered with an error Status."""
+
+    def __init__(self, code: int, reason: str, message: str):
+        super().__init__(f"{code} {reason}: {message}" if message else f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class GoneError(KubeApiError):
+    """410: the requested resourceVersion (or continue token) has been compacted away."""
+
+
+class ApiUnreachableError(Exception):
+    """No usable answer from the API server (refused, reset, timed out, cut mid-stream)."""
+
+
+class InactiveStreamError(ApiUnreachableError):
+    """A watch stream delivered nothing, not even a bookmark, within the inactivity timeout."""
+
+
+def _status_error(code: int, payload: bytes) -> KubeApiError:
+    reason, message = "", ""
+    try:
+        status = json.loads(payload or b"{}")
+        reason = str(status.get("reason", ""))
+        message = str(status.get("message", ""))
+    except (ValueError, AttributeError):
+        message = payload[:200].decode("utf-8", "replace")
+    if code == 410:
+        return GoneError(code, reason or "Expired", message)
+    return KubeApiError(code, reason or "Error", message)
+
+
+class WatchStream:
+    """One open watch response: iterate for events, `close()` from any thread to cut it.
+
+    Iteration yields the decoded watch events (`{"type": ..., "object": {...}}`). It stops
+    when the server ends the stream (its `timeoutSeconds` ran out) and raises
+    `ApiUnreachableError` when a read waits longer than the inactivity timeout or the
+    connection breaks.
+    """
+
+    def __init__(self, response: urllib3.BaseHTTPResponse):
+        self._response = response
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[JsonObject]:
+        buffer = b""
+        try:
+            for chunk in self._chunks():
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+            if buffer.strip():
+                yield json.loads(buffer)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            if self._closed.is_set():
+                return
+            raise InactiveStreamError(f"watch stream silent: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if self._closed.is_set():
+                return
+            raise ApiUnreachableError(f"watch stream broke: {type(exc).__name__}: {exc}") from exc
+
+    def _chunks(self) -> Iterator[bytes]:
+        response = self._response
+        if response.chunked and response.supports_chunked_reads():
+            yield from response.read_chunked(decode_content=True)
+            return
+        # Without chunked encoding, read1 returns what one recv delivers, so events are
+        # handled as they arrive instead of waiting for a full buffer.
+        while chunk := response.read1(65536):
+            yield chunk
+
+    def close(self) -> None:
+        """Cut the stream; a reader blocked in another thread returns promptly."""
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._response.shutdown()
+        self._response.release_conn()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class KubeApi:
+    """JSON requests against the API server described by an `ApiClient`."""
+
+    def __init__(self, api_client: ApiClient, *, request_timeout: float = 30.0):
+        self._client = api_client
+        self._request_timeout = request_timeout
+
+    @property
+    def host(self) -> str:
+        """The API server URL, as configured (e.g. https://kubernetes.default.svc)."""
+        return str(self._client.configuration.host)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, QueryValue] | None = None,
+        body: JsonObject | None = None,
+        content_type: str = "application/json",
+        timeout: float | tuple[float, float] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        query_params = [(k, _query_text(v)) for k, v in (query or {}).items()]
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        serialized = self._client.param_serialize(
+            method,
+            path,
+            query_params=query_params or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        method, url, header_params, serialized_body, _ = serialized
+        try:
+            response = self._client.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=serialized_body,
+                _request_timeout=timeout or self._request_timeout,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnreachableError(f"{self.host}: {type(exc).__name__}: {exc}") from exc
+        except ApiException as exc:  # the client wraps TLS failures this way
+            raise ApiUnreachableError(f"{self.host}: {exc.reason}") from exc
+        return response.response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, QueryValue] | None = None,
+        body: JsonObject | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> JsonObject:
+        """Send one request and return the decoded JSON body; raise on any error status."""
+        response = self._send(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
+        try:
+            payload = response.data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnreachableError(f"{self.host}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            response.release_conn()
+        if response.status >= 400:
+            raise _status_error(response.status, payload)
+        return json.loads(payload) if payload else {}
+
+    def get(
+        self, path: str, *, query: Mapping[str, QueryValue] | None = None, timeout: float | None = None
+    ) -> JsonObject:
+        return self.request("GET", path, query=query, timeout=timeout)
+
+    def create(self, path: str, body: JsonObject, *, timeout: float | None = None) -> JsonObject:
+        return self.request("POST", path, body=body, timeout=timeout)
+
+    def replace(self, path: str, body: JsonObject, *, timeout: float | None = None) -> JsonObject:
+        return self.request("PUT", path, body=body, timeout=timeout)
+
+    def watch(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, QueryValue],
+        inactivity_timeout: float,
+        connect_timeout: float = 10.0,
+    ) -> WatchStream:
+        """Open a watch; each read waits at most `inactivity_timeout` seconds for data."""
+        response = self._send(
+            "GET",
+            path,
+            query={**query, "watch": "true"},
+            timeout=(connect_timeout, inactivity_timeout),
+        )
+        if response.status >= 400:
+            try:
+                payload = response.data
+            finally:
+                response.release_conn()
+            raise _status_error(response.status, payload)
+        return WatchStream(response)
+
+
+def _query_text(value: QueryValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

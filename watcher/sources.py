@@ -1,0 +1,124 @@
+"""The table of what the watcher list-watches: the 15 polycrate.io kinds and the discovery sources.
+
+Each `WatchSource` says where a resource lives in the API (group, version, plural), whether it
+is namespaced, an optional server-side label selector, and which OperatorConfig discovery
+section decides whether and where it is watched. It also names the key kind under which its
+objects are enqueued: polycrate.io kinds by their kind name, discovery sources by kind name,
+group-qualified where a polycrate.io kind has the same name (velero.io/Backup,
+cert-manager.io/Certificate). Nothing here talks to the cluster; the table is data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from polycrate.models import GROUP, KINDS, VERSION
+from tasks.keys import ObjectKey
+
+# Fields whose change means "reconcile again" for kinds with a status subresource; a write to
+# status alone (the operator's own status writes) leaves all of them untouched.
+_DESIRED_STATE_FIELDS = ("generation", "deletionTimestamp", "finalizers", "labels", "annotations")
+
+
+@dataclass(frozen=True)
+class WatchSource:
+    """One list-watch: a resource collection and how its events become keys."""
+
+    key_kind: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+    label_selector: str = ""
+    discovery_section: str | None = None
+    status_subresource: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version_path(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    @property
+    def collection_path(self) -> str:
+        """The all-namespaces collection: list-watch sees every namespace in one stream."""
+        return f"{self.group_version_path}/{self.plural}"
+
+    @property
+    def display_name(self) -> str:
+        """`organizations.polycrate.io`, `nodes`: the name kubectl users know."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key_for(self, obj: dict[str, Any]) -> ObjectKey:
+        metadata = obj.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "") if self.namespaced else ""
+        return ObjectKey(kind=self.key_kind, namespace=namespace, name=str(metadata["name"]))
+
+    def change_fingerprint(self, obj: dict[str, Any]) -> str:
+        """What must differ between two versions of an object for it to be worth a reconcile.
+
+        For kinds with a status subresource that is the desired state (spec via generation,
+        deletion, finalizers, labels, annotations), so the operator's own status writes do not
+        echo back as work. For everything else any change counts (resourceVersion).
+        """
+        metadata = obj.get("metadata") or {}
+        if not self.status_subresource:
+            return str(metadata.get("resourceVersion", ""))
+        desired = {field: metadata.get(field) for field in _DESIRED_STATE_FIELDS}
+        encoded = json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+
+
+def polycrate_sources() -> tuple[WatchSource, ...]:
+    """The 15 polycrate.io kinds, keyed by kind name, all with a status subresource."""
+    return tuple(
+        WatchSource(
+            key_kind=info.kind,
+            group=GROUP,
+            version=VERSION,
+            plural=info.plural,
+            namespaced=info.namespaced,
+            status_subresource=True,
+        )
+        for info in KINDS.values()
+    )
+
+
+DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
+    WatchSource(
+        "Ingress", "networking.k8s.io", "v1", "ingresses", True, discovery_section="endpoint_discovery"
+    ),
+    WatchSource(
+        "Secret",
+        "",
+        "v1",
+        "secrets",
+        True,
+        label_selector="polycrate.io/type=meta",
+        discovery_section="app_discovery",
+    ),
+    WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
+    WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),
+    WatchSource("velero.io/Backup", "velero.io", "v1", "backups", True, discovery_section="backup_discovery"),
+    WatchSource(
+        "velero.io/Schedule", "velero.io", "v1", "schedules", True, discovery_section="backup_discovery"
+    ),
+    WatchSource(
+        "cert-manager.io/Certificate",
+        "cert-manager.io",
+        "v1",
+        "certificates",
+        True,
+        discovery_section="certificate_discovery",
+    ),
+)
+
+
+def all_sources() -> tuple[WatchSource, ...]:
+    """Everything the watcher list-watches, polycrate.io kinds first."""
+    return polycrate_sources() + DISCOVERY_SOURCES
