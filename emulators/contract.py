@@ -167,16 +167,25 @@ class ApiContract:
                         str(code): self._resolve(resp) for code, resp in op.get("responses", {}).items()
                     },
                 )
-                operation.pattern = self._path_pattern(template)
+                # JAX-RS `{path: .*}` parameters (Keycloak's group-by-path) span several segments.
+                spanning = {
+                    p.name
+                    for p in parameters
+                    if p.location == "path" and p.schema.get("pattern") in (".*", ".+")
+                }
+                operation.pattern = self._path_pattern(template, spanning)
                 operations.append(operation)
         operations.sort(key=lambda o: o.literal_weight)
         return operations
 
     @staticmethod
-    def _path_pattern(template: str) -> re.Pattern[str]:
+    def _path_pattern(template: str, spanning: set[str] | frozenset[str] = frozenset()) -> re.Pattern[str]:
         parts = re.split(r"(\{[^}]+\})", template)
         regex = "".join(
-            f"(?P<p{i}>[^/]+)" if part.startswith("{") else re.escape(part) for i, part in enumerate(parts)
+            (f"(?P<p{i}>.+)" if part[1:-1] in spanning else f"(?P<p{i}>[^/]+)")
+            if part.startswith("{")
+            else re.escape(part)
+            for i, part in enumerate(parts)
         )
         return re.compile(f"^{regex}/?$")
 
