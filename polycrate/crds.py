@@ -12,13 +12,19 @@ test regenerates them in memory and fails when they drift.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from kubernetes.client import ApiClient, ApiextensionsV1Api
+from kubernetes.client.rest import ApiException
 from pydantic import BaseModel
 
+from polycrate.errors import TransientError
+from polycrate.kube import REQUEST_TIMEOUT, translate_api_errors, wait_established
 from polycrate.models.registry import GROUP, KINDS, VERSION, KindInfo
 
 CATEGORIES = ["polycrate"]
@@ -230,12 +236,138 @@ def crd_filename(info: KindInfo) -> str:
     return f"{info.crd_name}.yaml"
 
 
+KUSTOMIZATION_FILENAME = "Kustomization"
+"""Kustomize reads this name, and `kubectl apply -f <dir>` skips it (no .yaml suffix), so the
+directory works both with `kubectl apply -f` and as a kustomize resource (`kubectl apply -k`)."""
+
+
+def render_kustomization(kinds: Iterable[KindInfo]) -> str:
+    resources = "".join(f"  - {crd_filename(info)}\n" for info in kinds)
+    return f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}"
+
+
 def write_crds(directory: Path, kinds: Iterable[KindInfo] | None = None) -> list[Path]:
-    """Write one file per kind into `directory` (created if missing); returns the paths written."""
+    """Write one file per kind, plus a Kustomization listing them, into `directory`."""
+    selected = list(kinds if kinds is not None else KINDS.values())
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for info in kinds if kinds is not None else KINDS.values():
+    for info in selected:
         path = directory / crd_filename(info)
         path.write_text(render_yaml([crd_manifest(info)]), encoding="utf-8")
         written.append(path)
+    kustomization = directory / KUSTOMIZATION_FILENAME
+    kustomization.write_text(render_kustomization(selected), encoding="utf-8")
+    written.append(kustomization)
     return written
+
+
+CrdAction = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What applying one CRD did (or, in a dry run, would do)."""
+
+    name: str
+    action: CrdAction
+    dry_run: bool = False
+
+    def __str__(self) -> str:
+        suffix = " (dry run)" if self.dry_run and self.action != "unchanged" else ""
+        return f"customresourcedefinition.apiextensions.k8s.io/{self.name} {self.action}{suffix}"
+
+
+_WRITE_ATTEMPTS = 3
+
+
+def apply_crd(api_client: ApiClient, manifest: dict[str, Any], *, dry_run: bool = False) -> InstallResult:
+    """Create the CRD, or replace it when it differs; idempotent, nothing written when unchanged.
+
+    Read, then create or compare-and-replace with the live resourceVersion, like `kubectl apply`
+    without the annotation bookkeeping. A write that loses a race (409: someone created or
+    changed it since our read) reads again and retries. In a dry run only reads are sent.
+    """
+    api = ApiextensionsV1Api(api_client)
+    name = manifest["metadata"]["name"]
+    for _ in range(_WRITE_ATTEMPTS):
+        live = _read_crd(api_client, api, name)
+        if live is None:
+            if dry_run:
+                return InstallResult(name, "created", dry_run=True)
+            if _write(
+                api_client,
+                f"create CustomResourceDefinition {name}",
+                lambda: api.create_custom_resource_definition(
+                    body=manifest, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+                ),
+            ):
+                return InstallResult(name, "created")
+            continue
+        if _contains(live.get("spec", {}), manifest["spec"]) and _contains(
+            live.get("metadata", {}).get("labels") or {}, manifest["metadata"].get("labels") or {}
+        ):
+            return InstallResult(name, "unchanged", dry_run=dry_run)
+        if dry_run:
+            return InstallResult(name, "updated", dry_run=True)
+        body = copy.deepcopy(manifest)
+        body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        if _write(
+            api_client,
+            f"replace CustomResourceDefinition {name}",
+            lambda body=body: api.replace_custom_resource_definition(
+                name, body=body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            ),
+        ):
+            return InstallResult(name, "updated")
+    raise TransientError(f"CustomResourceDefinition {name} kept changing while it was applied; try again")
+
+
+def install_crds(
+    api_client: ApiClient, manifests: Iterable[dict[str, Any]], *, timeout: float = 60.0
+) -> list[InstallResult]:
+    """Apply every CRD, then wait until each is Established (so its kind can be used right away)."""
+    results = [apply_crd(api_client, manifest) for manifest in manifests]
+    for result in results:
+        wait_established(api_client, result.name, timeout=timeout)
+    return results
+
+
+def _read_crd(api_client: ApiClient, api: ApiextensionsV1Api, name: str) -> dict[str, Any] | None:
+    # Raw JSON rather than the generated models: the comparison must see what the server stored.
+    with translate_api_errors(api_client, f"read CustomResourceDefinition {name}"):
+        try:
+            response = api.read_custom_resource_definition(
+                name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+    return json.loads(response.data)
+
+
+def _write(api_client: ApiClient, action: str, call: Callable[[], object]) -> bool:
+    """Run one write; False when it lost a race (409), a PolycrateError for any other failure."""
+    try:
+        with translate_api_errors(api_client, action):
+            call()
+    except TransientError as exc:
+        if exc.status_code == 409:
+            return False
+        raise
+    return True
+
+
+def _contains(live: Any, desired: Any) -> bool:
+    """Whether `live` holds everything `desired` says; the server may add defaults we did not set."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and _contains(live[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(_contains(have, want) for have, want in zip(live, desired, strict=True))
+        )
+    return live == desired

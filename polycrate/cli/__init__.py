@@ -4,6 +4,7 @@ Importing a command module registers its command on the `operator` group; one mo
 command keeps each front door readable on its own.
 """
 
+from polycrate.cli import crds  # noqa: F401
 from polycrate.cli.root import CliError, main, operator
 
 __all__ = ["CliError", "main", "operator"]
