@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+from celery import Celery
 
 from tasks.keys import ObjectKey
 from tasks.locking import lock_key
@@ -127,18 +128,28 @@ class FollowUp:
     countdown: float
 
 
-def send_reconcile_task(key: ObjectKey, task_id: str, countdown: float) -> None:
-    """Publish `polycrate.reconcile(key)` on the key's queue with the Celery app."""
-    from tasks.app import RECONCILE_TASK_NAME, app
+def celery_sender(celery_app: Celery) -> TaskSender:
+    """A sender that publishes `polycrate.reconcile(key)` with `celery_app` on the key's queue."""
+    from tasks.app import RECONCILE_TASK_NAME
     from tasks.routing import queue_for
 
-    app.send_task(
-        RECONCILE_TASK_NAME,
-        args=[str(key)],
-        task_id=task_id,
-        queue=queue_for(key.kind),
-        countdown=countdown if countdown > 0 else None,
-    )
+    def send(key: ObjectKey, task_id: str, countdown: float) -> None:
+        celery_app.send_task(
+            RECONCILE_TASK_NAME,
+            args=[str(key)],
+            task_id=task_id,
+            queue=queue_for(key.kind),
+            countdown=countdown if countdown > 0 else None,
+        )
+
+    return send
+
+
+def send_reconcile_task(key: ObjectKey, task_id: str, countdown: float) -> None:
+    """The default sender: the process's Celery app, configured from the environment."""
+    from tasks.app import app
+
+    celery_sender(app)(key, task_id, countdown)
 
 
 class KeyQueue:

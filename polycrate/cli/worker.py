@@ -1,0 +1,154 @@
+"""`polycrate operator worker`: a Celery worker consuming the operator's reconcile queues.
+
+Before Celery takes over, the command checks what a worker cannot live without and says so in
+one line: settings, the queue names, a reachable Redis, a loadable kubeconfig. The scaled
+deployment runs any number of these (per-key locks make that safe), optionally restricted to
+some system queues so, say, Harbor work can be scaled on its own. With
+`--metrics-bind-address` the reconcile metrics of all pool processes are served aggregated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import click
+import redis
+
+from polycrate.cli.root import CliError, operator
+from polycrate.errors import PolycrateError
+from polycrate.settings import Settings, redact_url
+from tasks.routing import QUEUES, parse_queue_list
+
+log = logging.getLogger(__name__)
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _split_bind_address(address: str) -> tuple[str, int]:
+    """":9090" -> ("0.0.0.0", 9090); "127.0.0.1:9090" -> ("127.0.0.1", 9090)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise CliError(f"--metrics-bind-address {address!r} is not [host]:port")
+    return host or "0.0.0.0", int(port)
+
+
+def _check_redis(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise CliError(f"Redis at {redact_url(settings.redis_url)} is unreachable: {exc}") from None
+    finally:
+        client.close()
+
+
+def _check_kubeconfig(settings: Settings) -> None:
+    from polycrate.kube import load_api_client
+
+    try:
+        load_api_client(settings.kubeconfig).close()
+    except PolycrateError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _serve_metrics(address: str) -> None:
+    """Serve /metrics aggregated over the pool processes (prometheus multiprocess mode)."""
+    host, port = _split_bind_address(address)
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="polycrate-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    else:
+        # Files of a previous run would be added to this run's counters.
+        shutil.rmtree(directory, ignore_errors=True)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    start_http_server(port, addr=host, registry=registry)
+    log.info("serving worker metrics on %s:%d/metrics", host, port)
+
+
+@operator.command("worker")
+@click.option(
+    "--queues",
+    "-Q",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Comma-separated queues to consume.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pool processes (default: number of CPUs).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
+)
+@click.option("--loglevel", "-l", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="INFO")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+    help="Celery execution pool.",
+)
+@click.option("--hostname", "-n", default=None, help="Worker node name (default: polycrate@<host>-<pid>).")
+@click.option(
+    "--metrics-bind-address",
+    default="",
+    help="Serve reconcile metrics, e.g. :9090 (default: off).",
+)
+def worker(
+    queues: str,
+    concurrency: int | None,
+    kubeconfig: str | None,
+    loglevel: str,
+    pool: str,
+    hostname: str | None,
+    metrics_bind_address: str,
+) -> None:
+    """Run a Celery worker for the reconcile queues (default: all of them)."""
+    if kubeconfig:
+        os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
+    try:
+        settings = Settings.from_env()
+        queue_names = parse_queue_list(queues)
+    except (PolycrateError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    _check_redis(settings)
+    _check_kubeconfig(settings)
+    logging.getLogger().setLevel(loglevel.upper())
+    if metrics_bind_address:
+        _serve_metrics(metrics_bind_address)
+
+    # Imported only now: the app reads the settings (and the metrics their multiprocess mode)
+    # from the environment prepared above.
+    from tasks.app import app
+
+    argv = [
+        "worker",
+        f"--loglevel={loglevel.upper()}",
+        f"--queues={','.join(queue_names)}",
+        f"--pool={pool}",
+        f"--hostname={hostname or f'polycrate@{socket.gethostname()}-{os.getpid()}'}",
+        # Mingle and gossip only slow start-up and chat over Redis; workers share nothing.
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if concurrency is not None:
+        argv.append(f"--concurrency={concurrency}")
+    log.info("worker consuming %s from %s", ",".join(queue_names), redact_url(settings.redis_url))
+    app.worker_main(argv)

@@ -1,0 +1,73 @@
+"""What a reconcile may use: settings, Redis, and the Kubernetes object, status and Event writers.
+
+One `WorkerContext` per worker process, built lazily after the fork: sockets (Redis connection
+pools, the Kubernetes client's urllib3 pool) must never be shared between a prefork parent and
+its children. The Kubernetes client is only created when a handler first touches the cluster,
+so a worker process starts even while the API server is away and reports that as a transient
+reconcile failure instead of dying at boot.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from functools import cached_property
+
+import redis
+from kubernetes.client import ApiClient
+
+from polycrate.settings import Settings
+from tasks.events import EventRecorder
+from tasks.objects import ObjectAPI
+from tasks.status import StatusWriter
+
+
+def _load_api_client(kubeconfig: str | None) -> ApiClient:
+    from polycrate.kube import load_api_client
+
+    return load_api_client(kubeconfig)
+
+
+class WorkerContext:
+    """Process-wide resources of the reconcile runtime, each created on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        api_client_factory: Callable[[str | None], ApiClient] = _load_api_client,
+    ) -> None:
+        self.settings = settings
+        self._redis_client = redis_client
+        self._api_client_factory = api_client_factory
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return self._redis_client or redis.Redis.from_url(self.settings.redis_url)
+
+    @cached_property
+    def objects(self) -> ObjectAPI:
+        return ObjectAPI(self._api_client_factory(self.settings.kubeconfig))
+
+    @cached_property
+    def status(self) -> StatusWriter:
+        return StatusWriter(self.objects)
+
+    @cached_property
+    def events(self) -> EventRecorder:
+        return EventRecorder(self.objects)
+
+
+_process_context: tuple[int, WorkerContext] | None = None
+_process_context_lock = threading.Lock()
+
+
+def process_context() -> WorkerContext:
+    """The context of this process, rebuilt in a forked child instead of inherited."""
+    global _process_context
+    with _process_context_lock:
+        if _process_context is None or _process_context[0] != os.getpid():
+            _process_context = (os.getpid(), WorkerContext(Settings.from_env()))
+        return _process_context[1]

@@ -1,0 +1,138 @@
+"""The built-in handlers: every polycrate.io kind and every discovery source has one.
+
+For a polycrate.io kind the handler validates the spec (an invalid spec is a permanent error
+whose message names the field), puts the kind's finalizer on before anything could be created
+outside the cluster, and records the result in status (phase, Ready condition,
+observedGeneration) with an Event per phase transition. On deletion it marks the object
+Deleting and removes the finalizer; the per-system provisioning and cleanup steps slot in
+between in later releases. Discovery sources (Ingress, meta Secrets, Nodes, Pods, Velero and
+cert-manager objects) are read and acknowledged; their mapping to polycrate.io objects follows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from polycrate.errors import PolycrateError
+from polycrate.models import KINDS, KindInfo, parse_spec
+from tasks.context import WorkerContext
+from tasks.dispatch import HandlerRegistry, KindHandler
+from tasks.finalizers import ensure_finalizer, remove_finalizer
+from tasks.keys import ObjectKey
+from tasks.objects import SOURCE_RESOURCES, JsonObject
+from tasks.status import ConditionUpdate, StatusChange, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+READY = "Ready"
+ERROR = "Error"
+DELETING = "Deleting"
+
+
+def _generation(obj: JsonObject) -> int | None:
+    generation = (obj.get("metadata") or {}).get("generation")
+    return int(generation) if generation is not None else None
+
+
+class CustomResourceHandler(KindHandler):
+    """Validate, finalize and report one polycrate.io kind."""
+
+    def __init__(self, info: KindInfo) -> None:
+        self.info = info
+        self.kind = info.kind
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            self._finish_deletion(ctx, key, obj)
+            return
+        parse_spec(obj)
+        current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
+        if current is None:
+            return  # deleted meanwhile; its deletion event brings the key back
+        self._announce(
+            ctx,
+            ctx.status.write(
+                key,
+                StatusUpdate(
+                    phase=READY,
+                    conditions=(
+                        ConditionUpdate("Ready", "True", "Reconciled", f"{key.describe()} is reconciled"),
+                    ),
+                    observed_generation=_generation(current),
+                ),
+                current=current,
+            ),
+            READY,
+            f"{key.describe()} is {READY}",
+        )
+
+    def _finish_deletion(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        if self.info.finalizer not in ((obj.get("metadata") or {}).get("finalizers") or []):
+            return
+        change = ctx.status.write(
+            key,
+            StatusUpdate(
+                phase=DELETING,
+                conditions=(
+                    ConditionUpdate("Ready", "False", DELETING, f"{key.describe()} is being deleted"),
+                ),
+                observed_generation=_generation(obj),
+            ),
+            current=obj,
+        )
+        self._announce(ctx, change, DELETING, f"{key.describe()} is being deleted")
+        remove_finalizer(ctx.objects, key, change.object or obj, self.info.finalizer)
+
+    def report_failure(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject | None,
+        error: PolycrateError,
+        *,
+        retrying: bool,
+    ) -> None:
+        if obj is None:
+            return
+        reason = "Retrying" if retrying else getattr(error, "reason", "Failed")
+        message = str(error)
+        try:
+            ctx.status.write(
+                key,
+                StatusUpdate(
+                    phase=ERROR,
+                    conditions=(ConditionUpdate("Ready", "False", reason, message),),
+                    observed_generation=_generation(obj),
+                ),
+            )
+        except PolycrateError as exc:
+            log.warning("could not write the Error status of %s: %s", key, exc)
+        ctx.events.record(obj, "Warning", reason, message)
+
+    @staticmethod
+    def _announce(ctx: WorkerContext, change: StatusChange, reason: str, message: str) -> None:
+        """One Normal Event per phase transition, none for a reconcile that changed nothing."""
+        if change.written and change.phase_changed and change.object is not None:
+            ctx.events.record(change.object, "Normal", reason, message)
+
+
+class DiscoverySourceHandler(KindHandler):
+    """Reads a discovery source object; mapping it to polycrate.io objects comes with discovery."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        # Only the key is logged: a meta Secret's data must never reach a log line.
+        log.debug(
+            "observed %s (resourceVersion %s); its discovery mapping arrives in a later release",
+            key,
+            (obj.get("metadata") or {}).get("resourceVersion"),
+        )
+
+
+def register_handlers(registry: HandlerRegistry) -> None:
+    for info in KINDS.values():
+        registry.register(CustomResourceHandler(info))
+    for kind in SOURCE_RESOURCES:
+        registry.register(DiscoverySourceHandler(kind))

@@ -1,0 +1,210 @@
+"""Reading and writing the Kubernetes objects behind keys, as JSON, with errors the runtime can act on.
+
+A worker reads the current object of a key right before acting on it (never a cached copy), and
+writes back only small patches: status, finalizers, Events. Requests go through the configured
+`ApiClient` (kubeconfig auth, TLS) but bodies stay plain dicts. Every failure is sorted for
+the retry policy: no answer, 429 and 5xx are `TransientError`; a 409 is `ConflictError` (a
+transient error that read-modify-write loops catch and redo at once); 401/403/400/422 are
+`PermanentError` the user has to fix (RBAC, an object the API server rejects).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from polycrate.errors import PermanentError, TransientError
+from polycrate.models import GROUP, KINDS, VERSION
+from tasks.keys import ObjectKey
+
+JsonObject = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ConflictError(TransientError):
+    """409: the object changed since it was read (or already exists); read again and redo."""
+
+    def __init__(self, message: str, *, reason: str = "Conflict"):
+        super().__init__(message, status_code=409)
+        self.reason = reason
+
+
+class NotFoundError(PermanentError):
+    """404: the object (or its kind) does not exist."""
+
+    def __init__(self, message: str):
+        super().__init__(message, reason="NotFound", status_code=404)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where the objects of a key kind live in the API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+    status_subresource: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced:
+            base += f"/namespaces/{namespace}"
+        path = f"{base}/{self.plural}"
+        if name is not None:
+            path += f"/{name}"
+            if subresource:
+                path += f"/{subresource}"
+        return path
+
+
+# Discovery sources, named as the watcher enqueues them.
+SOURCE_RESOURCES: dict[str, Resource] = {
+    "Ingress": Resource("networking.k8s.io", "v1", "ingresses", True),
+    "Secret": Resource("", "v1", "secrets", True),
+    "Node": Resource("", "v1", "nodes", False),
+    "Pod": Resource("", "v1", "pods", True),
+    "velero.io/Backup": Resource("velero.io", "v1", "backups", True),
+    "velero.io/Schedule": Resource("velero.io", "v1", "schedules", True),
+    "cert-manager.io/Certificate": Resource("cert-manager.io", "v1", "certificates", True),
+}
+
+EVENTS = Resource("", "v1", "events", True)
+
+
+def resource_for(kind: str) -> Resource:
+    """The API resource of a key kind: a polycrate.io kind or a discovery source."""
+    info = KINDS.get(kind)
+    if info is not None:
+        return Resource(GROUP, VERSION, info.plural, info.namespaced, status_subresource=True)
+    try:
+        return SOURCE_RESOURCES[kind]
+    except KeyError:
+        raise PermanentError(
+            f"no Kubernetes resource is known for kind {kind!r}", reason="UnknownKind"
+        ) from None
+
+
+def _status_details(payload: bytes) -> tuple[str, str]:
+    """(reason, message) of a Kubernetes Status body; the message never includes request bodies."""
+    try:
+        status = json.loads(payload or b"{}")
+        return str(status.get("reason") or ""), str(status.get("message") or "")
+    except (ValueError, AttributeError):
+        return "", payload[:200].decode("utf-8", "replace")
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ObjectAPI:
+    """JSON get/patch/create against the API server of an `ApiClient`."""
+
+    def __init__(self, api_client: ApiClient, *, request_timeout: float = 30.0) -> None:
+        self.api_client = api_client
+        self._request_timeout = request_timeout
+
+    @property
+    def host(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: JsonObject | None = None,
+        content_type: str = "application/json",
+        query: Mapping[str, str] | None = None,
+    ) -> JsonObject:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, header_params, serialized_body, _ = self.api_client.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        what = f"{method} {path}"
+        try:
+            response = self.api_client.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=serialized_body,
+                _request_timeout=self._request_timeout,
+            )
+            payload = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientError(
+                f"Kubernetes API {self.host} unreachable ({what}): {type(exc).__name__}"
+            ) from exc
+        except ApiException as exc:  # the client wraps TLS and protocol failures this way
+            raise TransientError(f"Kubernetes API {self.host} failed ({what}): {exc.reason}") from exc
+        status = response.status
+        if status < 400:
+            return json.loads(payload) if payload else {}
+        reason, message = _status_details(payload)
+        text = f"{what}: {status} {reason or 'Error'}" + (f": {message}" if message else "")
+        if status == 404:
+            raise NotFoundError(text)
+        if status == 409:
+            raise ConflictError(text, reason=reason or "Conflict")
+        if status in _TRANSIENT_STATUS:
+            raise TransientError(text, retry_after=_retry_after(response.headers), status_code=status)
+        permanent_reason = {401: "Unauthorized", 403: "Forbidden"}.get(status, reason or "Invalid")
+        raise PermanentError(text, reason=permanent_reason, status_code=status)
+
+    def get(self, key: ObjectKey) -> JsonObject | None:
+        """The current object of `key`, or None when it does not exist (any more)."""
+        try:
+            return self.request("GET", resource_for(key.kind).path(key.namespace, key.name))
+        except NotFoundError:
+            return None
+
+    def patch(
+        self,
+        key: ObjectKey,
+        body: JsonObject,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> JsonObject:
+        path = resource_for(key.kind).path(key.namespace, key.name, subresource)
+        return self.request("PATCH", path, body=body, content_type=content_type)
+
+    def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
+        return self.request("POST", EVENTS.path(namespace), body=event)
+
+    def get_event(self, namespace: str, name: str) -> JsonObject | None:
+        try:
+            return self.request("GET", EVENTS.path(namespace, name))
+        except NotFoundError:
+            return None
+
+    def patch_event(self, namespace: str, name: str, body: JsonObject) -> JsonObject:
+        return self.request("PATCH", EVENTS.path(namespace, name), body=body, content_type=MERGE_PATCH)
+
+    def list_events(self, namespace: str, *, field_selector: str = "") -> list[JsonObject]:
+        query = {"fieldSelector": field_selector} if field_selector else None
+        return list(self.request("GET", EVENTS.path(namespace), query=query).get("items") or [])

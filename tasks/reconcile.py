@@ -1,0 +1,209 @@
+"""The reconcile task: one run of one key, exclusive, retried with backoff, never lost.
+
+`polycrate.reconcile(key)` receives only the key. It takes the key's lock (a key already being
+reconciled elsewhere defers this task by a short countdown: not dropped, not a failure), claims
+the key in the queue (a task whose key has nothing pending is a duplicate and ends), reads the
+object fresh from the API (gone: done), and hands it to the kind's handler. A TransientError
+(or any unexpected exception) schedules the next run with the per-key backoff, honouring a
+server's Retry-After; a PermanentError is reported in status and Events and is not retried
+until the object changes. Success resets the backoff. The lock is released before the
+follow-up task (an event that arrived during the run, or the retry) is published, so that
+follow-up never finds the key still locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from celery import Task
+
+from polycrate.errors import PermanentError, PolycrateError, TransientError
+from tasks import metrics
+from tasks.app import RECONCILE_TASK_NAME, app
+from tasks.context import WorkerContext, process_context
+from tasks.dispatch import HandlerRegistry, KindHandler, build_registry
+from tasks.keys import ObjectKey
+from tasks.locking import KeyLock
+from tasks.objects import JsonObject
+from tasks.queue import KeyQueue, celery_sender
+from tasks.retry import BackoffPolicy, RetryTracker
+
+log = logging.getLogger(__name__)
+
+Result = Literal["succeeded", "retrying", "failed", "deferred", "skipped", "gone"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one task run ended; `countdown` is the delay of a deferral or a scheduled retry."""
+
+    result: Result
+    countdown: float | None = None
+
+
+@dataclass(frozen=True)
+class _RunResult:
+    outcome: Outcome
+    retry_in: float | None = None
+    requeue_delay: float = 0.0
+
+
+class Reconciler:
+    """Everything the task does except talking to Celery, so it can be driven directly in tests."""
+
+    def __init__(
+        self,
+        context: WorkerContext,
+        registry: HandlerRegistry,
+        queue: KeyQueue,
+        retries: RetryTracker,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.context = context
+        self.registry = registry
+        self.queue = queue
+        self.retries = retries
+        self._rng = rng or random.Random()
+
+    @classmethod
+    def for_context(cls, context: WorkerContext) -> Reconciler:
+        settings = context.settings
+        policy = BackoffPolicy(
+            base=settings.retry_base_seconds, cap=settings.retry_cap_seconds, jitter=settings.retry_jitter
+        )
+        return cls(
+            context,
+            build_registry(settings.handler_modules),
+            KeyQueue(
+                context.redis,
+                prefix=settings.redis_prefix,
+                stale_after=settings.pending_stale_after_seconds,
+                sender=celery_sender(app),
+            ),
+            RetryTracker(context.redis, policy, prefix=settings.redis_prefix),
+        )
+
+    def run(self, key_text: str, task_id: str) -> Outcome:
+        key = ObjectKey.parse(key_text)
+        settings = self.context.settings
+        lock = KeyLock(self.context.redis, key, ttl=settings.lock_ttl_seconds, prefix=settings.redis_prefix)
+        if not lock.acquire():
+            countdown = settings.lock_defer_seconds * self._rng.uniform(0.5, 1.5)
+            log.debug("%s is being reconciled elsewhere; deferring %s by %.1fs", key, task_id, countdown)
+            metrics.RECONCILES.labels(key.kind, "deferred").inc()
+            return Outcome("deferred", countdown)
+        follow_up = None
+        try:
+            if not self.queue.begin(key, task_id):
+                log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
+                result = _RunResult(Outcome("skipped"))
+            else:
+                result = self._run_claimed(key)
+                follow_up = self.queue.finish(
+                    key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay
+                )
+        finally:
+            lock.release()
+        if follow_up is not None:
+            self.queue.send(follow_up)
+        metrics.RECONCILES.labels(key.kind, result.outcome.result).inc()
+        return result.outcome
+
+    def _run_claimed(self, key: ObjectKey) -> _RunResult:
+        try:
+            handler = self.registry.handler_for(key.kind)
+        except PermanentError as error:
+            log.error("cannot reconcile %s: %s", key, error)
+            metrics.FAILURES.labels(key.kind, "permanent").inc()
+            return _RunResult(Outcome("failed"))
+        obj: JsonObject | None = None
+        started = time.monotonic()
+        try:
+            obj = handler.fetch(self.context, key)
+            if obj is None:
+                self.retries.reset(key)
+                return _RunResult(Outcome("gone"))
+            handler.reconcile(self.context, key, obj)
+        except PermanentError as error:
+            return self._park(handler, key, obj, error)
+        except TransientError as error:
+            return self._retry(handler, key, obj, error)
+        except Exception as error:  # an unclassified failure may be a blip; retry it, loudly
+            log.exception("unexpected error reconciling %s", key)
+            wrapped = TransientError(f"{key.describe()}: unexpected {type(error).__name__}: {error}")
+            return self._retry(handler, key, obj, wrapped)
+        finally:
+            metrics.DURATION.labels(key.kind).observe(time.monotonic() - started)
+        self.retries.reset(key)
+        log.info("reconciled %s", key)
+        return _RunResult(Outcome("succeeded"))
+
+    def _retry(
+        self, handler: KindHandler, key: ObjectKey, obj: JsonObject | None, error: TransientError
+    ) -> _RunResult:
+        plan = self.retries.record_failure(key, retry_after=error.retry_after)
+        log.warning(
+            "reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
+            key,
+            plan.attempt,
+            plan.countdown,
+            error,
+        )
+        metrics.FAILURES.labels(key.kind, "transient").inc()
+        metrics.RETRIES.labels(key.kind).inc()
+        self._report(handler, key, obj, error, retrying=True)
+        return _RunResult(Outcome("retrying", plan.countdown), retry_in=plan.countdown)
+
+    def _park(
+        self, handler: KindHandler, key: ObjectKey, obj: JsonObject | None, error: PermanentError
+    ) -> _RunResult:
+        # Not retried; but if an event (e.g. our own Error status write) arrived during this
+        # run, the rerun it asks for waits out the backoff, so a failure cannot loop hot.
+        plan = self.retries.record_failure(key)
+        log.warning("reconcile of %s failed permanently (%s): %s", key, error.reason, error)
+        metrics.FAILURES.labels(key.kind, "permanent").inc()
+        self._report(handler, key, obj, error, retrying=False)
+        return _RunResult(Outcome("failed"), requeue_delay=plan.countdown)
+
+    def _report(
+        self,
+        handler: KindHandler,
+        key: ObjectKey,
+        obj: JsonObject | None,
+        error: PolycrateError,
+        *,
+        retrying: bool,
+    ) -> None:
+        try:
+            handler.report_failure(self.context, key, obj, error, retrying=retrying)
+        except Exception:  # reporting must never hide the failure being reported
+            log.exception("could not report the failure of %s", key)
+
+
+_process_reconciler: tuple[int, Reconciler] | None = None
+_process_reconciler_lock = threading.Lock()
+
+
+def process_reconciler() -> Reconciler:
+    """The reconciler of this worker process (built after fork, handler modules loaded once)."""
+    global _process_reconciler
+    with _process_reconciler_lock:
+        if _process_reconciler is None or _process_reconciler[0] != os.getpid():
+            _process_reconciler = (os.getpid(), Reconciler.for_context(process_context()))
+        return _process_reconciler[1]
+
+
+@app.task(name=RECONCILE_TASK_NAME, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+def reconcile(self: Task, key: str) -> str:
+    """Reconcile the object named by `key` ("Kind/namespace/name")."""
+    outcome = process_reconciler().run(key, self.request.id)
+    if outcome.result == "deferred":
+        raise self.retry(countdown=outcome.countdown)
+    return outcome.result
