@@ -34,6 +34,14 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 NAME_PATTERN_PLACEHOLDER_PATTERN = r"^.*\{role\}.*$"
 
 
+MAX_SHOWN_VALUE = 60
+
+
+def shown_value(value: str) -> str:
+    """A value as it appears in an error line: cut short, so a pasted blob cannot flood a condition."""
+    return value if len(value) <= MAX_SHOWN_VALUE else value[:MAX_SHOWN_VALUE] + "..."
+
+
 def _matching(
     pattern: str, what: str, example: str, *, max_length: int | None = None, fmt: str | None = None
 ):
@@ -45,7 +53,7 @@ def _matching(
             raise PydanticCustomError(
                 "polycrate_format",
                 '"{value}" is not {what} (use e.g. {example})',
-                {"value": value, "what": what, "example": example},
+                {"value": shown_value(value), "what": what, "example": example},
             )
         return value
 
@@ -104,7 +112,7 @@ def _quantity_from_number(value: Any) -> Any:
 def _check_quantity(value: str) -> str:
     if not _QUANTITY_RE.match(value):
         raise PydanticCustomError(
-            "polycrate_format", '"{value}" is not a quantity (use e.g. 50Gi)', {"value": value}
+            "polycrate_format", '"{value}" is not a quantity (use e.g. 50Gi)', {"value": shown_value(value)}
         )
     return value
 

@@ -20,9 +20,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from polycrate.errors import InvalidSpecError
+from polycrate.models.fieldtypes import shown_value
 
 MAX_REPORTED_ERRORS = 3
-MAX_VALUE_LENGTH = 60
 
 
 def object_label(obj: dict[str, Any]) -> str:
@@ -87,8 +87,7 @@ def _render_path(root: str, loc: Sequence[int | str]) -> str:
 
 def _render_value(value: object) -> str:
     if isinstance(value, str):
-        text = value if len(value) <= MAX_VALUE_LENGTH else value[:MAX_VALUE_LENGTH] + "..."
-        return f'"{text}"'
+        return f'"{shown_value(value)}"'
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
