@@ -1,0 +1,140 @@
+"""Test-only handlers, loaded into real worker processes with POLYCRATE_HANDLER_MODULES=tests.tasks.handlers.
+
+Kind `Recorded` has no Kubernetes object: its "object" is the Redis hash `test:object:<key>`
+that a test writes (`version`, `sleep` seconds, `fail` = transient|permanent, `fail_times` =
+how many runs fail before one succeeds, -1 for always). Every run appends what it saw to
+`test:runs:<key>` (start/end times, pid, version), and every reported failure to
+`test:failures:<key>`, so tests check ordering, overlap and retry behaviour from the outside.
+`RecordedObjects` is the tests' side of the same Redis layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from polycrate.errors import PermanentError, PolycrateError, TransientError
+from tasks.context import WorkerContext
+from tasks.dispatch import HandlerRegistry, KindHandler
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+
+RECORDED_KIND = "Recorded"
+
+
+def _object_name(key: ObjectKey) -> str:
+    return f"test:object:{key}"
+
+
+def _runs_name(key: ObjectKey) -> str:
+    return f"test:runs:{key}"
+
+
+def _starts_name(key: ObjectKey) -> str:
+    return f"test:starts:{key}"
+
+
+def _failures_name(key: ObjectKey) -> str:
+    return f"test:failures:{key}"
+
+
+class RecordingHandler(KindHandler):
+    """Sleeps, fails on demand, and records every run of a `Recorded` key."""
+
+    kind = RECORDED_KIND
+
+    def fetch(self, ctx: WorkerContext, key: ObjectKey) -> JsonObject | None:
+        fields = ctx.redis.hgetall(_object_name(key))
+        if not fields:
+            return None
+        return {name.decode(): value.decode() for name, value in fields.items()}
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        start = time.time()
+        attempt = ctx.redis.hincrby(_object_name(key), "attempts", 1)
+        ctx.redis.rpush(_starts_name(key), json.dumps({"start": start, "pid": os.getpid()}))
+        time.sleep(float(obj.get("sleep") or 0))
+        outcome = "succeeded"
+        failure = obj.get("fail") or ""
+        fail_times = int(obj.get("fail_times") or -1)
+        failing = failure and (fail_times < 0 or attempt <= fail_times)
+        if failing:
+            outcome = failure
+        ctx.redis.rpush(
+            _runs_name(key),
+            json.dumps(
+                {
+                    "start": start,
+                    "end": time.time(),
+                    "pid": os.getpid(),
+                    "version": obj.get("version"),
+                    "outcome": outcome,
+                }
+            ),
+        )
+        if failing and failure == "transient":
+            retry_after = obj.get("retry_after")
+            raise TransientError(
+                f"{key.describe()}: system unavailable",
+                retry_after=float(retry_after) if retry_after else None,
+            )
+        if failing and failure == "permanent":
+            raise PermanentError(
+                f"{key.describe()}: spec.field is invalid (use a valid value)", reason="InvalidSpec"
+            )
+        if failing:
+            raise RuntimeError(f"{key.describe()}: unexpected {failure}")
+
+    def report_failure(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject | None,
+        error: PolycrateError,
+        *,
+        retrying: bool,
+    ) -> None:
+        ctx.redis.rpush(
+            _failures_name(key),
+            json.dumps({"time": time.time(), "retrying": retrying, "message": str(error)}),
+        )
+
+
+def register_handlers(registry: HandlerRegistry) -> None:
+    registry.register(RecordingHandler())
+
+
+@dataclass(frozen=True)
+class Run:
+    start: float
+    end: float
+    pid: int
+    version: str | None
+    outcome: str
+
+
+class RecordedObjects:
+    """The test's side: write `Recorded` objects, read back their runs and failures."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def put(self, key: ObjectKey, **fields: Any) -> None:
+        self.client.hset(_object_name(key), mapping={name: str(value) for name, value in fields.items()})
+
+    def delete(self, key: ObjectKey) -> None:
+        self.client.delete(_object_name(key))
+
+    def runs(self, key: ObjectKey) -> list[Run]:
+        return [Run(**json.loads(raw)) for raw in self.client.lrange(_runs_name(key), 0, -1)]
+
+    def starts(self, key: ObjectKey) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.client.lrange(_starts_name(key), 0, -1)]
+
+    def failures(self, key: ObjectKey) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.client.lrange(_failures_name(key), 0, -1)]

@@ -1,0 +1,237 @@
+"""The reconcile run driven directly (no Celery): locking, retries, permanent errors, follow-ups.
+
+The Reconciler is the task minus Celery, so the retry schedule is read from the countdowns it
+hands to the sender — the delays a real worker would publish — instead of being waited for.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import redis
+from kubernetes.client import ApiClient
+
+from polycrate.settings import Settings
+from tasks.context import WorkerContext
+from tasks.dispatch import HandlerRegistry, KindHandler
+from tasks.keys import ObjectKey
+from tasks.locking import KeyLock
+from tasks.objects import JsonObject
+from tasks.queue import KeyQueue
+from tasks.reconcile import Reconciler
+from tasks.retry import BackoffPolicy, RetryTracker
+from tests.tasks.handlers import RECORDED_KIND, RecordedObjects, register_handlers
+from tests.tasks.test_queue import RecordingSender
+
+KEY = ObjectKey(RECORDED_KIND, "team-a", "widget")
+
+
+def no_cluster(kubeconfig: str | None) -> ApiClient:
+    raise AssertionError("these handlers must not touch Kubernetes")
+
+
+class Harness:
+    """A reconciler wired to the test's Redis, with publishes recorded instead of sent."""
+
+    def __init__(self, client: redis.Redis, registry: HandlerRegistry) -> None:
+        settings = Settings(lock_ttl_seconds=5, lock_defer_seconds=1)
+        self.sender = RecordingSender()
+        self.queue = KeyQueue(client, stale_after=60, sender=self.sender)
+        self.retries = RetryTracker(client, BackoffPolicy(base=5, cap=60, jitter=0.1), rng=random.Random(3))
+        self.reconciler = Reconciler(
+            WorkerContext(settings, redis_client=client, api_client_factory=no_cluster),
+            registry,
+            self.queue,
+            self.retries,
+        )
+
+    def enqueue(self, key: ObjectKey = KEY) -> str:
+        """An event: returns the id of the task it sent."""
+        assert self.queue.add(key) == "enqueued"
+        return self.sender.task_ids()[-1]
+
+    def run_last_sent(self):
+        """Deliver the most recently published task, as a worker would."""
+        key, task_id, _ = self.sender.sent[-1]
+        return self.reconciler.run(str(key), task_id)
+
+
+@pytest.fixture
+def registry() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    register_handlers(registry)
+    return registry
+
+
+@pytest.fixture
+def harness(redis_client: redis.Redis, registry: HandlerRegistry) -> Harness:
+    return Harness(redis_client, registry)
+
+
+@pytest.fixture
+def objects(redis_client: redis.Redis) -> RecordedObjects:
+    return RecordedObjects(redis_client)
+
+
+def test_successful_run_reconciles_the_current_object(harness: Harness, objects: RecordedObjects) -> None:
+    objects.put(KEY, version=1)
+    harness.enqueue()
+    objects.put(KEY, version=2)  # changed again before the task started
+
+    outcome = harness.run_last_sent()
+
+    assert outcome.result == "succeeded"
+    assert [run.version for run in objects.runs(KEY)] == ["2"]
+    assert harness.queue.pending() == set() and harness.queue.processing() == set()
+
+
+def test_failing_handler_is_retried_after_5_10_20_40_60_60_seconds(
+    harness: Harness, objects: RecordedObjects
+) -> None:
+    objects.put(KEY, version=1, fail="transient")
+    harness.enqueue()
+
+    countdowns = []
+    for _ in range(6):
+        outcome = harness.run_last_sent()
+        assert outcome.result == "retrying"
+        countdowns.append(harness.sender.sent[-1][2])
+
+    assert countdowns == pytest.approx([5, 10, 20, 40, 60, 60], rel=0.1)
+    assert all(failure["retrying"] for failure in objects.failures(KEY))
+    assert len(objects.runs(KEY)) == 6
+
+
+def test_success_resets_the_backoff(harness: Harness, objects: RecordedObjects) -> None:
+    objects.put(KEY, version=1, fail="transient", fail_times=3)
+    harness.enqueue()
+    results = [harness.run_last_sent().result for _ in range(4)]
+    assert results == ["retrying", "retrying", "retrying", "succeeded"]
+
+    objects.put(KEY, version=2, fail="transient", fail_times=-1)
+    harness.enqueue()
+    harness.run_last_sent()
+
+    assert harness.sender.sent[-1][2] == pytest.approx(5, rel=0.1)
+
+
+def test_server_retry_after_wins_over_a_shorter_backoff(harness: Harness, objects: RecordedObjects) -> None:
+    objects.put(KEY, version=1, fail="transient", retry_after=42)
+    harness.enqueue()
+
+    assert harness.run_last_sent().countdown == 42
+    assert harness.sender.sent[-1][2] == 42
+
+
+def test_permanent_error_is_reported_and_not_retried(harness: Harness, objects: RecordedObjects) -> None:
+    objects.put(KEY, version=1, fail="permanent")
+    harness.enqueue()
+
+    outcome = harness.run_last_sent()
+
+    assert outcome.result == "failed"
+    assert len(harness.sender.sent) == 1, "no retry was scheduled"
+    assert objects.failures(KEY)[0]["retrying"] is False
+    assert "spec.field" in objects.failures(KEY)[0]["message"]
+    # The next change of the object runs it again at once.
+    objects.put(KEY, version=2, fail="")
+    harness.enqueue()
+    assert harness.sender.sent[-1][2] == 0
+    assert harness.run_last_sent().result == "succeeded"
+
+
+def test_unexpected_exception_is_retried_like_a_transient_error(
+    harness: Harness, objects: RecordedObjects
+) -> None:
+    objects.put(KEY, version=1, fail="bug")
+    harness.enqueue()
+
+    outcome = harness.run_last_sent()
+
+    assert outcome.result == "retrying"
+    assert "unexpected RuntimeError" in objects.failures(KEY)[0]["message"]
+
+
+def test_task_for_a_locked_key_is_deferred_not_failed(
+    harness: Harness, objects: RecordedObjects, redis_client: redis.Redis
+) -> None:
+    objects.put(KEY, version=1)
+    harness.enqueue()
+    other_worker = KeyLock(redis_client, KEY, ttl=5)
+    assert other_worker.acquire()
+
+    outcome = harness.run_last_sent()
+    other_worker.release()
+
+    assert outcome.result == "deferred"
+    assert 0.5 <= (outcome.countdown or 0) <= 1.5
+    assert objects.runs(KEY) == [] and objects.failures(KEY) == []
+    assert harness.retries.failures(KEY) == 0
+    assert harness.queue.pending() == {KEY}, "the key still waits for its run"
+    assert harness.run_last_sent().result == "succeeded", "the deferred task runs when delivered again"
+
+
+def test_duplicate_task_does_not_run_the_handler(harness: Harness, objects: RecordedObjects) -> None:
+    objects.put(KEY, version=1)
+    harness.enqueue()
+    key, task_id, _ = harness.sender.sent[-1]
+    harness.reconciler.run(str(key), task_id)
+
+    assert harness.reconciler.run(str(key), task_id).result == "skipped"
+    assert len(objects.runs(KEY)) == 1
+
+
+def test_deleted_object_ends_the_key_without_running_the_handler(
+    harness: Harness, objects: RecordedObjects
+) -> None:
+    objects.put(KEY, version=1, fail="transient")
+    harness.enqueue()
+    harness.run_last_sent()
+    objects.delete(KEY)
+
+    assert harness.run_last_sent().result == "gone"
+    assert len(objects.runs(KEY)) == 1
+    assert harness.retries.failures(KEY) == 0
+
+
+def test_event_during_a_run_schedules_exactly_one_more_run(
+    redis_client: redis.Redis, objects: RecordedObjects
+) -> None:
+    class ChangesWhileRunning(KindHandler):
+        """Three events arrive while the first run is in progress."""
+
+        kind = "Busy"
+
+        def __init__(self) -> None:
+            self.runs = 0
+
+        def fetch(self, ctx: WorkerContext, key: ObjectKey) -> JsonObject | None:
+            return {"name": key.name}
+
+        def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+            self.runs += 1
+            if self.runs == 1:
+                for _ in range(3):
+                    harness.queue.add(key)
+
+    handler = ChangesWhileRunning()
+    registry = HandlerRegistry()
+    registry.register(handler)
+    harness = Harness(redis_client, registry)
+    busy = ObjectKey("Busy", "team-a", "widget")
+    harness.enqueue(busy)
+
+    assert harness.run_last_sent().result == "succeeded"
+    assert len(harness.sender.sent) == 2 and harness.sender.sent[-1][2] == 0
+    assert harness.run_last_sent().result == "succeeded"
+    assert len(harness.sender.sent) == 2, "the follow-up saw no new event and scheduled nothing"
+    assert handler.runs == 2
+
+
+def test_key_of_a_kind_without_handler_fails_once_and_is_not_retried(harness: Harness) -> None:
+    harness.enqueue(ObjectKey("Unheard", "team-a", "x"))
+
+    assert harness.run_last_sent().result == "failed"
+    assert len(harness.sender.sent) == 1
+    assert harness.queue.pending() == set() and harness.queue.processing() == set()
