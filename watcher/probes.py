@@ -63,7 +63,12 @@ class ProbeServer:
         return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="probe-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="probe-server",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
