@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     # one line per fixture plugin, e.g. "tests.fixtures.kube",
     "tests.fixtures.redis",
     "tests.fixtures.gitlab",
+    "tests.fixtures.harbor",
 ]
