@@ -1,0 +1,221 @@
+"""`KubeEmulator`: the emulated Kubernetes API served over real HTTP, in a thread or a process.
+
+A threaded Werkzeug server (HTTP/1.1, chunked watch streams) serves `KubeApiApp`. The emulator
+owns the cluster state, so it survives `restart()`: every open connection is shut down (watch
+streams end abruptly, as when an apiserver restarts), the port stops answering for a moment,
+and the server comes back on the same port with the same objects and revisions unless
+`keep_state=False`. `start()` returns only once `/healthz` answers; `write_kubeconfig()` gives
+kubectl and the Python client a context named `polycrate-emulator` (plain HTTP, no auth).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from emulators.kubernetes.apiserver import ApiServer
+from emulators.kubernetes.app import KubeApiApp
+from emulators.kubernetes.resources import ResourceRegistry
+from emulators.kubernetes.store import ObjectStore
+
+logger = logging.getLogger("emulators.kubernetes")
+
+CONTEXT_NAME = "polycrate-emulator"
+
+
+class _ConnectionTrackingHandler(WSGIRequestHandler):
+    """Registers each open connection so a restart can cut them, and logs at debug level."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.open_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.open_connections.discard(self.connection)  # type: ignore[attr-defined]
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s -> %s", self.command, self.path, code)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        logger.debug("kube emulator connection: " + format, *args)
+
+
+class _Server(ThreadedWSGIServer):
+    def __init__(self, host: str, port: int, app: KubeApiApp):
+        self.open_connections: set[socket.socket] = set()
+        super().__init__(host, port, app, handler=_ConnectionTrackingHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("kube emulator: connection from %s ended with an error", client_address, exc_info=True)
+
+
+class KubeEmulator:
+    """An emulated Kubernetes API server for tests, the sandbox and `polycrate operator kube-emulator`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: int = 0,
+        watch_history: int = 1000,
+        bookmark_interval: float = 1.0,
+    ):
+        self.host = host
+        self.port = port
+        self.latency_ms = latency_ms
+        self.bookmark_interval = bookmark_interval
+        self.store = ObjectStore(history_limit=watch_history)
+        self.registry = ResourceRegistry()
+        self.api = ApiServer(self.store, self.registry)
+        self._epoch = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
+        self.app = KubeApiApp(
+            self.api,
+            latency_seconds=lambda: self.latency_ms / 1000.0,
+            epoch=lambda: self._epoch,
+            bookmark_interval=lambda: self.bookmark_interval,
+            server_address=lambda: f"{self.host}:{self.port}",
+        )
+
+    # --- serving ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def _bind(self, deadline: float) -> _Server:
+        while True:
+            try:
+                return _Server(self.host, self.port, self.app)
+            except (OSError, SystemExit):
+                # Werkzeug exits on EADDRINUSE; after a restart the old socket may linger briefly.
+                if time.monotonic() > deadline:
+                    raise OSError(f"kube emulator could not bind {self.host}:{self.port}") from None
+                time.sleep(0.05)
+
+    def _serve(self) -> None:
+        server = self._bind(time.monotonic() + 5.0)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"kube-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._wait_until_answering()
+
+    def _wait_until_answering(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=1.0)
+            try:
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            finally:
+                connection.close()
+
+    def _stop_serving(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        self._epoch += 1
+        with self.store.changed:
+            self.store.changed.notify_all()
+        server.shutdown()
+        server.server_close()
+        for connection in list(server.open_connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if thread is not None:
+            thread.join(timeout=5.0)
+
+    def start(self) -> KubeEmulator:
+        with self._lifecycle:
+            if self._server is None:
+                self._serve()
+        return self
+
+    def stop(self) -> None:
+        with self._lifecycle:
+            self._stop_serving()
+
+    def restart(self, keep_state: bool = True, down_for: float = 0.2) -> None:
+        """Drop every connection, refuse connections for `down_for` seconds, serve again on the same port."""
+        with self._lifecycle:
+            self._stop_serving()
+            if not keep_state:
+                self.api.reset()
+            time.sleep(down_for)
+            self._serve()
+
+    def __enter__(self) -> KubeEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- state knobs ------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Drop every object and CRD (the default namespaces come back); keep serving."""
+        self.api.reset()
+
+    def expire_history(self) -> None:
+        """Compact the history: watches and continue tokens from older revisions get 410."""
+        self.store.expire_history()
+
+    # --- clients ----------------------------------------------------------------------
+
+    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": self.url}}],
+            "users": [{"name": CONTEXT_NAME, "user": {}}],
+            "contexts": [
+                {
+                    "name": CONTEXT_NAME,
+                    "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME, "namespace": namespace},
+                }
+            ],
+            "current-context": CONTEXT_NAME,
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str]) -> str:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        return str(target)
