@@ -1,0 +1,462 @@
+"""Keycloak groups, subgroups, users and group membership, as idempotent steps for the workers.
+
+One `KeycloakClient` per SDP, realm and credentials per worker process (`get_client`): it wraps
+python-keycloak's `KeycloakOpenIDConnection`, which logs in with the client-credentials grant on
+first use and renews the token at 90 % of its lifetime, so N reconciles cost one login, not N.
+Both of the library's requests sessions (admin API and token endpoint) are mounted with the shared
+HTTP policy (timeouts, pool, TLS) and the SDP's Redis rate limit. Failures are classified for the
+retry policy — connection errors, timeouts, 429 (with Retry-After) and 5xx are TransientError, the
+rest of 4xx PermanentError — and messages name realm, operation and object, never a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakError
+
+from polycrate.errors import (
+    DependencyNotFoundError,
+    InvalidSpecError,
+    PermanentError,
+    PolycrateError,
+    TransientError,
+)
+from polycrate.httppolicy import (
+    TRANSIENT_STATUS,
+    HttpPolicy,
+    apply_policy,
+    classify_status,
+    parse_retry_after,
+)
+from polycrate.ratelimit import RateLimiter
+from workers.change import Change
+
+SYSTEM = "keycloak"
+DEFAULT_PAGE_SIZE = 100
+
+Attributes = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class KeycloakCredentials:
+    """The SDP's service-account client; the secret never appears in repr, logs or errors."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way digest that tells credentials apart in the in-memory client cache."""
+        return hashlib.sha256(f"{self.client_id}\0{self.client_secret}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeycloakGroup:
+    id: str
+    name: str
+    path: str
+    parent_id: str | None = None
+    attributes: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
+    sub_group_count: int = 0
+
+    @classmethod
+    def from_representation(cls, rep: Mapping[str, Any]) -> KeycloakGroup:
+        return cls(
+            id=str(rep["id"]),
+            name=str(rep.get("name", "")),
+            path=str(rep.get("path", "")),
+            parent_id=rep.get("parentId"),
+            attributes={k: list(v) for k, v in (rep.get("attributes") or {}).items()},
+            sub_group_count=int(rep.get("subGroupCount") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class KeycloakUser:
+    id: str
+    username: str
+    email: str | None = None
+    enabled: bool = True
+    first_name: str | None = None
+    last_name: str | None = None
+
+    @classmethod
+    def from_representation(cls, rep: Mapping[str, Any]) -> KeycloakUser:
+        return cls(
+            id=str(rep["id"]),
+            username=str(rep.get("username", "")),
+            email=rep.get("email"),
+            enabled=bool(rep.get("enabled", True)),
+            first_name=rep.get("firstName"),
+            last_name=rep.get("lastName"),
+        )
+
+
+class _ServerBusy(Exception):
+    """Raised inside the library's session for 429/5xx, so the Retry-After header survives."""
+
+    def __init__(self, status_code: int, detail: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def _server_message(body: bytes | str | None) -> str:
+    """Keycloak's own error text from `{"errorMessage"}`, `{"error_description"}` or `{"error"}`."""
+    if not body:
+        return ""
+    try:
+        parsed = json.loads(body)
+    except (TypeError, ValueError):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        return text.strip()[:200]
+    if isinstance(parsed, dict):
+        for key in ("errorMessage", "error_description", "error", "message"):
+            if parsed.get(key):
+                return str(parsed[key])
+    return str(parsed)[:200]
+
+
+def _raise_when_busy(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.status_code in TRANSIENT_STATUS or response.status_code >= 500:
+        raise _ServerBusy(
+            response.status_code,
+            _server_message(response.content),
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+
+def _validate_name(name: str, what: str) -> None:
+    if not name or not name.strip():
+        raise InvalidSpecError(f"{what}: the group name is empty")
+    if "/" in name:
+        raise InvalidSpecError(f'{what}: group name "{name}" contains "/" (use a name without slashes)')
+
+
+class KeycloakClient:
+    """Idempotent steps against one Keycloak realm, authenticated as the SDP's service account.
+
+    `url` is the server root (no `/auth` suffix on Keycloak ≥ 17; include it for older servers),
+    `realm` the realm administered, `token_realm` the realm the service-account client lives in
+    (default: `realm`). `page_size` is the `max` used while following pagination.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        realm: str,
+        credentials: KeycloakCredentials,
+        *,
+        token_realm: str | None = None,
+        policy: HttpPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.realm = realm
+        self.client_id = credentials.client_id
+        self.policy = policy or HttpPolicy()
+        self._token_lock = threading.Lock()
+        self._logins = 0
+        before_send = limiter.acquire if limiter is not None else None
+        self._connection = KeycloakOpenIDConnection(
+            server_url=self.url,
+            realm_name=realm,
+            user_realm_name=token_realm or realm,
+            client_id=credentials.client_id,
+            client_secret_key=credentials.client_secret,
+            grant_type="client_credentials",
+            verify=self.policy.verify_arg,
+            # None lets the policy adapter apply its (connect, read) timeouts to every request.
+            timeout=None,
+            pool_maxsize=self.policy.pool_maxsize,
+        )
+        self._admin = KeycloakAdmin(connection=self._connection)
+        # KeycloakAdmin follows pagination (`first`/`max`) in pages of PAGE_SIZE.
+        self._admin.PAGE_SIZE = page_size
+        # python-keycloak keeps one requests.Session per ConnectionManager in `_s`: the admin
+        # connection and the KeycloakOpenID used for the token endpoint each own one.
+        for session in (self._connection._s, self._connection.keycloak_openid.connection._s):
+            apply_policy(session, self.policy, before_send=before_send)
+            session.hooks["response"].append(_raise_when_busy)
+        self._connection.keycloak_openid.connection._s.hooks["response"].append(self._count_login)
+
+    def __repr__(self) -> str:
+        return f"KeycloakClient(url={self.url!r}, realm={self.realm!r}, client_id={self.client_id!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def admin(self) -> KeycloakAdmin:
+        """The underlying python-keycloak admin client, for operations not wrapped here."""
+        return self._admin
+
+    @property
+    def login_count(self) -> int:
+        """Token grants this client obtained (one per token lifetime when all goes well)."""
+        return self._logins
+
+    def _count_login(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if response.status_code == 200:
+            self._logins += 1
+
+    def _ensure_token(self) -> None:
+        """Log in (or renew) once under a lock, so threads sharing this client do not each log in."""
+        with self._token_lock:
+            expires_at = self._connection.expires_at
+            if self._connection.token is None or (
+                expires_at is not None and datetime.now(tz=UTC) >= expires_at
+            ):
+                self._connection.get_token()
+
+    def _what(self, operation: str) -> str:
+        return f'Keycloak realm "{self.realm}": {operation}'
+
+    @contextmanager
+    def _calling(self, operation: str) -> Iterator[None]:
+        """Run library calls for `operation`, turning every failure into a classified error."""
+        what = self._what(operation)
+        try:
+            self._ensure_token()
+            yield
+        except PolycrateError:
+            raise
+        except KeycloakError as exc:
+            raise self._classify(exc, what) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}") from None
+
+    def _classify(self, exc: KeycloakError, what: str) -> PolycrateError:
+        cause = exc.__cause__
+        if isinstance(cause, PolycrateError):
+            return cause  # e.g. the shared rate limiter found no budget in time
+        if isinstance(cause, _ServerBusy):
+            return classify_status(
+                cause.status_code, what=what, detail=cause.detail, retry_after=cause.retry_after
+            )
+        if exc.response_code is None:
+            if isinstance(cause, requests.exceptions.SSLError):
+                return PermanentError(f"{what}: TLS verification failed (set a CA bundle)", reason="TLSError")
+            if isinstance(cause, requests.Timeout):
+                return TransientError(f"{what}: timed out ({type(cause).__name__})")
+            kind = type(cause).__name__ if cause is not None else type(exc).__name__
+            return TransientError(f"{what}: cannot connect ({kind})")
+        detail = _server_message(exc.response_body)
+        if exc.response_code == 401:
+            detail = f"{detail} (check client id and secret in the SDP's credentialsRef)"
+        elif exc.response_code == 403:
+            detail = f"{detail} (the service account needs realm-management roles)"
+        return classify_status(exc.response_code, what=what, detail=detail)
+
+    @staticmethod
+    def _id_from(location_id: Any, what: str) -> str:
+        if not location_id:
+            raise PermanentError(
+                f"{what}: created, but Keycloak sent no Location header", reason="Unexpected"
+            )
+        return str(location_id)
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def find_group_by_path(self, path: str) -> KeycloakGroup | None:
+        """The group at `path` ("acme-corp" or "/acme-corp/acme-corp-admins"), or None."""
+        clean = path.strip("/")
+        try:
+            with self._calling(f'find group "/{clean}"'):
+                rep = self._admin.get_group_by_path(clean)
+        except PermanentError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return KeycloakGroup.from_representation(rep)
+
+    def ensure_group(self, name: str, attributes: Attributes | None = None) -> Change:
+        """A top-level group `name` exists with `attributes` set (see `update_group_attributes`)."""
+        return self._ensure(None, name, attributes)
+
+    def ensure_subgroup(self, parent_path: str, name: str, attributes: Attributes | None = None) -> Change:
+        """Subgroup `name` exists under the group at `parent_path`, with `attributes` set."""
+        return self._ensure(parent_path.strip("/"), name, attributes)
+
+    def _ensure(self, parent_path: str | None, name: str, attributes: Attributes | None) -> Change:
+        path = f"{parent_path}/{name}" if parent_path else name
+        what = f'ensure group "/{path}"'
+        _validate_name(name, self._what(what))
+        existing = self.find_group_by_path(path)
+        if existing is None:
+            parent_id = None
+            if parent_path:
+                parent = self.find_group_by_path(parent_path)
+                if parent is None:
+                    raise DependencyNotFoundError(
+                        f'{self._what(what)}: parent group "/{parent_path}" does not exist'
+                    )
+                parent_id = parent.id
+            payload: dict[str, Any] = {"name": name}
+            if attributes:
+                payload["attributes"] = {k: list(v) for k, v in attributes.items()}
+            try:
+                with self._calling(what):
+                    created = self._admin.create_group(payload, parent=parent_id)
+                return Change("created", self._id_from(created, self._what(what)))
+            except PermanentError as exc:
+                if exc.status_code != 409:
+                    raise
+            # Someone created it between our read and write: converge on theirs.
+            existing = self.find_group_by_path(path)
+            if existing is None:
+                raise TransientError(f"{self._what(what)}: Keycloak reports a conflict but no such group")
+        return self._update_attributes(existing, attributes, what)
+
+    def update_group_attributes(self, path: str, attributes: Attributes) -> Change:
+        """Set the named attribute keys; keys not named are left as they are (others may own them)."""
+        what = f'update attributes of group "/{path.strip("/")}"'
+        group = self.find_group_by_path(path)
+        if group is None:
+            raise DependencyNotFoundError(f"{self._what(what)}: the group does not exist")
+        return self._update_attributes(group, attributes, what)
+
+    def _update_attributes(self, group: KeycloakGroup, attributes: Attributes | None, what: str) -> Change:
+        if not attributes:
+            return Change("unchanged", group.id)
+        wanted = {k: list(v) for k, v in attributes.items()}
+        merged = {**group.attributes, **wanted}
+        if merged == group.attributes:
+            return Change("unchanged", group.id)
+        changed = sorted(k for k in wanted if group.attributes.get(k) != wanted[k])
+        with self._calling(what):
+            self._admin.update_group(group.id, {"name": group.name, "attributes": merged})
+        return Change("updated", group.id, detail=f"attributes {', '.join(changed)}")
+
+    def list_subgroups(self, parent_path: str) -> list[KeycloakGroup]:
+        """Direct subgroups of the group at `parent_path`, all pages."""
+        what = f'list subgroups of "/{parent_path.strip("/")}"'
+        parent = self.find_group_by_path(parent_path)
+        if parent is None:
+            raise DependencyNotFoundError(f"{self._what(what)}: the group does not exist")
+        with self._calling(what):
+            reps = self._admin.get_group_children(parent.id, query={"briefRepresentation": False})
+        return [KeycloakGroup.from_representation(rep) for rep in reps]
+
+    def delete_group(self, path: str) -> bool:
+        """Delete the group at `path` with its subgroups; False when it was already gone."""
+        clean = path.strip("/")
+        group = self.find_group_by_path(clean)
+        if group is None:
+            return False
+        try:
+            with self._calling(f'delete group "/{clean}"'):
+                self._admin.delete_group(group.id)
+        except PermanentError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
+    # -- users and membership -------------------------------------------------------------------
+
+    def find_user(self, username: str | None, email: str | None = None) -> KeycloakUser | None:
+        """The user with exactly this username, else the one with exactly this email, else None."""
+        if not username and not email:
+            raise InvalidSpecError(self._what("find user: needs a username or an email"))
+        if username:
+            found = self._find_user_by("username", username)
+            if found is not None:
+                return found
+        if email:
+            return self._find_user_by("email", email)
+        return None
+
+    def _find_user_by(self, field_name: str, value: str) -> KeycloakUser | None:
+        with self._calling(f'find user by {field_name} "{value}"'):
+            reps = self._admin.get_users({field_name: value, "exact": True})
+        wanted = value.lower()
+        for rep in reps:
+            if str(rep.get(field_name, "")).lower() == wanted:
+                return KeycloakUser.from_representation(rep)
+        return None
+
+    def list_group_members(self, group_id: str) -> list[KeycloakUser]:
+        """Direct members of a group, all pages."""
+        with self._calling(f"list members of group {group_id}"):
+            reps = self._admin.get_group_members(group_id, query={"briefRepresentation": True})
+        return [KeycloakUser.from_representation(rep) for rep in reps]
+
+    def list_user_groups(self, user_id: str) -> list[KeycloakGroup]:
+        """Groups the user is a direct member of, all pages."""
+        with self._calling(f"list groups of user {user_id}"):
+            reps = self._admin.get_user_groups(user_id, brief_representation=True)
+        return [KeycloakGroup.from_representation(rep) for rep in reps]
+
+    def _is_member(self, user_id: str, group_id: str) -> bool:
+        return any(group.id == group_id for group in self.list_user_groups(user_id))
+
+    def add_user_to_group(self, user_id: str, group_id: str) -> Change:
+        """The user is a member of the group ("created" when this call added it)."""
+        if self._is_member(user_id, group_id):
+            return Change("unchanged", group_id)
+        with self._calling(f"add user {user_id} to group {group_id}"):
+            self._admin.group_user_add(user_id, group_id)
+        return Change("created", group_id)
+
+    def remove_user_from_group(self, user_id: str, group_id: str) -> Change:
+        """The user is not a member ("absent" when it was not, or user or group are gone)."""
+        try:
+            if not self._is_member(user_id, group_id):
+                return Change("absent", group_id)
+            with self._calling(f"remove user {user_id} from group {group_id}"):
+                self._admin.group_user_remove(user_id, group_id)
+        except PermanentError as exc:
+            if exc.status_code == 404:
+                return Change("absent", group_id)
+            raise
+        return Change("deleted", group_id)
+
+
+_clients: dict[tuple[Any, ...], KeycloakClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(
+    sdp: str,
+    url: str,
+    realm: str,
+    credentials: KeycloakCredentials,
+    *,
+    token_realm: str | None = None,
+    policy: HttpPolicy | None = None,
+    limiter: RateLimiter | None = None,
+) -> KeycloakClient:
+    """The process's client for one SDP ("namespace/name"), reused so its token is reused.
+
+    The cache key holds the SDP, URL, realms, policy and a digest of the credentials (in memory
+    only), so rotated credentials or a changed URL get a fresh client and a fresh login.
+    """
+    key = (sdp, url.rstrip("/"), realm, token_realm, credentials.fingerprint, policy)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Drop the SDP's stale clients (old credentials) so they do not pile up.
+            for stale in [k for k in _clients if k[0] == sdp]:
+                del _clients[stale]
+            client = _clients[key] = KeycloakClient(
+                url, realm, credentials, token_realm=token_realm, policy=policy, limiter=limiter
+            )
+        return client
+
+
+def clear_clients() -> None:
+    """Forget every cached client (tests; a worker never needs it)."""
+    with _clients_lock:
+        _clients.clear()
