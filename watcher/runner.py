@@ -42,6 +42,7 @@ class WatcherOptions:
     metrics_bind_address: str = ":8080"
     health_probe_bind_address: str = ":8081"
     resync_period: float = 600.0
+    resync_jitter: float = 0.1
     watch: WatchTiming = field(default_factory=WatchTiming)
     embedded_workers: int = 0
     kubeconfig: str | None = None
@@ -166,7 +167,10 @@ class Watcher:
                     self._start_informer(source)
             self._initial_informers = list(self._informers.values())
             self._resyncer = Resyncer(
-                self.known.keys, self.enqueuer.resync, period=self.options.resync_period
+                self.known.keys,
+                self.enqueuer.resync,
+                period=self.options.resync_period,
+                jitter=self.options.resync_jitter,
             )
             self._resyncer.start()
 
