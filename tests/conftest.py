@@ -7,6 +7,8 @@ state between tests, so tests read as examples of use and stay fast.
 pytest_plugins: list[str] = [
     # one line per fixture plugin, e.g. "tests.fixtures.kube",
     "tests.fixtures.redis",
+    "tests.fixtures.workers",
     "tests.fixtures.gitlab",
     "tests.fixtures.harbor",
+    "tests.fixtures.keycloak",
 ]
