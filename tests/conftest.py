@@ -10,5 +10,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.workers",
     "tests.fixtures.gitlab",
     "tests.fixtures.harbor",
+    "tests.fixtures.argocd",
     "tests.fixtures.keycloak",
 ]
