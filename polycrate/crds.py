@@ -12,6 +12,7 @@ test regenerates them in memory and fails when they drift.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ class SchemaGenerationError(Exception):
 
 
 def schema_for(model: type[BaseModel]) -> dict[str, Any]:
-    """The structural OpenAPI v3 schema of a pydantic model."""
+    """The structural OpenAPI v3 schema of a pydantic model (a fresh copy the caller may change)."""
+    return copy.deepcopy(_schema_for(model))
+
+
+@functools.cache
+def _schema_for(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     definitions = raw.pop("$defs", {})
     return _structural(raw, definitions, "")

@@ -181,10 +181,17 @@ def _status_message(exc: ApiException) -> str:
 
 
 def _connection_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    text = _first_line(reason)
-    # urllib3 wraps the socket error as "<urllib3...HTTPConnection object at 0x..>: Failed to ...".
-    return text.split(">: ", 1)[-1]
+    """The socket-level reason ("Connection refused", "Name or service not known") when there is one."""
+    seen: BaseException | None = (
+        getattr(exc, "reason", None) if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    )
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = _first_line(getattr(exc, "reason", None) or exc)
+    # urllib3 prefixes the connection object, e.g. "HTTPConnection(host=..., port=...): <reason>".
+    return text.rsplit("): ", 1)[-1]
 
 
 def _first_line(value: object) -> str:

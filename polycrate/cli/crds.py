@@ -8,6 +8,7 @@ immediately. Every failure a user can fix is one line and exit code 1.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -113,6 +114,9 @@ def install_crds(
     polycrate operator install-crds --dry-run
     """
     manifests = crd_manifests(_selected_kinds(kinds))
+    if not click.get_current_context().find_root().params.get("debug"):
+        # urllib3 logs each connection retry as a warning; the one-line error below says it all.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     if dry_run and context is None and not kubeconfig_available(kubeconfig):
         click.echo("no Kubernetes configuration found: listing what would be applied, not compared", err=True)
         for manifest in manifests:
