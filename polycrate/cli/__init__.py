@@ -9,6 +9,7 @@ from polycrate.cli import worker  # noqa: F401
 from polycrate.cli import health  # noqa: F401
 from polycrate.cli import run  # noqa: F401
 from polycrate.cli import status  # noqa: F401
+from polycrate.cli import kube_emulator  # noqa: F401
 from polycrate.cli.root import CliError, main, operator
 
 __all__ = ["CliError", "main", "operator"]
