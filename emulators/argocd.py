@@ -300,8 +300,8 @@ class ArgocdEmulator(EmulatorServer):
     def create_session(self, request: Request) -> Response:
         body = self._json(request)
         username, password = body.get("username", ""), body.get("password", "")
-        valid = hmac.compare_digest(str(username), self.username) and hmac.compare_digest(
-            str(password), self.password
+        valid = hmac.compare_digest(str(username).encode(), self.username.encode()) and hmac.compare_digest(
+            str(password).encode(), self.password.encode()
         )
         if not valid:
             return runtime_error(UNAUTHENTICATED, "Invalid username or password")
@@ -602,17 +602,17 @@ def _validate_project_name(name: str) -> None:
 
 
 def _normalize_policies(spec: dict[str, Any]) -> dict[str, Any]:
-    """Argo CD trims policies and drops exact duplicates before it validates (NormalizePolicies)."""
+    """AppProject.NormalizePolicies: re-join each policy's fields with ", " (fields trimmed)."""
     spec = copy.deepcopy(spec)
     for role in spec.get("roles") or []:
         if isinstance(role, dict) and isinstance(role.get("policies"), list):
-            seen: list[Any] = []
-            for policy in role["policies"]:
-                normalized = policy.strip() if isinstance(policy, str) else policy
-                if normalized not in seen:
-                    seen.append(normalized)
-            role["policies"] = seen
+            role["policies"] = [_normalize_policy(p) if isinstance(p, str) else p for p in role["policies"]]
     return spec
+
+
+def _normalize_policy(policy: str) -> str:
+    first, *rest = policy.split(",")
+    return ", ".join([first, *(part.strip(" ") for part in rest)])
 
 
 def _validate_project(name: str, spec: dict[str, Any]) -> None:
@@ -645,8 +645,12 @@ def _validate_project(name: str, spec: dict[str, Any]) -> None:
                 f"invalid role name '{role_name}'. Must consist of alphanumeric characters, '-' or '_', "
                 "and must start and end with an alphanumeric character",
             )
+        policies: set[str] = set()
         for policy in role.get("policies") or []:
+            if policy in policies:
+                raise ArgoError(ALREADY_EXISTS, f"policy '{policy}' already exists for role '{role_name}'")
             _validate_policy(name, role_name, policy)
+            policies.add(policy)
         groups: set[str] = set()
         for group in role.get("groups") or []:
             if group in groups:
