@@ -6,7 +6,8 @@ apiextensions.k8s.io/v1 CRD whose openAPIV3Schema is *structural*, as the API se
 junctors (oneOf/anyOf) carry nothing but `required`, and every node has a `type` or
 `x-kubernetes-int-or-string`. The same models validate objects in the operator, so the
 server and the workers accept exactly the same specs. deploy/crds/ holds the rendered files; a
-test regenerates them in memory and fails when they drift.
+test regenerates them in memory and fails when they drift. `apply_crd`/`install_crds` put them
+into a cluster idempotently (created / updated / unchanged) and wait for Established.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ columns can rely on `phase`, `conditions` (Kubernetes condition shape, a list ke
 `type`) and `observedGeneration` for every kind. Status models ignore unknown fields: a
 status written by a newer operator version must still parse in an older one. Conditions are
 a map-list, so server-side apply and merge by `type` never lose another writer's condition.
+Write statuses with `model_dump(mode="json", by_alias=True, exclude_none=True)`: the schemas
+are not nullable, an absent field means unset.
 """
 
 from __future__ import annotations
