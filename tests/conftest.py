@@ -12,4 +12,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.harbor",
     "tests.fixtures.argocd",
     "tests.fixtures.keycloak",
+    "tests.fixtures.kube",
 ]
