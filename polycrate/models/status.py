@@ -1,14 +1,11 @@
 """Status conventions shared by all 15 kinds: phase, conditions and observedGeneration.
 
-Every status model derives from `StatusModel`, so a generic status writer and `kubectl get`
-columns can rely on `phase`, `conditions` (Kubernetes condition shape, a list keyed by
-`type`) and `observedGeneration` for every kind. Status models ignore unknown fields: a
-status written by a newer operator version must still parse in an older one. Conditions are
-a map-list, so server-side apply and merge by `type` never lose another writer's condition.
-Write statuses with `model_dump(mode="json", by_alias=True, exclude_none=True)`: the schemas
-are not nullable, an absent field means unset.
+Every status model derives from `StatusModel`, so status writers and `kubectl get` columns
+can rely on `phase`, `conditions` (Kubernetes shape, a map-list keyed by `type`, so merges
+never lose another writer's condition) and `observedGeneration` for every kind. Unknown
+fields are ignored: a status written by a newer operator version still parses. Serialise with
+`model_dump(mode="json", by_alias=True, exclude_none=True)`; the schemas are not nullable.
 """
-
 from __future__ import annotations
 
 from datetime import UTC, datetime
