@@ -105,8 +105,11 @@ class WatchStream:
 
     def close(self) -> None:
         """Cut the stream; a reader blocked in another thread returns promptly."""
+        if self._closed.is_set():
+            return
         self._closed.set()
-        with contextlib.suppress(OSError):
+        # RuntimeError: the stream already ended and urllib3 returned the connection to its pool.
+        with contextlib.suppress(OSError, RuntimeError):
             self._response.shutdown()
         self._response.release_conn()
 

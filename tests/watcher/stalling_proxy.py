@@ -1,0 +1,111 @@
+"""A TCP proxy for tests that can go silent while keeping connections open, or cut them.
+
+The Kubernetes emulator can restart (every connection dropped), but a watch that silently
+stops delivering while its socket stays open is a different failure: only a client-side
+inactivity timeout notices it. This proxy sits between the watcher and the emulator and
+produces exactly that (`pause`), plus an outage of only the watcher's path (`cut`) while the
+test keeps writing to the emulator directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+
+
+class StallingProxy:
+    """Forwards 127.0.0.1:<port> to an upstream port until told to stall or cut."""
+
+    def __init__(self, upstream_port: int):
+        self._upstream = ("127.0.0.1", upstream_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._refusing = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._flows: dict[socket.socket, threading.Event] = {}
+        self.connections_accepted = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StallingProxy:
+        threading.Thread(target=self._accept_loop, name="stalling-proxy", daemon=True).start()
+        return self
+
+    def pause(self) -> None:
+        """Stop forwarding on the connections open now, keeping them open; new ones flow."""
+        with self._lock:
+            for flowing in self._flows.values():
+                flowing.clear()
+
+    def cut(self) -> None:
+        """Close every connection and refuse new ones until `resume()`."""
+        self._refusing.set()
+        self._close_all()
+
+    def resume(self) -> None:
+        self._refusing.clear()
+        with self._lock:
+            for flowing in self._flows.values():
+                flowing.set()
+
+    def stop(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            doomed, self._sockets = self._sockets, set()
+            self._flows.clear()
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._refusing.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            flowing = threading.Event()
+            flowing.set()
+            with self._lock:
+                self._sockets.update((client, upstream))
+                self._flows[client] = flowing
+                self.connections_accepted += 1
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target, flowing), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, flowing: threading.Event) -> None:
+        try:
+            while not self._closed.is_set():
+                if not flowing.wait(0.05):
+                    continue
+                readable, _, _ = select.select([source], [], [], 0.05)
+                if not readable or not flowing.is_set():
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
