@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from polycrate.cli import main
 from polycrate.crds import crd_manifest, render_yaml
 from polycrate.models import KINDS
+from tests.spec_examples import EXAMPLES_DIR
 
 
 def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -177,3 +178,108 @@ def test_dry_run_without_configuration_lists_what_would_be_applied(tmp_path: Pat
 def test_install_unknown_kind_is_one_line(tmp_path: Path) -> None:
     result = run("install-crds", "--kind", "nope", env=no_kubernetes_config(tmp_path))
     assert_one_line_error(result, 'unknown kind "nope"')
+
+
+# --- install-crds against a cluster (the emulator, or POLYCRATE_TEST_KUBECONFIG) -------------------
+
+
+def test_install_creates_every_crd_and_waits_until_established(kubeconfig: str, kubectl) -> None:
+    result = run("install-crds", "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    prefix = "customresourcedefinition.apiextensions.k8s.io/"
+    reported = [line.removeprefix(prefix).split() for line in lines[:15]]
+    assert [name for name, _ in reported] == [info.crd_name for info in KINDS.values()]
+    # A real cluster from an earlier run may already have them; the emulator starts empty.
+    assert {action for _, action in reported} <= {"created", "unchanged"}
+    assert lines[-1].startswith("15 CustomResourceDefinitions established on ")
+    established = kubectl(
+        "get",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=polycrate",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=='Established')].status}{'\\n'}{end}",
+    ).stdout.split()
+    assert sorted(established) == sorted(f"{info.crd_name}=True" for info in KINDS.values())
+
+
+def test_second_install_changes_nothing(kubeconfig: str) -> None:
+    run("install-crds", "--kubeconfig", kubeconfig)
+    result = run("install-crds", "--kubeconfig", kubeconfig, "--kind", "org", "--kind", "art")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "customresourcedefinition.apiextensions.k8s.io/organizations.polycrate.io unchanged",
+        "customresourcedefinition.apiextensions.k8s.io/artifacts.polycrate.io unchanged",
+    ]
+
+
+def test_install_updates_a_crd_that_differs(kubeconfig: str, kubectl) -> None:
+    run("install-crds", "--kubeconfig", kubeconfig, "--kind", "Organization")
+    kubectl(
+        "label",
+        "crd",
+        "organizations.polycrate.io",
+        "app.kubernetes.io/part-of=something-else",
+        "--overwrite",
+    )
+    dry = run("install-crds", "--kubeconfig", kubeconfig, "--kind", "Organization", "--dry-run")
+    assert (
+        dry.stdout.strip()
+        == "customresourcedefinition.apiextensions.k8s.io/organizations.polycrate.io updated (dry run)"
+    )
+    result = run("install-crds", "--kubeconfig", kubeconfig, "--kind", "Organization")
+    assert (
+        result.stdout.splitlines()[0]
+        == "customresourcedefinition.apiextensions.k8s.io/organizations.polycrate.io updated"
+    )
+    label = kubectl(
+        "get",
+        "crd",
+        "organizations.polycrate.io",
+        "-o",
+        "jsonpath={.metadata.labels.app\\.kubernetes\\.io/part-of}",
+    )
+    assert label.stdout == "polycrate"
+
+
+def test_dry_run_writes_nothing(kube_emulator, kube_emulator_kubeconfig: str, kubectl) -> None:
+    result = run("install-crds", "--kubeconfig", kube_emulator_kubeconfig, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == (
+        "customresourcedefinition.apiextensions.k8s.io/organizations.polycrate.io created (dry run)"
+    )
+    assert kubectl("get", "crd", "-o", "name").stdout.count("polycrate.io") == 0
+
+
+def test_kubectl_get_shows_the_columns_of_the_specs_outputs(kubeconfig: str, kubectl) -> None:
+    run("install-crds", "--kubeconfig", kubeconfig)
+    kubectl("apply", "-f", str(EXAMPLES_DIR / "00-namespaces.yaml"))
+    app = yaml.safe_load((EXAMPLES_DIR / "k8sapp-nginx-ingress.yaml").read_text())
+    # Its owner, the Meta-Secret, is not part of the example; the garbage collector would take it.
+    del app["metadata"]["ownerReferences"]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(app))
+    kubectl("apply", "-f", str(EXAMPLES_DIR / "artifact-cargo-ayedo-cloud-library-nginx-1-25-3.yaml"))
+    kubectl("apply", "-f", str(EXAMPLES_DIR / "organization-acme-corp.yaml"))
+    apps = kubectl("get", "k8sapps", "-A").stdout.splitlines()
+    assert apps[0].split() == ["NAMESPACE", "NAME", "BLOCK", "VERSION", "ARTIFACTS", "PHASE", "AGE"]
+    assert apps[1].split()[:4] == ["production", "nginx-ingress", "nginx-ingress", "1.2.0"]
+    artifacts = kubectl("get", "art").stdout.splitlines()
+    assert artifacts[0].split() == ["NAME", "IMAGE", "PODS", "PHASE"]
+    assert artifacts[1].split()[:2] == [
+        "cargo-ayedo-cloud-library-nginx-1-25-3",
+        "cargo.ayedo.cloud/library/nginx:1.25.3",
+    ]
+    organizations = kubectl("get", "org", "-n", "polycrate").stdout.splitlines()
+    assert organizations[0].split() == ["NAME", "SDP", "PHASE", "AGE"]
+    assert organizations[1].split()[:2] == ["acme-corp", "production"]
+
+
+def test_the_cluster_rejects_what_the_models_reject(kubeconfig: str, kubectl) -> None:
+    run("install-crds", "--kubeconfig", kubeconfig, "--kind", "HarborProject")
+    broken = yaml.safe_load((EXAMPLES_DIR / "harborproject-shared-images.yaml").read_text())
+    broken["spec"]["storageQuota"] = "50Gx"
+    kubectl("apply", "-f", str(EXAMPLES_DIR / "00-namespaces.yaml"))
+    result = kubectl("apply", "-f", "-", input=yaml.safe_dump(broken), check=False)
+    assert result.returncode != 0
+    assert "storageQuota" in result.stderr
