@@ -256,7 +256,7 @@ class GitLabEmulator(EmulatorServer):
 
     def _find_group(self, raw_id: str) -> _Group | None:
         ref = unquote(raw_id)
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             return self.groups.get(int(ref))
         wanted = ref.strip("/").lower()
         return next((g for g in self.groups.values() if self._full_path(g).lower() == wanted), None)
@@ -601,7 +601,11 @@ class GitLabEmulator(EmulatorServer):
         group = self._find_group(id)
         if group is None:
             return self.error(404, "404 Group Not Found")
-        membership = self.memberships.get(group.id, {}).get(int(user_id)) if user_id.isdigit() else None
+        membership = (
+            self.memberships.get(group.id, {}).get(int(user_id))
+            if user_id.isascii() and user_id.isdigit()
+            else None
+        )
         if membership is None:
             # members.find_by! raises RecordNotFound, which GitLab renders this way.
             return self.error(404, "404 Not found")
