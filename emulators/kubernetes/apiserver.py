@@ -126,6 +126,18 @@ def _comparable(obj: JsonObject) -> JsonObject:
     }
 
 
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else "array"
+
+
 def _invalid(rt: ResourceType, name: str, errors: list[FieldError]) -> ApiError:
     return statuses.invalid(
         rt.kind, rt.group, name, [error.cause() for error in errors], [e.render() for e in errors]
@@ -477,6 +489,11 @@ class ApiServer:
                         raise statuses.bad_request("merge patch must be a JSON object")
                     patched = json_merge_patch(base, patch)
                 elif media_type == JSON_PATCH:
+                    if not isinstance(patch, list):
+                        # What Go's decoder says when a client sends a merge patch as a JSON patch.
+                        raise statuses.bad_request(
+                            f"json: cannot unmarshal {_json_type(patch)} into Go value of type jsonpatch.Patch"
+                        )
                     patched = json_patch(base, patch)
                 elif media_type == STRATEGIC_MERGE_PATCH:
                     patched = strategic_merge_patch(base, patch, rt.kind)
