@@ -10,18 +10,22 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes import client
 
 from polycrate.crds import (
     KUSTOMIZATION_FILENAME,
+    apply_crd,
     crd_filename,
     crd_manifest,
     crd_manifests,
+    install_crds,
     render_kustomization,
     render_yaml,
     structural_violations,
     write_crds,
 )
 from polycrate.errors import InvalidSpecError
+from polycrate.kube import load_api_client
 from polycrate.models import KINDS, KindInfo, parse_spec, parse_status
 from tests.spec_examples import EXAMPLES_DIR, REPO_ROOT, SANDBOX_DIR, documents, example
 
@@ -371,3 +375,60 @@ VALID_VARIANTS = {
 def test_server_and_operator_both_accept(obj: dict[str, Any]) -> None:
     assert schema_errors(obj) == []
     parse_spec(obj)
+
+
+# --- in a cluster (the emulator, or POLYCRATE_TEST_KUBECONFIG) -----------------------------------------
+
+
+def test_install_is_idempotent(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    manifests = crd_manifests([KINDS["Organization"], KINDS["Artifact"]])
+    first = install_crds(api_client, manifests)
+    second = install_crds(api_client, manifests)
+    assert {result.action for result in first} <= {"created", "unchanged"}
+    assert [result.action for result in second] == ["unchanged", "unchanged"]
+
+
+def test_apply_crd_replaces_a_changed_definition(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    manifest = crd_manifest(KINDS["Contact"])
+    install_crds(api_client, [manifest])
+    changed = copy.deepcopy(manifest)
+    changed["spec"]["versions"][0]["additionalPrinterColumns"].pop(0)
+    assert apply_crd(api_client, changed).action == "updated"
+    assert apply_crd(api_client, manifest).action == "updated"
+    assert apply_crd(api_client, manifest, dry_run=True).action == "unchanged"
+
+
+def test_the_cluster_accepts_every_spec_example_with_its_status(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    install_crds(api_client, crd_manifests())
+    core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
+    for namespace in ("polycrate", "production", "default"):
+        try:
+            core.create_namespace({"metadata": {"name": namespace}})
+        except client.ApiException as exc:
+            assert exc.status == 409
+    for index, (file_name, original) in enumerate(SPEC_EXAMPLES):
+        obj = copy.deepcopy(original)
+        info = KINDS[obj["kind"]]
+        status = obj.pop("status", None)
+        obj["metadata"].pop("ownerReferences", None)  # the owning Meta-Secret is not part of the example
+        # The three OperatorConfig examples share one name; keep all of them side by side.
+        name = obj["metadata"]["name"] = f"{obj['metadata']['name']}-{index}"
+        group = ("polycrate.io", "v1alpha1")
+        if info.namespaced:
+            namespace = obj["metadata"].get("namespace", "default")
+            custom.create_namespaced_custom_object(*group, namespace, info.plural, obj)
+            if status is not None:
+                stored = custom.patch_namespaced_custom_object_status(
+                    *group, namespace, info.plural, name, {"status": status}
+                )
+                assert stored["status"] == status, file_name
+        else:
+            custom.create_cluster_custom_object(*group, info.plural, obj)
+            if status is not None:
+                stored = custom.patch_cluster_custom_object_status(
+                    *group, info.plural, name, {"status": status}
+                )
+                assert stored["status"] == status, file_name

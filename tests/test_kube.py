@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from polycrate.crds import crd_manifest, install_crds
 from polycrate.errors import PermanentError, TransientError
 from polycrate.kube import (
     KubeConfigError,
@@ -20,7 +21,9 @@ from polycrate.kube import (
     load_api_client,
     server_url,
     translate_api_errors,
+    wait_established,
 )
+from polycrate.models import KINDS
 
 
 def write_kubeconfig(path: Path, servers: dict[str, str], current: str) -> Path:
@@ -170,3 +173,26 @@ def test_unreachable_server_is_transient_with_the_socket_reason(tmp_path: Path) 
         == f"cannot reach the Kubernetes API at http://127.0.0.1:{port} to list namespaces: Connection refused"
     )
     assert isinstance(caught.value, TransientError)
+
+
+# --- against a cluster (the emulator, or POLYCRATE_TEST_KUBECONFIG) ----------------------------------
+
+
+def test_wait_established_returns_once_the_crd_serves(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    install_crds(api_client, [crd_manifest(KINDS["Contact"])])
+    wait_established(api_client, "contacts.polycrate.io", timeout=5)
+
+
+def test_wait_established_for_a_missing_crd_fails_at_once(kubeconfig: str) -> None:
+    with pytest.raises(PermanentError) as caught:
+        wait_established(load_api_client(kubeconfig), "nothings.polycrate.io", timeout=5)
+    assert caught.value.reason == "NotFound"
+    assert "read CustomResourceDefinition nothings.polycrate.io" in str(caught.value)
+
+
+def test_loaded_client_talks_to_the_cluster(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    with translate_api_errors(api_client, "list namespaces"):
+        names = [ns.metadata.name for ns in client.CoreV1Api(api_client).list_namespace().items]
+    assert "default" in names
