@@ -145,13 +145,12 @@ def _page(items: list[Any], request: Request, default_max: int) -> list[Any]:
 
 
 def _attribute_query(raw: str) -> dict[str, str]:
-    """Keycloak's `q` syntax: `key1:value1 key2:value2`."""
+    """Keycloak's `q` syntax, `key1:value1 key2:value2`; like Keycloak, text that is no pair is ignored."""
     pairs: dict[str, str] = {}
     for part in raw.split():
         key, sep, value = part.partition(":")
-        if not sep:
-            raise AdminError(400, "Invalid query, expected key:value pairs", field_name="errorMessage")
-        pairs[key] = value
+        if sep and key:
+            pairs[key] = value
     return pairs
 
 
