@@ -6,6 +6,7 @@ never lose another writer's condition) and `observedGeneration` for every kind. 
 fields are ignored: a status written by a newer operator version still parses. Serialise with
 `model_dump(mode="json", by_alias=True, exclude_none=True)`; the schemas are not nullable.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
