@@ -175,10 +175,15 @@ class ObjectStore:
             self.expire_history()
 
     def expire_history(self) -> None:
-        """Compact: only revisions from now on can be watched from."""
+        """Compact: every resourceVersion handed out so far is now too old to watch from.
+
+        The revision ticks once so that a list made after the compaction returns a
+        resourceVersion that can be watched from again (no relist loop).
+        """
         with self.lock:
             self._history.clear()
             self._revisions.clear()
+            self._revision += 1
             self._floor = self._revision
             self.changed.notify_all()
 
