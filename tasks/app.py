@@ -43,6 +43,10 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # Sweep for messages of dead workers often enough that redelivery happens soon after
+            # the visibility timeout, not up to 100 s later (kombu's 10 s x 10 default).
+            "unacked_restore_interval": min(60.0, max(1.0, settings.visibility_timeout_seconds / 10)),
+            "unacked_restore_throttle": 1,
             # Broadcast (remote control) messages only reach workers that listen to them.
             "fanout_prefix": True,
             "fanout_patterns": True,

@@ -2,9 +2,11 @@
 
 Kind `Recorded` has no Kubernetes object: its "object" is the Redis hash `test:object:<key>`
 that a test writes (`version`, `sleep` seconds, `fail` = transient|permanent, `fail_times` =
-how many runs fail before one succeeds, -1 for always). Every run appends what it saw to
-`test:runs:<key>` (start/end times, pid, version), and every reported failure to
-`test:failures:<key>`, so tests check ordering, overlap and retry behaviour from the outside.
+how many runs fail before one succeeds, -1 for always; `echo` = 1 adds the key again during the
+run, as the watcher would on seeing the run's own status write). Every run appends what it saw
+to `test:runs:<key>` (start/end times, pid, version) and its key to `test:all-runs`, and every
+reported failure to `test:failures:<key>`, so tests check ordering, overlap and retry behaviour
+from the outside.
 `RecordedObjects` is the tests' side of the same Redis layout.
 """
 
@@ -23,8 +25,10 @@ from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
+from tasks.queue import KeyQueue
 
 RECORDED_KIND = "Recorded"
+ALL_RUNS = "test:all-runs"
 
 
 def _object_name(key: ObjectKey) -> str:
@@ -58,6 +62,8 @@ class RecordingHandler(KindHandler):
         start = time.time()
         attempt = ctx.redis.hincrby(_object_name(key), "attempts", 1)
         ctx.redis.rpush(_starts_name(key), json.dumps({"start": start, "pid": os.getpid()}))
+        if obj.get("echo"):
+            KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix).add(key, reason="echo of our own write")
         time.sleep(float(obj.get("sleep") or 0))
         outcome = "succeeded"
         failure = obj.get("fail") or ""
@@ -65,6 +71,7 @@ class RecordingHandler(KindHandler):
         failing = failure and (fail_times < 0 or attempt <= fail_times)
         if failing:
             outcome = failure
+        ctx.redis.rpush(ALL_RUNS, str(key))
         ctx.redis.rpush(
             _runs_name(key),
             json.dumps(
@@ -135,6 +142,10 @@ class RecordedObjects:
 
     def starts(self, key: ObjectKey) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(_starts_name(key), 0, -1)]
+
+    def all_runs(self) -> list[str]:
+        """Keys of every finished run, across all keys, in finishing order."""
+        return [raw.decode() for raw in self.client.lrange(ALL_RUNS, 0, -1)]
 
     def failures(self, key: ObjectKey) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(_failures_name(key), 0, -1)]

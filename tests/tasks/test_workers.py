@@ -1,0 +1,214 @@
+"""The queue guarantees with real worker processes on a real Redis: coalescing, exclusion, recovery.
+
+Workers are `polycrate operator worker` processes running the test handler plugin; the test
+plays the watcher (KeyQueue.add) and reads what the handlers recorded. Nothing here assumes an
+outcome from timing: overlap is checked on recorded intervals, recovery by who finished the run.
+The throughput tests share one set of four pool processes (two workers of two) on their own
+Redis database; tests that kill or reconfigure workers start their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from polycrate.settings import Settings
+from tasks.app import RECONCILE_TASK_NAME, create_app
+from tasks.keys import ObjectKey
+from tasks.queue import KeyQueue, celery_sender
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.workers import WorkerPool
+from tests.tasks.handlers import RECORDED_KIND, RecordedObjects
+
+pytestmark = pytest.mark.slow
+
+WIDGET = ObjectKey(RECORDED_KIND, "team-a", "widget")
+SHARED_WORKERS_DATABASE = 1
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def queue(redis_client: redis.Redis, celery_app: Celery) -> KeyQueue:
+    return KeyQueue(redis_client, sender=celery_sender(celery_app))
+
+
+@pytest.fixture
+def objects(redis_client: redis.Redis) -> RecordedObjects:
+    return RecordedObjects(redis_client)
+
+
+def wait_idle(queue: KeyQueue, timeout: float = 30.0) -> None:
+    """Until no key is pending or processing (the watcher would have nothing in flight)."""
+    wait_until(lambda: not queue.pending() and not queue.processing(), timeout, "keys still in flight")
+
+
+@dataclass(frozen=True)
+class SharedWorkers:
+    """Four running pool processes and the test's handles on their Redis database."""
+
+    queue: KeyQueue
+    objects: RecordedObjects
+    celery_app: Celery
+    redis: redis.Redis
+
+
+@pytest.fixture(scope="module")
+def four_pool_processes(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = redis_server.url(SHARED_WORKERS_DATABASE)
+    client = redis_server.client(SHARED_WORKERS_DATABASE)
+    client.flushdb()
+    client.close()
+    pool = WorkerPool(url, Path(tmp_path_factory.mktemp("shared-workers")))
+    pool.start(2, concurrency=2)
+    yield url
+    pool.stop_all()
+
+
+@pytest.fixture
+def shared(four_pool_processes: str) -> Iterator[SharedWorkers]:
+    client = redis.Redis.from_url(four_pool_processes)
+    app = create_app(Settings(redis_url=four_pool_processes))
+    queue = KeyQueue(client, sender=celery_sender(app))
+    wait_idle(queue)
+    for pattern in ("test:*", "polycrate:*"):
+        stale = list(client.scan_iter(match=pattern))
+        if stale:
+            client.delete(*stale)
+    yield SharedWorkers(queue=queue, objects=RecordedObjects(client), celery_app=app, redis=client)
+    app.close()
+    client.close()
+
+
+def test_rapid_updates_to_one_key_give_at_most_three_reconciles_and_the_last_sees_the_last_update(
+    shared: SharedWorkers,
+) -> None:
+    queue, objects = shared.queue, shared.objects
+    objects.put(WIDGET, version=0, sleep=0.3)
+
+    for version in range(1, 201):
+        objects.put(WIDGET, version=version)
+        queue.add(WIDGET)
+    wait_idle(queue)
+
+    runs = objects.runs(WIDGET)
+    assert 1 <= len(runs) <= 3, runs
+    assert runs[-1].version == "200"
+
+
+def test_five_hundred_distinct_keys_give_five_hundred_reconciles(shared: SharedWorkers) -> None:
+    queue, objects = shared.queue, shared.objects
+    keys = [ObjectKey(RECORDED_KIND, "team-a", f"widget-{n}") for n in range(500)]
+    with shared.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hset(f"test:object:{key}", mapping={"version": "1"})
+        pipe.execute()
+
+    assert {queue.add(key) for key in keys} == {"enqueued"}
+    wait_until(lambda: len(objects.all_runs()) >= 500, 60, "not every key was reconciled")
+    wait_idle(queue)
+
+    assert Counter(objects.all_runs()) == Counter(str(key) for key in keys)
+
+
+def test_reconciles_of_one_key_never_overlap_across_four_worker_processes(shared: SharedWorkers) -> None:
+    queue, objects = shared.queue, shared.objects
+    objects.put(WIDGET, version=0, sleep=0.05)
+
+    for version in range(1, 51):
+        objects.put(WIDGET, version=version)
+        queue.add(WIDGET)
+        if version % 5 == 0:
+            # Stray copies, as a redelivery or a re-send would produce, race the real tasks.
+            shared.celery_app.send_task(RECONCILE_TASK_NAME, args=[str(WIDGET)], task_id=str(uuid.uuid4()))
+        time.sleep(0.02)
+    wait_idle(queue)
+    time.sleep(0.5)  # let stray copies that were deferred come back and find nothing to do
+
+    runs = sorted(objects.runs(WIDGET), key=lambda run: run.start)
+    assert len(runs) >= 2
+    for earlier, later in zip(runs, runs[1:], strict=False):
+        assert later.start >= earlier.end, f"runs overlap: {earlier} and {later}"
+    assert runs[-1].version == "50"
+
+
+def test_pool_process_killed_mid_reconcile_leaves_the_key_to_another_process(
+    worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
+) -> None:
+    worker_pool.start(2)
+    objects.put(WIDGET, version=1, sleep=30)
+    queue.add(WIDGET)
+    wait_until(lambda: objects.starts(WIDGET), 15, "the reconcile never started")
+    victim = objects.starts(WIDGET)[0]["pid"]
+
+    objects.put(WIDGET, version=1, sleep=0)  # the redelivered run need not take as long
+    os.kill(victim, signal.SIGKILL)
+
+    wait_until(lambda: objects.runs(WIDGET), 20, "the key was never reconciled to completion")
+    finished = objects.runs(WIDGET)
+    assert len(finished) == 1 and finished[0].pid != victim
+
+
+def test_whole_worker_killed_mid_reconcile_leaves_the_key_to_another_worker(
+    worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
+) -> None:
+    # Production keeps the visibility timeout at an hour, far above any reconcile; here it is
+    # short so the dead worker's unacknowledged task is redelivered within seconds.
+    short_redelivery = {"POLYCRATE_VISIBILITY_TIMEOUT": "3"}
+    doomed = worker_pool.start(1, environment=short_redelivery)[0]
+    objects.put(WIDGET, version=1, sleep=30)
+    queue.add(WIDGET)
+    wait_until(lambda: objects.starts(WIDGET), 15, "the reconcile never started")
+    survivor = worker_pool.start(1, environment=short_redelivery)[0]
+    survivor_processes = {survivor.pid, *survivor.pool_children()}
+
+    objects.put(WIDGET, version=1, sleep=0)
+    doomed.kill()
+
+    wait_until(lambda: objects.runs(WIDGET), 30, "the key was never reconciled to completion")
+    finished = objects.runs(WIDGET)
+    assert len(finished) == 1 and finished[0].pid in survivor_processes
+
+
+def test_transient_failures_are_retried_by_the_workers_until_the_key_succeeds(
+    worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
+) -> None:
+    worker_pool.start(1, environment={"POLYCRATE_RETRY_BASE": "0.2", "POLYCRATE_RETRY_CAP": "0.4"})
+    objects.put(WIDGET, version=1, fail="transient", fail_times=3)
+
+    queue.add(WIDGET)
+    wait_until(lambda: any(run.outcome == "succeeded" for run in objects.runs(WIDGET)), 20, "never succeeded")
+
+    assert [run.outcome for run in objects.runs(WIDGET)] == ["transient"] * 3 + ["succeeded"]
+    runs = objects.runs(WIDGET)
+    gaps = [later.start - earlier.end for earlier, later in zip(runs, runs[1:], strict=False)]
+    assert all(gap >= 0.15 for gap in gaps), f"retries came before their backoff: {gaps}"
+
+
+def test_permanent_failure_whose_status_write_echoes_back_is_not_retried_in_a_hot_loop(
+    worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
+) -> None:
+    worker_pool.start(1, environment={"POLYCRATE_RETRY_BASE": "1", "POLYCRATE_RETRY_CAP": "4"})
+    objects.put(WIDGET, version=1, fail="permanent", echo=1)
+
+    queue.add(WIDGET)
+    time.sleep(3)
+
+    # Each run's own write comes back as an event; the rerun waits 1 s, then 2 s, then 4 s.
+    assert 1 <= len(objects.runs(WIDGET)) <= 3
+    assert all(not failure["retrying"] for failure in objects.failures(WIDGET))
