@@ -131,10 +131,7 @@ def api_error(exc: ApiException, action: str) -> PolycrateError:
     detail = _status_message(exc)
     message = f"cannot {action}: {status} {exc.reason or ''}".rstrip() + (f": {detail}" if detail else "")
     if status in (409, 429) or status >= 500:
-        retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
-        return TransientError(
-            message, status_code=status, retry_after=float(retry_after) if _is_number(retry_after) else None
-        )
+        return TransientError(message, status_code=status, retry_after=_retry_after(exc))
     reason = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}.get(status, "Failed")
     return PermanentError(message, reason=reason, status_code=status)
 
@@ -199,9 +196,9 @@ def _first_line(value: object) -> str:
     return text.splitlines()[0] if text else type(value).__name__
 
 
-def _is_number(value: object) -> bool:
+def _retry_after(exc: ApiException) -> float | None:
+    value = (exc.headers or {}).get("Retry-After")
     try:
-        float(str(value))
+        return float(value) if value is not None else None
     except ValueError:
-        return False
-    return value is not None
+        return None  # an HTTP date; the retry policy's own backoff applies

@@ -71,6 +71,8 @@ class PrinterColumn:
 
 @dataclass(frozen=True)
 class KindInfo:
+    """Everything the operator knows about one kind without looking at an object."""
+
     kind: str
     plural: str
     singular: str
@@ -100,7 +102,15 @@ def _phase(description: str = "summary of the object's state") -> PrinterColumn:
 _AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
 
 
-def _discovered(kind: str, plural: str, short_names: tuple[str, ...], spec, status, columns, namespaced=True):
+def _discovered(
+    kind: str,
+    plural: str,
+    short_names: tuple[str, ...],
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    columns: list[PrinterColumn],
+    namespaced: bool = True,
+) -> KindInfo:
     return KindInfo(
         kind=kind,
         plural=plural,
@@ -115,7 +125,14 @@ def _discovered(kind: str, plural: str, short_names: tuple[str, ...], spec, stat
     )
 
 
-def _provisioned(kind: str, plural: str, short_names: tuple[str, ...], spec, status, columns):
+def _provisioned(
+    kind: str,
+    plural: str,
+    short_names: tuple[str, ...],
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    columns: list[PrinterColumn],
+) -> KindInfo:
     return KindInfo(
         kind=kind,
         plural=plural,
