@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.gitlab",
     "tests.fixtures.harbor",
     "tests.fixtures.argocd",
+    "tests.fixtures.polycrate_api",
     "tests.fixtures.keycloak",
     "tests.fixtures.kube",
 ]
