@@ -28,6 +28,10 @@ class _FriendlyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # `polycrate operator crds | head`: the reader left; that is not an error.
+            sys.stderr.close()
+            ctx.exit(0)
         except Exception as exc:  # the last line of defence for the user's terminal
             if ctx.find_root().params.get("debug"):
                 raise
