@@ -1,0 +1,546 @@
+"""GitLab groups, subgroups, group members and users, as idempotent steps for the workers.
+
+Built on python-gitlab, whose requests session is ours: pooled, with the shared HTTP policy
+(timeouts, TLS, optional CA bundle) and the SDP's Redis rate limit in front of every request.
+Each step reads, compares and writes only on a difference and reports a `Change`; a create
+that loses a race to another worker (400 "has already been taken", 409 "Member already exists")
+reads the winner back and converges. Lists follow GitLab's pagination to the last page.
+429 and 5xx are stopped in the session (python-gitlab would sleep and retry in the worker) and
+become TransientError carrying Retry-After, so the runtime's retry policy decides when; other
+4xx are PermanentError. Messages name the operation and object, never the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import gitlab
+import requests
+from gitlab.exceptions import GitlabAuthenticationError, GitlabError
+
+from polycrate.errors import InvalidSpecError, PermanentError, PolycrateError, TransientError
+from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, new_session, parse_retry_after
+from polycrate.ratelimit import RateLimiter
+from workers.change import Change
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "GitLab"
+MAX_PER_PAGE = 100
+VISIBILITIES = ("private", "internal", "public")
+# doc/api/members.md; the CRDs spell roles in lower case ("accessLevel: developer").
+ACCESS_LEVELS: dict[str, int] = {
+    "guest": 10,
+    "planner": 15,
+    "reporter": 20,
+    "developer": 30,
+    "maintainer": 40,
+    "owner": 50,
+}
+_LEVEL_NAMES = {level: name for name, level in ACCESS_LEVELS.items()}
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def parse_access_level(value: str | int) -> int:
+    """The numeric GitLab access level for a role name ("developer") or a level (30, "30")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in _LEVEL_NAMES:
+            return value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in ACCESS_LEVELS:
+            return ACCESS_LEVELS[text]
+        if text.isdigit() and int(text) in _LEVEL_NAMES:
+            return int(text)
+    choices = ", ".join(f"{name} ({level})" for name, level in ACCESS_LEVELS.items())
+    raise InvalidSpecError(f'GitLab access level "{value}" is not one of {choices}')
+
+
+def validate_group_path(full_path: str) -> str:
+    """The full path without surrounding slashes, or InvalidSpecError naming the bad segment."""
+    path = full_path.strip().strip("/")
+    if not path:
+        raise InvalidSpecError("GitLab group path is empty (use e.g. acme-corp or acme-corp/team)")
+    for segment in path.split("/"):
+        if not _PATH_SEGMENT.match(segment) or segment.endswith((".", ".git", ".atom")):
+            raise InvalidSpecError(
+                f'GitLab group path "{full_path}": segment "{segment}" may contain only letters, digits, '
+                "'_', '-' and '.', must not start with '-' or '.' and must not end in '.', '.git' or '.atom'"
+            )
+    return path
+
+
+@dataclass(frozen=True)
+class GitLabGroup:
+    id: int
+    full_path: str
+    name: str
+    path: str
+    visibility: str
+    description: str
+    parent_id: int | None
+    web_url: str
+
+    @classmethod
+    def from_api(cls, attrs: Mapping[str, Any]) -> GitLabGroup:
+        return cls(
+            id=int(attrs["id"]),
+            full_path=attrs["full_path"],
+            name=attrs.get("name", ""),
+            path=attrs.get("path", ""),
+            visibility=attrs.get("visibility", ""),
+            description=attrs.get("description") or "",
+            parent_id=attrs.get("parent_id"),
+            web_url=attrs.get("web_url", ""),
+        )
+
+
+@dataclass(frozen=True)
+class GitLabMember:
+    user_id: int
+    username: str
+    name: str
+    access_level: int
+    state: str
+
+    @classmethod
+    def from_api(cls, attrs: Mapping[str, Any]) -> GitLabMember:
+        return cls(
+            user_id=int(attrs["id"]),
+            username=attrs.get("username", ""),
+            name=attrs.get("name", ""),
+            access_level=int(attrs["access_level"]),
+            state=attrs.get("state", ""),
+        )
+
+
+@dataclass(frozen=True)
+class GitLabUser:
+    id: int
+    username: str
+    name: str
+    state: str
+    email: str | None = None
+
+    @classmethod
+    def from_api(cls, attrs: Mapping[str, Any]) -> GitLabUser:
+        return cls(
+            id=int(attrs["id"]),
+            username=attrs.get("username", ""),
+            name=attrs.get("name", ""),
+            state=attrs.get("state", ""),
+            email=attrs.get("email") or attrs.get("public_email") or None,
+        )
+
+
+class _ServerBusy(Exception):
+    """Raised inside the session for 429/5xx, so python-gitlab neither sleeps nor retries and
+    the Retry-After header reaches the retry policy."""
+
+    def __init__(self, status_code: int, detail: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def _server_message(message: Any) -> str:
+    """GitLab's error text: a string, or a `{field: [errors]}` object from a validation error."""
+    if isinstance(message, bytes):
+        try:
+            message = json.loads(message)
+        except ValueError:
+            return message.decode(errors="replace").strip()[:300]
+        if isinstance(message, dict):
+            message = message.get("message") or message.get("error") or message
+    if isinstance(message, dict):
+        return "; ".join(
+            f"{field} {', '.join(map(str, errors)) if isinstance(errors, list) else errors}"
+            for field, errors in message.items()
+        )
+    return str(message).strip()[:300]
+
+
+def _raise_when_busy(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.status_code in TRANSIENT_STATUS or response.status_code >= 500:
+        raise _ServerBusy(
+            response.status_code,
+            _server_message(response.content),
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+
+def _not_found(exc: GitlabError) -> bool:
+    return exc.response_code == 404
+
+
+class GitLabClient:
+    """Idempotent steps against one GitLab, authenticated with the SDP's access token.
+
+    `url` is the server root (`https://gitlab.example.com`, without `/api/v4`). The token needs
+    the `api` scope and rights to create groups (an administrator's or a group owner's token).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        policy: HttpPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.policy = policy or HttpPolicy()
+        self.limiter = limiter
+        session = new_session(self.policy, before_send=self._before_send)
+        session.hooks["response"].append(_raise_when_busy)
+        self._gl = gitlab.Gitlab(
+            self.url,
+            private_token=token,
+            session=session,
+            # python-gitlab passes verify= on every request, which would override the session's.
+            ssl_verify=self.policy.verify_arg,
+            # None lets the policy adapter apply its (connect, read) timeouts.
+            timeout=None,
+            per_page=max(1, min(per_page, MAX_PER_PAGE)),
+            retry_transient_errors=False,
+            # GitLab builds pagination links from its external_url; stay on the URL we were given.
+            keep_base_url=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"GitLabClient(url={self.url!r})"
+
+    def close(self) -> None:
+        self._gl.session.close()
+
+    @property
+    def gitlab(self) -> gitlab.Gitlab:
+        """The underlying python-gitlab client, for operations not wrapped here."""
+        return self._gl
+
+    def _before_send(self) -> None:
+        if self.limiter is not None:
+            self.limiter.acquire()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calling(self, operation: str) -> Iterator[None]:
+        """Run library calls for `operation`, turning every failure into a classified error."""
+        what = f"{SYSTEM}: {operation}"
+        try:
+            yield
+        except PolycrateError:
+            raise
+        except _ServerBusy as busy:
+            raise classify_status(
+                busy.status_code, what=what, detail=busy.detail, retry_after=busy.retry_after
+            ) from None
+        except GitlabAuthenticationError as exc:
+            detail = f"{_server_message(exc.error_message)} (check the token in the SDP's credentialsRef)"
+            raise classify_status(401, what=what, detail=detail) from None
+        except GitlabError as exc:
+            if exc.response_code is None:
+                raise PermanentError(
+                    f"{what}: unexpected answer ({type(exc).__name__})", reason="Unexpected"
+                ) from None
+            detail = _server_message(exc.error_message)
+            if exc.response_code == 403:
+                detail = f"{detail} (the token needs the api scope and owner or admin rights)"
+            raise classify_status(exc.response_code, what=what, detail=detail) from None
+        except requests.exceptions.SSLError:
+            raise PermanentError(
+                f"{what}: TLS verification failed (set a CA bundle for a private CA)", reason="TLSError"
+            ) from None
+        except requests.Timeout as exc:
+            raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{what}: cannot connect ({type(exc).__name__})") from None
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def get_group(self, group: str | int) -> GitLabGroup | None:
+        """The group with this full path or numeric id, or None when GitLab has none."""
+        ref = validate_group_path(group) if isinstance(group, str) else group
+        with self._calling(f'get group "{ref}"'):
+            try:
+                found = self._gl.groups.get(ref, with_projects=False)
+            except GitlabError as exc:
+                if _not_found(exc):
+                    return None
+                raise
+        return GitLabGroup.from_api(found.attributes)
+
+    def ensure_group(
+        self,
+        full_path: str,
+        *,
+        visibility: str | None = None,
+        description: str | None = None,
+        name: str | None = None,
+    ) -> Change:
+        """Create the group (and any missing parent) or bring visibility/description/name in line.
+
+        None means "leave as it is" (GitLab's default on create). Missing parents are created
+        with the same visibility, because GitLab refuses a subgroup more visible than its parent.
+        """
+        path = validate_group_path(full_path)
+        self._check_visibility(path, visibility)
+        existing = self.get_group(path)
+        if existing is None:
+            group, created = self._create_group(
+                path, visibility=visibility, description=description, name=name
+            )
+            if created:
+                log.info("GitLab group %s created (id %s)", path, group.id)
+                return Change("created", id=group.id, detail=f"group {path} created")
+            existing = group
+        return self._converge(existing, visibility=visibility, description=description, name=name)
+
+    def update_group(
+        self,
+        full_path: str,
+        *,
+        visibility: str | None = None,
+        description: str | None = None,
+        name: str | None = None,
+    ) -> Change:
+        """Bring an existing group's visibility/description/name in line; it must exist."""
+        path = validate_group_path(full_path)
+        self._check_visibility(path, visibility)
+        existing = self.get_group(path)
+        if existing is None:
+            raise PermanentError(
+                f'{SYSTEM}: update group "{path}": the group does not exist', reason="NotFound"
+            )
+        return self._converge(existing, visibility=visibility, description=description, name=name)
+
+    def delete_group(self, full_path: str) -> bool:
+        """Ask GitLab to delete the group and its subgroups: True when accepted, False when absent.
+
+        GitLab deletes asynchronously (202), and on instances with delayed deletion it keeps the
+        group marked for deletion for a while.
+        """
+        path = validate_group_path(full_path)
+        with self._calling(f'delete group "{path}"'):
+            try:
+                self._gl.groups.delete(path)
+            except GitlabError as exc:
+                if _not_found(exc):
+                    return False
+                raise
+        log.info("GitLab group %s deleted", path)
+        return True
+
+    def list_subgroups(self, full_path: str) -> list[GitLabGroup]:
+        """The direct subgroups of a group, every page."""
+        path = validate_group_path(full_path)
+        with self._calling(f'list subgroups of "{path}"'):
+            found = self._gl.groups.get(path, lazy=True).subgroups.list(get_all=True)
+        return [GitLabGroup.from_api(g.attributes) for g in found]
+
+    @staticmethod
+    def _check_visibility(path: str, visibility: str | None) -> None:
+        if visibility is not None and visibility not in VISIBILITIES:
+            raise InvalidSpecError(
+                f'GitLab group "{path}": visibility "{visibility}" is not one of {", ".join(VISIBILITIES)}'
+            )
+
+    def _create_group(
+        self, path: str, *, visibility: str | None, description: str | None, name: str | None
+    ) -> tuple[GitLabGroup, bool]:
+        """Create `path`, creating missing parents first; (group, False) if another worker won."""
+        parent_path, _, segment = path.rpartition("/")
+        payload: dict[str, Any] = {"name": name or segment, "path": segment}
+        if parent_path:
+            parent = self.get_group(parent_path)
+            if parent is None:
+                parent, created = self._create_group(
+                    parent_path, visibility=visibility, description=None, name=None
+                )
+                if created:
+                    log.info("GitLab group %s created as parent of %s (id %s)", parent_path, path, parent.id)
+            payload["parent_id"] = parent.id
+        if visibility is not None:
+            payload["visibility"] = visibility
+        if description is not None:
+            payload["description"] = description
+        with self._calling(f'create group "{path}"'):
+            try:
+                return GitLabGroup.from_api(self._gl.groups.create(payload).attributes), True
+            except GitlabError as exc:
+                if exc.response_code != 400 or "has already been taken" not in str(exc.error_message):
+                    raise
+        # Taken: by a concurrent worker (read it back), or by a user namespace (a real conflict).
+        winner = self.get_group(path)
+        if winner is None:
+            raise PermanentError(
+                f'{SYSTEM}: create group "{path}": the path is taken by another namespace (a user or a '
+                "group GitLab does not show this token); choose another groupPath",
+                reason="Conflict",
+            )
+        return winner, False
+
+    def _converge(
+        self, group: GitLabGroup, *, visibility: str | None, description: str | None, name: str | None
+    ) -> Change:
+        wanted = {"visibility": visibility, "description": description, "name": name}
+        differs = {
+            key: value for key, value in wanted.items() if value is not None and getattr(group, key) != value
+        }
+        if not differs:
+            return Change("unchanged", id=group.id)
+        with self._calling(f'update group "{group.full_path}"'):
+            self._gl.groups.update(group.id, differs)
+        detail = ", ".join(f"{key} {getattr(group, key)!r} → {value!r}" for key, value in differs.items())
+        log.info("GitLab group %s updated: %s", group.full_path, detail)
+        return Change("updated", id=group.id, detail=detail)
+
+    # -- members --------------------------------------------------------------------------------
+
+    def _group_ref(self, group: str | int) -> str | int:
+        return validate_group_path(group) if isinstance(group, str) else group
+
+    def get_member(self, group: str | int, user_id: int) -> GitLabMember | None:
+        """The user's direct membership of the group, or None."""
+        ref = self._group_ref(group)
+        with self._calling(f'get member {user_id} of group "{ref}"'):
+            try:
+                found = self._gl.groups.get(ref, lazy=True).members.get(user_id)
+            except GitlabError as exc:
+                if _not_found(exc):
+                    return None
+                raise
+        return GitLabMember.from_api(found.attributes)
+
+    def ensure_member(self, group: str | int, user_id: int, access_level: str | int) -> Change:
+        """Make the user a direct member with exactly this access level (a role name or number)."""
+        ref = self._group_ref(group)
+        wanted = parse_access_level(access_level)
+        current = self.get_member(ref, user_id)
+        if current is None:
+            if self._add_member(ref, user_id, wanted):
+                log.info("GitLab user %s added to group %s as %s", user_id, ref, _LEVEL_NAMES[wanted])
+                return Change("created", id=user_id, detail=f"access level {_LEVEL_NAMES[wanted]}")
+            # 409: another worker added the user meanwhile; converge on what it wrote.
+            current = self.get_member(ref, user_id)
+            if current is None:
+                raise TransientError(
+                    f'{SYSTEM}: add user {user_id} to group "{ref}": membership changing concurrently'
+                )
+        if current.access_level == wanted:
+            return Change("unchanged", id=user_id)
+        with self._calling(f'update member {user_id} of group "{ref}"'):
+            self._gl.groups.get(ref, lazy=True).members.update(user_id, {"access_level": wanted})
+        detail = f"access level {_LEVEL_NAMES.get(current.access_level, current.access_level)} → {_LEVEL_NAMES[wanted]}"
+        log.info("GitLab member %s of group %s updated: %s", user_id, ref, detail)
+        return Change("updated", id=user_id, detail=detail)
+
+    def _add_member(self, ref: str | int, user_id: int, level: int) -> bool:
+        """True when added, False when GitLab says the user is a member already (409)."""
+        with self._calling(f'add user {user_id} to group "{ref}"'):
+            try:
+                self._gl.groups.get(ref, lazy=True).members.create(
+                    {"user_id": user_id, "access_level": level}
+                )
+            except GitlabError as exc:
+                if exc.response_code == 409:
+                    return False
+                raise
+        return True
+
+    def remove_member(self, group: str | int, user_id: int) -> bool:
+        """Remove the user's direct membership: True when removed, False when there was none."""
+        ref = self._group_ref(group)
+        with self._calling(f'remove user {user_id} from group "{ref}"'):
+            try:
+                self._gl.groups.get(ref, lazy=True).members.delete(user_id)
+            except GitlabError as exc:
+                if _not_found(exc):
+                    return False
+                raise
+        log.info("GitLab user %s removed from group %s", user_id, ref)
+        return True
+
+    def list_members(self, group: str | int, *, inherited: bool = False) -> list[GitLabMember]:
+        """Direct members (or, with `inherited`, also those of ancestor groups), every page."""
+        ref = self._group_ref(group)
+        with self._calling(f'list members of group "{ref}"'):
+            handle = self._gl.groups.get(ref, lazy=True)
+            manager = handle.members_all if inherited else handle.members
+            found = manager.list(get_all=True)
+        return [GitLabMember.from_api(m.attributes) for m in found]
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def find_user(self, username: str | None, email: str | None = None) -> GitLabUser | None:
+        """The user with this username (case-insensitive), else the one with this email, else None."""
+        if not username and not email:
+            raise InvalidSpecError("GitLab user lookup needs a username or an email")
+        if username:
+            with self._calling(f'find user "{username}"'):
+                found = self._gl.users.list(username=username, get_all=True)
+            match = next(
+                (u for u in found if u.attributes.get("username", "").lower() == username.lower()), None
+            )
+            if match is not None:
+                return GitLabUser.from_api(match.attributes)
+        if email:
+            with self._calling("find user by email"):
+                found = self._gl.users.list(search=email, get_all=True)
+            for user in found:
+                candidate = GitLabUser.from_api(user.attributes)
+                if candidate.email is not None and candidate.email.lower() == email.lower():
+                    return candidate
+        return None
+
+
+# --- one client per SDP, URL and token per process ---------------------------------------------
+
+_clients: dict[tuple[Any, ...], GitLabClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(
+    sdp: str,
+    url: str,
+    token: str,
+    *,
+    policy: HttpPolicy | None = None,
+    limiter: RateLimiter | None = None,
+) -> GitLabClient:
+    """The process's client for SDP `sdp` ("namespace/name"), reused so its connections are.
+
+    The key holds the SDP, URL, policy and a digest of the token (in memory only): a rotated
+    token or a changed URL gets a fresh client. The latest `limiter` is always the one applied,
+    so a changed rate limit in the SDP takes effect on the next call.
+    """
+    if not token:
+        raise PermanentError(f"{SYSTEM} ({url}): the SDP's token is empty", reason="InvalidCredentials")
+    key = (sdp, url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest(), policy)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            for stale in [k for k in _clients if k[0] == sdp]:
+                _clients.pop(stale).close()
+            client = _clients[key] = GitLabClient(url, token, policy=policy, limiter=limiter)
+        client.limiter = limiter
+        return client
+
+
+def clear_clients() -> None:
+    """Forget every cached client (tests; a worker never needs it)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
