@@ -1,0 +1,134 @@
+"""Events against the Kubernetes API: one Event per occurrence, counted, visible in kubectl describe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from tasks.events import EventRecorder
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject, ObjectAPI
+
+CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 6, 14, 30, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def objects(kube_api_client: kubernetes.client.ApiClient) -> ObjectAPI:
+    return ObjectAPI(kube_api_client)
+
+
+@pytest.fixture
+def harbor_project(
+    kube_install_crd: Callable[..., dict[str, Any]],
+    kube_api_client: kubernetes.client.ApiClient,
+    kube_namespace: str,
+    objects: ObjectAPI,
+) -> JsonObject:
+    kube_install_crd(CRDS / "harborprojects.polycrate.io.yaml")
+    kubernetes.client.CustomObjectsApi(kube_api_client).create_namespaced_custom_object(
+        "polycrate.io",
+        "v1alpha1",
+        kube_namespace,
+        "harborprojects",
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "HarborProject",
+            "metadata": {"name": "shared-images"},
+            "spec": {"sdp": ["production"], "projectName": "shared-images", "storageQuota": "100Gi"},
+        },
+    )
+    obj = objects.get(ObjectKey("HarborProject", kube_namespace, "shared-images"))
+    assert obj is not None
+    return obj
+
+
+def events_of(objects: ObjectAPI, obj: JsonObject, namespace: str | None = None) -> list[JsonObject]:
+    metadata = obj["metadata"]
+    return objects.list_events(
+        namespace or metadata.get("namespace") or "default",
+        field_selector=f"involvedObject.name={metadata['name']}",
+    )
+
+
+def test_repeated_failure_bumps_one_event_instead_of_creating_more(
+    objects: ObjectAPI, harbor_project: JsonObject
+) -> None:
+    clock = SteppingClock()
+    recorder = EventRecorder(objects, clock=clock)
+
+    for _ in range(3):
+        recorder.record(harbor_project, "Warning", "Retrying", "Harbor unreachable: connection refused")
+        clock.now += timedelta(seconds=60)
+
+    [event] = events_of(objects, harbor_project)
+    assert event["count"] == 3
+    assert event["reason"] == "Retrying" and event["type"] == "Warning"
+    assert event["firstTimestamp"] == "2026-01-06T14:30:00Z"
+    assert event["lastTimestamp"] == "2026-01-06T14:32:00Z"
+    assert event["involvedObject"]["uid"] == harbor_project["metadata"]["uid"]
+    assert event["source"]["component"] == "polycrate-operator"
+
+
+def test_a_different_reason_or_message_is_a_separate_event(
+    objects: ObjectAPI, harbor_project: JsonObject
+) -> None:
+    recorder = EventRecorder(objects)
+
+    recorder.record(harbor_project, "Warning", "Retrying", "Harbor unreachable")
+    recorder.record(harbor_project, "Warning", "InvalidSpec", 'spec.storageQuota "50Gx" is not a quantity')
+    recorder.record(harbor_project, "Normal", "Ready", "HarborProject is Ready")
+
+    assert sorted(event["reason"] for event in events_of(objects, harbor_project)) == [
+        "InvalidSpec",
+        "Ready",
+        "Retrying",
+    ]
+
+
+def test_event_of_a_cluster_scoped_object_lands_in_the_default_namespace(
+    objects: ObjectAPI,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    kube_api_client: kubernetes.client.ApiClient,
+) -> None:
+    kube_install_crd(CRDS / "artifacts.polycrate.io.yaml")
+    example = yaml.safe_load((EXAMPLES / "artifact-cargo-ayedo-cloud-library-nginx-1-25-3.yaml").read_text())
+    example.pop("status", None)
+    kubernetes.client.CustomObjectsApi(kube_api_client).create_cluster_custom_object(
+        "polycrate.io", "v1alpha1", "artifacts", example
+    )
+    artifact = objects.get(ObjectKey("Artifact", "", example["metadata"]["name"]))
+    assert artifact is not None
+
+    EventRecorder(objects).record(artifact, "Normal", "Ready", "Artifact is Ready")
+
+    assert [event["reason"] for event in events_of(objects, artifact, "default")] == ["Ready"]
+
+
+def test_events_show_up_in_kubectl_describe(objects: ObjectAPI, harbor_project: JsonObject, kubectl) -> None:
+    recorder = EventRecorder(objects)
+    for _ in range(2):
+        recorder.record(
+            harbor_project, "Warning", "InvalidSpec", 'spec.storageQuota "50Gx" is not a quantity'
+        )
+
+    described = kubectl(
+        "describe", "harborproject", "shared-images", "-n", harbor_project["metadata"]["namespace"]
+    ).stdout
+
+    assert "InvalidSpec" in described
+    assert 'spec.storageQuota "50Gx" is not a quantity' in described
