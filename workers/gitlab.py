@@ -274,7 +274,8 @@ class GitLabClient:
         ref = validate_group_path(group) if isinstance(group, str) else group
         with self._calling(f'get group "{ref}"'):
             try:
-                found = self._gl.groups.get(ref, with_projects=False)
+                # Without this GitLab embeds the group's projects in the answer.
+                found = self._gl.groups.get(ref, with_projects="false")
             except GitlabError as exc:
                 if _not_found(exc):
                     return None
