@@ -147,7 +147,19 @@ class HarborEmulator(EmulatorServer):
         self.admin_password = admin_password
         self.default_page_size = default_page_size
         self.unknown_project_name_status = unknown_project_name_status
+        self._initial_knobs = (admin_username, admin_password, default_page_size, unknown_project_name_status)
         super().__init__(host, port, latency_ms=latency_ms)
+
+    def reset(self) -> None:
+        """Forget state, calls, violations and faults, and restore the constructor's knobs."""
+        with self.lock:
+            (
+                self.admin_username,
+                self.admin_password,
+                self.default_page_size,
+                self.unknown_project_name_status,
+            ) = self._initial_knobs
+            super().reset()
 
     # -- routes ---------------------------------------------------------------------------
 
