@@ -30,7 +30,15 @@ from emulators.server import EmulatorServer, json_response
 
 API = "/api/v4"
 VISIBILITY_RANK = {"private": 0, "internal": 10, "public": 20}
-ROLE_NAMES = {5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}  # fmt: skip
+ROLE_NAMES = {
+    5: "Minimal Access",
+    10: "Guest",
+    15: "Planner",
+    20: "Reporter",
+    30: "Developer",
+    40: "Maintainer",
+    50: "Owner",
+}
 OWNER = 50
 DEFAULT_PER_PAGE = 20
 # A few of GitLab's reserved top-level routes (Gitlab::PathRegex::TOP_LEVEL_ROUTES).
@@ -50,7 +58,7 @@ RESERVED_TOP_LEVEL = frozenset(
         "search",
         "users",
         "uploads",
-    }  # fmt: skip
+    }
 )
 _GROUP_SETTINGS_DEFAULTS: dict[str, Any] = {
     "share_with_group_lock": False,
