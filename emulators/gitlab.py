@@ -7,7 +7,7 @@ inherited memberships in `/members/all`, offset pagination with GitLab's X-* and
 and error bodies in GitLab's own shapes (`{"message": ...}`, `{"error": ...}`). Every request
 and response is checked against that contract by the shared pipeline in `emulators.server`.
 
-Credentials: `admin_token` (an Owner-capable administrator, user `root`, id 1) is accepted in a
+Credentials: `admin_token` (also `token`; administrator `root`, id 1) is accepted in a
 `PRIVATE-TOKEN` header or as `Authorization: Bearer`. Page size is capped at `max_per_page`
 (100 like GitLab; tests lower it to exercise pagination). Deletion is immediate although the
 server answers 202, i.e. the emulator behaves like GitLab Free without delayed deletion.
@@ -142,6 +142,11 @@ class GitLabEmulator(EmulatorServer):
         self.admin_token = admin_token or f"glpat-{secrets.token_urlsafe(15)}"
         self.default_max_per_page = max_per_page
         super().__init__(host, port, latency_ms=latency_ms)
+
+    @property
+    def token(self) -> str:
+        """The token a client uses (the administrator's), named like the other emulators'."""
+        return self.admin_token
 
     # -- state ----------------------------------------------------------------------------
 
