@@ -57,9 +57,11 @@ class _ConnectionTrackingHandler(WSGIRequestHandler):
 
 
 class _Server(ThreadedWSGIServer):
-    def __init__(self, host: str, port: int, app: KubeApiApp):
+    def __init__(self, listener: socket.socket, app: KubeApiApp):
         self.open_connections: set[socket.socket] = set()
-        super().__init__(host, port, app, handler=_ConnectionTrackingHandler)
+        host, port = listener.getsockname()[:2]
+        # Werkzeug adopts (duplicates) an already bound socket, so bind errors stay ours.
+        super().__init__(host, port, app, handler=_ConnectionTrackingHandler, fd=listener.fileno())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("kube emulator: connection from %s ended with an error", client_address, exc_info=True)
@@ -105,18 +107,35 @@ class KubeEmulator:
     def running(self) -> bool:
         return self._server is not None
 
-    def _bind(self, deadline: float) -> _Server:
+    def _listen(self) -> socket.socket:
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+            listener.listen(128)
+        except OSError:
+            listener.close()
+            raise
+        return listener
+
+    def _bind(self, retry_for: float) -> _Server:
+        deadline = time.monotonic() + retry_for
         while True:
             try:
-                return _Server(self.host, self.port, self.app)
-            except (OSError, SystemExit):
-                # Werkzeug exits on EADDRINUSE; after a restart the old socket may linger briefly.
-                if time.monotonic() > deadline:
-                    raise OSError(f"kube emulator could not bind {self.host}:{self.port}") from None
+                listener = self._listen()
+            except OSError:
+                # After a restart the port may stay busy for a moment; a first start fails fast.
+                if time.monotonic() >= deadline:
+                    raise
                 time.sleep(0.05)
+                continue
+            try:
+                return _Server(listener, self.app)
+            finally:
+                listener.close()
 
-    def _serve(self) -> None:
-        server = self._bind(time.monotonic() + 5.0)
+    def _serve(self, retry_for: float = 0.0) -> None:
+        server = self._bind(retry_for)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -148,21 +167,24 @@ class KubeEmulator:
         if server is None:
             return
         self._server = self._thread = None
-        self._epoch += 1
-        with self.store.changed:
-            self.store.changed.notify_all()
         server.shutdown()
-        server.server_close()
+        # Cut connections before waking the watch streams, so they end abruptly (no final
+        # chunk), as they do when a real apiserver goes away.
         for connection in list(server.open_connections):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+        self._epoch += 1
+        with self.store.changed:
+            self.store.changed.notify_all()
+        server.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
 
     def start(self) -> KubeEmulator:
         with self._lifecycle:
             if self._server is None:
-                self._serve()
+                # The port of an earlier run (stop/start) may linger briefly; a new one fails fast.
+                self._serve(retry_for=5.0 if self._epoch else 0.0)
         return self
 
     def stop(self) -> None:
@@ -176,7 +198,7 @@ class KubeEmulator:
             if not keep_state:
                 self.api.reset()
             time.sleep(down_for)
-            self._serve()
+            self._serve(retry_for=5.0)
 
     def __enter__(self) -> KubeEmulator:
         return self.start()
