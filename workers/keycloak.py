@@ -41,7 +41,7 @@ from polycrate.httppolicy import (
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 
-SYSTEM = "keycloak"
+SYSTEM = "keycloak"  # the `system` of the RateLimiter that guards one SDP's Keycloak
 DEFAULT_PAGE_SIZE = 100
 
 Attributes = Mapping[str, Sequence[str]]

@@ -22,7 +22,7 @@ from polycrate.errors import DependencyNotFoundError, InvalidSpecError, Permanen
 from polycrate.httppolicy import HttpPolicy
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
-from workers.keycloak import KeycloakClient, KeycloakCredentials, clear_clients, get_client
+from workers.keycloak import SYSTEM, KeycloakClient, KeycloakCredentials, clear_clients, get_client
 
 POLICY = HttpPolicy(connect_timeout=2, read_timeout=5)
 
@@ -346,7 +346,7 @@ def test_unreachable_server_is_transient():
 def test_rate_limit_is_shared_by_every_client_of_one_sdp(keycloak_emulator, redis_url):
     def limited_client() -> KeycloakClient:
         limiter = RateLimiter(
-            redis.Redis.from_url(redis_url), system="keycloak", scope="polycrate/production", rate=20, burst=1
+            redis.Redis.from_url(redis_url), system=SYSTEM, scope="polycrate/production", rate=20, burst=1
         )
         return client_for(keycloak_emulator, limiter=limiter)
 
@@ -386,7 +386,7 @@ def test_no_secret_reaches_logs_errors_or_redis(keycloak_emulator, redis_url, ca
     caplog.set_level(logging.DEBUG)
     marker = "marker-secret-7f3c9a"
     keycloak_emulator.add_client(keycloak_emulator.realm, "marked", marker)
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), system="keycloak", scope="polycrate/production")
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), system=SYSTEM, scope="polycrate/production")
     client = client_for(keycloak_emulator, credentials=KeycloakCredentials("marked", marker), limiter=limiter)
     wrong = client_for(keycloak_emulator, credentials=KeycloakCredentials("marked", marker + "-wrong"))
     messages: list[str] = [repr(client), repr(KeycloakCredentials("marked", marker))]
