@@ -198,6 +198,16 @@ class HarborClient:
             raise_for_response(response, what=f"{SYSTEM}: {what}")
         return response
 
+    @staticmethod
+    def _json(response: requests.Response, what: str) -> Any:
+        """The decoded answer; a 2xx that is not JSON (a proxy's error page) is worth a retry."""
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(
+                f"{SYSTEM}: {what}: answer is not JSON (HTTP {response.status_code})"
+            ) from None
+
     def _all_pages(
         self, path: str, *, what: str, params: Mapping[str, str | int] | None = None, by_name: bool = False
     ) -> list[dict[str, Any]]:
@@ -208,7 +218,7 @@ class HarborClient:
         query: Mapping[str, str | int] | None = {**(params or {}), "page": 1, "page_size": self.page_size}
         while True:
             response = self.http_request("GET", target, what=what, params=query, by_name=by_name)
-            items.extend(response.json() or [])
+            items.extend(self._json(response, what) or [])
             next_link = response.links.get("next", {}).get("url")
             if not next_link:
                 return items
@@ -232,7 +242,7 @@ class HarborClient:
             "GET", self._project_path(name), what=what, by_name=True, absent=(403, 404)
         )
         if response.status_code == 200:
-            return HarborProject.from_api(response.json())
+            return HarborProject.from_api(self._json(response, what))
         if response.status_code == 404:
             return None
         # Harbor <= 2.8 answers 403 for a name it does not know, even to an admin: ask the list.
@@ -328,12 +338,11 @@ class HarborClient:
         return Change("updated", id=project.id, detail=detail)
 
     def _project_quota(self, project: HarborProject) -> dict[str, Any]:
-        quotas = self.http_request(
-            "GET",
-            "/quotas",
-            what=f'get storage quota of project "{project.name}"',
-            params={"reference": "project", "reference_id": str(project.id)},
-        ).json()
+        what = f'get storage quota of project "{project.name}"'
+        response = self.http_request(
+            "GET", "/quotas", what=what, params={"reference": "project", "reference_id": str(project.id)}
+        )
+        quotas = self._json(response, what)
         if not quotas:
             raise PermanentError(
                 f'Harbor project "{project.name}" has no storage quota (is per-project quota disabled in Harbor?)',
@@ -410,17 +419,18 @@ class HarborClient:
         self, project: str, entity_name: str, entity_type: Literal["user", "group"]
     ) -> ProjectMember | None:
         # entityname is an exact match in Harbor, so every candidate is on the first page.
+        what = f'find member "{entity_name}" of project "{project}"'
         response = self.http_request(
             "GET",
             f"{self._project_path(project)}/members",
-            what=f'find member "{entity_name}" of project "{project}"',
+            what=what,
             params={"entityname": entity_name, "page_size": MAX_PAGE_SIZE},
             by_name=True,
             absent=(404,),
         )
         if response.status_code == 404:
             raise DependencyNotFoundError(f'Harbor project "{project}" does not exist')
-        for body in response.json() or []:
+        for body in self._json(response, what) or []:
             member = ProjectMember.from_api(body)
             if member.entity_name == entity_name and member.entity_type == entity_type:
                 return member
