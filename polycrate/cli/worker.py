@@ -30,7 +30,7 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _split_bind_address(address: str) -> tuple[str, int]:
-    """":9090" -> ("0.0.0.0", 9090); "127.0.0.1:9090" -> ("127.0.0.1", 9090)."""
+    """Split a bind address: `:9090` listens on all interfaces, `127.0.0.1:9090` on one."""
     host, _, port = address.rpartition(":")
     if not port.isdigit():
         raise CliError(f"--metrics-bind-address {address!r} is not [host]:port")

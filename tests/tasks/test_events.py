@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -14,9 +13,7 @@ import yaml
 from tasks.events import EventRecorder
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, ObjectAPI
-
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from tests.tasks.support import CRDS, EXAMPLES
 
 
 class SteppingClock:

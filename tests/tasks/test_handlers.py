@@ -16,7 +16,6 @@ from typing import Any
 import kubernetes
 import pytest
 import redis
-import yaml
 
 from polycrate.models import FINALIZER
 from polycrate.settings import Settings
@@ -27,27 +26,7 @@ from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Outcome, Reconciler
 from tasks.retry import BackoffPolicy, RetryTracker
-from tests.tasks.test_queue import RecordingSender
-
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def without_spec_validation(crd_path: Path) -> dict[str, Any]:
-    """The CRD with its spec schema opened up, as if the object predates a stricter schema."""
-    crd = yaml.safe_load(crd_path.read_text())
-    for version in crd["spec"]["versions"]:
-        properties = version["schema"]["openAPIV3Schema"]["properties"]
-        properties["spec"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        version["schema"]["openAPIV3Schema"].pop("required", None)
-    return crd
-
-
-def example(name: str, namespace: str) -> JsonObject:
-    obj = yaml.safe_load((EXAMPLES / name).read_text())
-    obj.pop("status", None)
-    obj["metadata"]["namespace"] = namespace
-    return obj
+from tests.tasks.support import CRDS, RecordingSender, example, without_spec_validation
 
 
 class Cluster:

@@ -10,25 +10,9 @@ import redis
 from tasks.keys import ObjectKey
 from tasks.locking import KeyLock
 from tasks.queue import KeyQueue
+from tests.tasks.support import RecordingSender
 
 ACME = ObjectKey("Organization", "polycrate", "acme-corp")
-
-
-class RecordingSender:
-    """Stands in for the Celery publish: remembers what would have been sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[ObjectKey, str, float]] = []
-        self.fail_next = False
-
-    def __call__(self, key: ObjectKey, task_id: str, countdown: float) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise ConnectionError("broker unreachable")
-        self.sent.append((key, task_id, countdown))
-
-    def task_ids(self) -> list[str]:
-        return [task_id for _, task_id, _ in self.sent]
 
 
 @pytest.fixture

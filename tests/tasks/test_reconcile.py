@@ -22,7 +22,7 @@ from tasks.queue import KeyQueue
 from tasks.reconcile import Reconciler
 from tasks.retry import BackoffPolicy, RetryTracker
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects, register_handlers
-from tests.tasks.test_queue import RecordingSender
+from tests.tasks.support import RecordingSender
 
 KEY = ObjectKey(RECORDED_KIND, "team-a", "widget")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -14,8 +13,7 @@ import pytest
 from tasks.keys import ObjectKey
 from tasks.objects import ObjectAPI
 from tasks.status import ConditionUpdate, StatusUpdate, StatusWriter
-
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+from tests.tasks.support import CRDS
 
 
 class SteppingClock:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import kubernetes
 import pytest
 import redis
 from celery import Celery
@@ -29,6 +32,7 @@ from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.redis import RedisServer
 from tests.fixtures.workers import WorkerPool
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects
+from tests.tasks.support import CRDS, example, without_spec_validation
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +216,91 @@ def test_permanent_failure_whose_status_write_echoes_back_is_not_retried_in_a_ho
     # Each run's own write comes back as an event; the rerun waits 1 s, then 2 s, then 4 s.
     assert 1 <= len(objects.runs(WIDGET)) <= 3
     assert all(not failure["retrying"] for failure in objects.failures(WIDGET))
+
+
+@pytest.fixture
+def cluster_workers(worker_pool: WorkerPool, kubeconfig: str) -> WorkerPool:
+    """Worker processes that talk to the test's Kubernetes API."""
+    worker_pool.kubeconfig = kubeconfig
+    return worker_pool
+
+
+def test_organization_goes_from_queue_to_worker_to_ready_status(
+    cluster_workers: WorkerPool,
+    queue: KeyQueue,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    kube_api_client: kubernetes.client.ApiClient,
+    kube_namespace: str,
+) -> None:
+    kube_install_crd(CRDS / "organizations.polycrate.io.yaml")
+    organization = example("organization-acme-corp.yaml", kube_namespace)
+    custom = kubernetes.client.CustomObjectsApi(kube_api_client)
+    custom.create_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", kube_namespace, "organizations", organization
+    )
+    cluster_workers.start(1)
+
+    queue.add(ObjectKey("Organization", kube_namespace, "acme-corp"))
+
+    def status() -> dict[str, Any]:
+        obj = custom.get_namespaced_custom_object(
+            "polycrate.io", "v1alpha1", kube_namespace, "organizations", "acme-corp"
+        )
+        return {**obj.get("status", {}), "generation": obj["metadata"]["generation"]}
+
+    wait_until(lambda: status().get("phase") == "Ready", 20, "the Organization never became Ready")
+    assert status()["observedGeneration"] == status()["generation"]
+
+
+def test_invalid_spec_ends_in_error_with_an_event_and_is_not_reconciled_in_a_hot_loop(
+    cluster_workers: WorkerPool,
+    queue: KeyQueue,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    kube_api_client: kubernetes.client.ApiClient,
+    kube_namespace: str,
+) -> None:
+    kube_install_crd(without_spec_validation(CRDS / "harborprojects.polycrate.io.yaml"))
+    project = example("harborproject-shared-images.yaml", kube_namespace)
+    project["spec"]["storageQuota"] = "50Gx"
+    custom = kubernetes.client.CustomObjectsApi(kube_api_client)
+    custom.create_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", kube_namespace, "harborprojects", project
+    )
+    key = ObjectKey("HarborProject", kube_namespace, "shared-images")
+    cluster_workers.start(1)
+
+    def current() -> dict[str, Any]:
+        return custom.get_namespaced_custom_object(
+            "polycrate.io", "v1alpha1", kube_namespace, "harborprojects", "shared-images"
+        )
+
+    # A watcher that does not filter status-only changes: every write to the object is an event.
+    stop_echo = threading.Event()
+
+    def echo_every_write() -> None:
+        seen = None
+        while not stop_echo.wait(0.05):
+            version = current()["metadata"]["resourceVersion"]
+            if version != seen:
+                seen = version
+                queue.add(key)
+
+    echo = threading.Thread(target=echo_every_write, daemon=True)
+    echo.start()
+    try:
+        wait_until(lambda: current().get("status", {}).get("phase") == "Error", 20, "never reached Error")
+        time.sleep(3)
+    finally:
+        stop_echo.set()
+        echo.join()
+
+    ready = next(c for c in current()["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec" and "storageQuota" in ready["message"]
+    [event] = (
+        kubernetes.client.CoreV1Api(kube_api_client)
+        .list_namespaced_event(kube_namespace, field_selector="involvedObject.name=shared-images")
+        .items
+    )
+    assert event.type == "Warning" and event.reason == "InvalidSpec"
+    # Every failed reconcile bumps this Event: a handful, not one per 50 ms.
+    assert 1 <= event.count <= 2

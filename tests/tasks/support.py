@@ -1,0 +1,53 @@
+"""Helpers shared by the tasks tests: a recording stand-in for the Celery publish, the CRDs and
+the spec's examples from the repository, and a way to open up a CRD's spec schema so objects the
+schema would reject (as an older, looser CRD let them in) reach the operator's own validation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+CRDS = REPOSITORY_ROOT / "deploy" / "crds"
+EXAMPLES = REPOSITORY_ROOT / "examples"
+
+
+class RecordingSender:
+    """Stands in for the Celery publish: remembers what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[ObjectKey, str, float]] = []
+        self.fail_next = False
+
+    def __call__(self, key: ObjectKey, task_id: str, countdown: float) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("broker unreachable")
+        self.sent.append((key, task_id, countdown))
+
+    def task_ids(self) -> list[str]:
+        return [task_id for _, task_id, _ in self.sent]
+
+
+def without_spec_validation(crd_path: Path) -> dict[str, Any]:
+    """The CRD with its spec schema opened up, as if the object predates a stricter schema."""
+    crd = yaml.safe_load(crd_path.read_text())
+    for version in crd["spec"]["versions"]:
+        properties = version["schema"]["openAPIV3Schema"]["properties"]
+        properties["spec"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        version["schema"]["openAPIV3Schema"].pop("required", None)
+    return crd
+
+
+def example(name: str, namespace: str) -> JsonObject:
+    """A spec example from examples/, without its status block, placed in `namespace`."""
+    obj = yaml.safe_load((EXAMPLES / name).read_text())
+    obj.pop("status", None)
+    obj["metadata"]["namespace"] = namespace
+    return obj
