@@ -1,14 +1,11 @@
 """Harbor API v2.0, emulated: projects, metadata, quotas, members, user groups and users.
 
-Behaves like Harbor 2.x (main branch) as far as the operator can see, and is checked against
-Harbor's own swagger.yaml: basic auth for the admin account (401 in Harbor's error format),
-`{"errors": [{"code", "message"}]}` bodies and an X-Request-Id on every answer, 201 + Location
-on create, 409 on duplicates, page/page_size pagination with X-Total-Count and Harbor's Link
-header, `{project_name_or_id}` read as a name or an id as X-Is-Resource-Name says, the creator
-as the first projectAdmin member of a project, and one storage quota per project (-1 = no limit).
-The emulated server runs in OIDC auth mode: a group named in a membership is onboarded as an
-OIDC group, as Harbor's OIDC authenticator does. Where real Harbor answers a status its own spec
-does not declare, `SPEC_DEVIATIONS` names it, and only those pass the response check unflagged.
+Answers like Harbor 2.x (main) as the operator sees it, checked against Harbor's swagger: basic
+auth, `{"errors": [{"code", "message"}]}` bodies with an X-Request-Id, 201 + Location, 409 on
+duplicates, X-Total-Count and Harbor's Link header, X-Is-Resource-Name deciding name vs id, the
+creator as first projectAdmin, one quota per project (-1 = no limit). It runs in OIDC auth mode:
+a group named in a membership is onboarded as an OIDC group. Where Harbor answers a status its
+spec does not declare, `SPEC_DEVIATIONS` names it; only those pass the response check.
 """
 
 from __future__ import annotations
