@@ -248,6 +248,21 @@ def test_rotated_token_updates_the_registered_credentials(argocd, client):
     assert argocd.clusters[SERVER]["annotations"][CONFIG_DIGEST_ANNOTATION] != digest
 
 
+def test_cluster_registered_by_hand_is_taken_over_with_our_credentials(argocd, client):
+    requests.post(
+        f"{argocd.url}/api/v1/clusters",
+        json={"server": SERVER, "name": "manual", "config": {"bearerToken": "someone-elses"}},
+        headers={"Authorization": f"Bearer {argocd.token}"},
+        timeout=5,
+    )
+    change = client.ensure_cluster(SERVER, "production-cluster", ClusterCredentials(bearer_token="sa-token"))
+    assert change.action == "updated"
+    assert (argocd.clusters[SERVER]["name"], argocd.clusters[SERVER]["config"]["bearerToken"]) == (
+        "production-cluster",
+        "sa-token",
+    )
+
+
 def kubeconfig(user: dict[str, Any], **cluster: Any) -> str:
     return yaml.safe_dump(
         {
