@@ -67,8 +67,12 @@ def _serve_metrics(address: str) -> None:
         # Files of a previous run would be added to this run's counters.
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, start_http_server, values
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    # Other CLI modules may have imported prometheus_client before the directory was set; the
+    # reconcile metrics' values are created later, in the pool processes, with this class.
+    values.ValueClass = values.get_value_class()
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)

@@ -1,0 +1,93 @@
+"""`polycrate operator worker`: one clear line when it cannot start, metrics when asked."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+from click.testing import CliRunner
+
+from polycrate.cli import main
+from tasks.keys import ObjectKey
+from tasks.queue import KeyQueue, celery_sender
+from tests.fixtures.workers import WorkerPool
+from tests.tasks.handlers import RECORDED_KIND, RecordedObjects
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    # The command exports --kubeconfig for its pool processes; keep that out of other tests.
+    monkeypatch.delenv("POLYCRATE_KUBECONFIG", raising=False)
+    return CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_redis_is_one_line_and_exit_1(runner: CliRunner) -> None:
+    result = runner.invoke(
+        main, ["operator", "worker"], env={"REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: Redis at redis://:***@127.0.0.1:")
+    assert "unreachable" in result.stderr and "hunter2" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_unknown_queue_is_rejected_with_the_valid_names(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["operator", "worker", "--queues", "harbour"])
+
+    assert result.exit_code == 1
+    assert "unknown queue(s) harbour; choose from default, keycloak" in result.stderr
+
+
+def test_missing_kubeconfig_is_one_line_and_exit_1(runner: CliRunner, redis_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(
+        main,
+        ["operator", "worker", "--kubeconfig", str(tmp_path / "absent.yaml")],
+        env={"REDIS_URL": redis_url},
+    )
+
+    assert result.exit_code == 1
+    assert "absent.yaml does not exist" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_invalid_setting_is_one_line_and_exit_1(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["operator", "worker"], env={"POLYCRATE_LOCK_TTL": "-1"})
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: invalid setting POLYCRATE_LOCK_TTL='-1'")
+
+
+@pytest.mark.slow
+def test_worker_serves_reconcile_metrics_of_its_pool_processes(
+    worker_pool: WorkerPool, redis_client: redis.Redis, celery_app: Celery
+) -> None:
+    port = free_port()
+    worker_pool.start(1, concurrency=2, extra_args=("--metrics-bind-address", f"127.0.0.1:{port}"))
+    objects = RecordedObjects(redis_client)
+    queue = KeyQueue(redis_client, sender=celery_sender(celery_app))
+    keys = [ObjectKey(RECORDED_KIND, "team-a", f"widget-{n}") for n in range(5)]
+    for key in keys:
+        objects.put(key, version=1)
+        queue.add(key)
+
+    expected = 'polycrate_reconciles_total{kind="Recorded",outcome="succeeded"} 5.0'
+    deadline = time.monotonic() + 20
+    while expected not in (
+        scraped := urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ):
+        assert time.monotonic() < deadline, f"metrics never counted the five reconciles:\n{scraped}"
+        time.sleep(0.1)
+
+    assert "widget" not in scraped, "object names never become label values"
