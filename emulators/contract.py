@@ -94,7 +94,8 @@ class ApiContract:
         if not path.is_absolute():
             path = SPEC_DIR / path
         text = path.read_text()
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster on 300 KB specs
+        document = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=loader)  # noqa: S506
         return cls(document, base_path=base_path)
 
     # -- loading -------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""`polycrate operator emulators`: the five emulated systems as one standalone process.
+
+Serves Keycloak, GitLab, Harbor, Argo CD and the Polycrate API until Ctrl-C or SIGTERM, and
+writes the state file (URLs and credentials, format in `sandbox.systems`) only once every
+emulator answers, so a script can wait for the file and then use each system through its
+official API with its usual client.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import click
+import requests
+
+from polycrate.cli.root import CliError, operator
+
+
+def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None:
+    """Block until every emulator's admin endpoint answers; CliError naming the laggard."""
+    deadline = time.monotonic() + timeout
+    for name, url in urls.items():
+        while True:
+            try:
+                requests.get(f"{url}/_emulator/calls", timeout=1).raise_for_status()
+                break
+            except requests.RequestException as exc:
+                if time.monotonic() > deadline:
+                    raise CliError(f"emulator {name} at {url} does not answer: {exc}") from exc
+                time.sleep(0.05)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+@operator.command("emulators")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".sandbox/emulators.json"),
+    show_default=True,
+    help="Where to write URLs and credentials once every emulator answers.",
+)
+@click.option(
+    "--latency-ms", type=click.FloatRange(0), default=0, show_default=True, help="Delay per request."
+)
+@click.option(
+    "--port-base",
+    type=click.IntRange(0, 65530),
+    default=0,
+    show_default=True,
+    help="Keycloak on P, GitLab P+1, Harbor P+2, Argo CD P+3, Polycrate API P+4; 0 = free ports.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--advertise-host", default=None, help="Host name written into the state file URLs (containers)."
+)
+def emulators(
+    state_file: Path, latency_ms: float, port_base: int, host: str, advertise_host: str | None
+) -> None:
+    """Serve the emulated Keycloak, GitLab, Harbor, Argo CD and Polycrate API until Ctrl-C."""
+    from sandbox.systems import EmulatedSystems
+
+    systems = EmulatedSystems(
+        host=host, port_base=port_base, latency_ms=latency_ms, advertise_host=advertise_host
+    )
+    try:
+        systems.start()
+    except OSError as exc:
+        raise CliError(f"cannot start the emulators on {host} (port base {port_base}): {exc}") from exc
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        wait_until_answering({name: server.url for name, server in systems.servers.items()})
+        path = systems.write_state(state_file)
+        for name, server in systems.servers.items():
+            click.echo(f"{name:<14} {systems.url(name)}   (local {server.url})")
+        click.echo(f"state file: {path}")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("stopping the emulators", err=True)
+    finally:
+        systems.stop()
