@@ -86,6 +86,11 @@ class KeyLock:
         self._renewer.start()
         return True
 
+    def remaining_ttl(self) -> float:
+        """Seconds until the lock of this key expires unless renewed (0 when it is free)."""
+        milliseconds = self._client.pttl(self.name)
+        return max(0.0, milliseconds / 1000) if milliseconds and milliseconds > 0 else 0.0
+
     def release(self) -> bool:
         """Stop renewing and delete the lock if we still own it; False if it was no longer ours."""
         if not self._held:

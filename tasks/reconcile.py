@@ -1,12 +1,12 @@
 """The reconcile task: one run of one key, exclusive, retried with backoff, never lost.
 
 `polycrate.reconcile(key)` receives only the key. It takes the key's lock (a key already being
-reconciled elsewhere defers this task by a short countdown: not dropped, not a failure), claims
-the key in the queue (a task whose key has nothing pending is a duplicate and ends), reads the
-object fresh from the API (gone: done), and hands it to the kind's handler. A TransientError
-(or any unexpected exception) schedules the next run with the per-key backoff, honouring a
-server's Retry-After; a PermanentError is reported in status and Events and is not retried
-until the object changes. Success resets the backoff. The lock is released before the
+reconciled elsewhere defers this task until about when that lock would expire: not dropped, not
+a failure), claims the key in the queue (a task whose key has nothing pending is a duplicate and
+ends), reads the object fresh from the API (gone: done), and hands it to the kind's handler.
+A TransientError (or any unexpected exception) schedules the next run with the per-key backoff,
+honouring a server's Retry-After; a PermanentError is reported in status and Events and is not
+retried until the object changes. Success resets the backoff. The lock is released before the
 follow-up task (an event that arrived during the run, or the retry) is published, so that
 follow-up never finds the key still locked.
 """
@@ -95,7 +95,11 @@ class Reconciler:
         settings = self.context.settings
         lock = KeyLock(self.context.redis, key, ttl=settings.lock_ttl_seconds, prefix=settings.redis_prefix)
         if not lock.acquire():
-            countdown = settings.lock_defer_seconds * self._rng.uniform(0.5, 1.5)
+            # Come back when the lock would expire: right after it if its holder died, and
+            # only every TTL or so (not every second) while a live holder keeps renewing it.
+            countdown = max(settings.lock_defer_seconds, lock.remaining_ttl()) + self._rng.uniform(
+                0, settings.lock_defer_seconds
+            )
             log.debug("%s is being reconciled elsewhere; deferring %s by %.1fs", key, task_id, countdown)
             metrics.RECONCILES.labels(key.kind, "deferred").inc()
             return Outcome("deferred", countdown)
