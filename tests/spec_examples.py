@@ -9,7 +9,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "examples"
-SANDBOX_DIR = EXAMPLES_DIR / "sandbox"
+SANDBOX_DIR = EXAMPLES_DIR.parent / "sandbox" / "manifests"
 
 
 def documents(directory: Path) -> list[tuple[str, dict[str, Any]]]:

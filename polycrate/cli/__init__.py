@@ -10,6 +10,7 @@ from polycrate.cli import (  # noqa: F401 - imported for their registration side
     health,
     kube_emulator,
     run,
+    sandbox,
     status,
     worker,
 )

@@ -1,0 +1,264 @@
+"""The one-command sandbox: an emulated cluster and systems, Redis, watcher and workers.
+
+`Sandbox.run()` starts, in order: a local redis-server, the Kubernetes API emulator, the five
+system emulators (Keycloak, GitLab, Harbor, Argo CD, Polycrate API), installs the CRDs, applies
+the manifests in `sandbox/manifests/` (the spec's examples, with the SDP and OperatorConfig
+pointed at the emulators and the Secrets holding the emulators' real credentials), then starts
+`polycrate operator run` as its own process over real HTTP and Redis, and waits until every
+applied polycrate.io object is reconciled (phase Ready and observedGeneration = generation).
+The kubeconfig and the emulators' state file land in the sandbox directory so kubectl and
+the official clients can be pointed at everything while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import dynamic
+from kubernetes.client import ApiClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from emulators.kubernetes import KubeEmulator
+from polycrate.crds import crd_manifests, install_crds
+from polycrate.kube import load_api_client
+from polycrate.models import API_VERSION, KINDS
+from sandbox.redis_server import LocalRedis, free_port
+from sandbox.systems import EmulatedSystems
+
+log = logging.getLogger(__name__)
+
+MANIFESTS_DIR = Path(__file__).parent / "manifests"
+SETTLED_PHASES = {"Ready", "Synced", "Discovered"}
+
+
+@dataclass
+class SandboxOptions:
+    workdir: Path = Path(".sandbox")
+    workers: int = 2
+    timeout: float = 120.0
+    latency_ms: float = 0.0
+    kube_port: int = 0
+    port_base: int = 0
+    redis_url: str | None = None
+
+
+@dataclass
+class ObjectState:
+    kind: str
+    namespace: str
+    name: str
+    phase: str | None
+    settled: bool
+    message: str = ""
+
+
+@dataclass
+class SandboxReport:
+    kubeconfig: Path
+    state_file: Path
+    operator_log: Path
+    objects: list[ObjectState] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.objects) and all(o.settled for o in self.objects)
+
+
+def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        documents += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return documents
+
+
+def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[dict[str, Any]]:
+    """The manifests with URLs and Secret values of the running emulators.
+
+    The SDP keeps the spec's realm, secret names and keys; only what differs between a real
+    installation and the sandbox changes: URLs and the credential values inside the Secrets.
+    """
+    state = systems.state()["systems"]
+    secret_values = {
+        ("keycloak-creds", "client-id"): state["keycloak"]["client_id"],
+        ("keycloak-creds", "client-secret"): state["keycloak"]["client_secret"],
+        ("gitlab-creds", "token"): state["gitlab"]["token"],
+        ("harbor-creds", "username"): state["harbor"]["username"],
+        ("harbor-creds", "password"): state["harbor"]["password"],
+        ("argocd-creds", "token"): state["argocd"]["token"],
+        ("polycrate-api-creds", "token"): state["polycrate_api"]["token"],
+    }
+    out = []
+    for doc in documents:
+        doc = yaml.safe_load(yaml.safe_dump(doc))  # deep copy
+        kind, name = doc.get("kind"), doc["metadata"]["name"]
+        if kind == "Secret":
+            data = doc.setdefault("stringData", {})
+            for key in list(data):
+                data[key] = secret_values.get((name, key), data[key])
+        elif kind == "SoftwareDeliveryPlatform":
+            for system in ("keycloak", "gitlab", "harbor", "argocd"):
+                if system in doc["spec"]:
+                    doc["spec"][system]["url"] = state[system]["url"]
+            realm = doc["spec"].get("keycloak", {}).get("realm")
+            if realm:
+                systems.keycloak.add_realm(realm)
+        elif kind == "OperatorConfig" and "api_sync" in doc.get("spec", {}):
+            doc["spec"]["api_sync"]["api_url"] = state["polycrate_api"]["url"]
+        out.append(doc)
+    return out
+
+
+def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Create or merge-patch every document (what `kubectl apply` does, minus its bookkeeping)."""
+    client = dynamic.DynamicClient(api_client)
+    applied = []
+    for doc in documents:
+        resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        namespace = doc["metadata"].get("namespace") if resource.namespaced else None
+        try:
+            resource.get(name=doc["metadata"]["name"], namespace=namespace)
+        except NotFoundError:
+            resource.create(body=doc, namespace=namespace)
+        else:
+            resource.patch(
+                body=doc,
+                name=doc["metadata"]["name"],
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+        applied.append((doc["kind"], namespace or "", doc["metadata"]["name"]))
+    return applied
+
+
+def object_states(api_client: ApiClient, keys: list[tuple[str, str, str]]) -> list[ObjectState]:
+    client = dynamic.DynamicClient(api_client)
+    states = []
+    for kind, namespace, name in keys:
+        if kind not in KINDS:
+            continue
+        resource = client.resources.get(api_version=API_VERSION, kind=kind)
+        try:
+            obj = resource.get(name=name, namespace=namespace or None).to_dict()
+        except NotFoundError:
+            states.append(ObjectState(kind, namespace, name, None, False, "not found"))
+            continue
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        observed = status.get("observedGeneration")
+        settled = phase in SETTLED_PHASES and observed == obj["metadata"].get("generation")
+        messages = [c.get("message", "") for c in status.get("conditions") or [] if c.get("status") != "True"]
+        states.append(ObjectState(kind, namespace, name, phase, settled, "; ".join(m for m in messages if m)))
+    return states
+
+
+class Sandbox:
+    """Everything the demo runs; use as a context manager or call `run()`."""
+
+    def __init__(self, options: SandboxOptions, *, echo: Callable[[str], None] = print) -> None:
+        self.options = options
+        self.echo = echo
+        self.workdir = options.workdir.resolve()
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.state_file = self.workdir / "emulators.json"
+        self.operator_log = self.workdir / "operator.log"
+        self._stack = ExitStack()
+        self._operator: subprocess.Popen[bytes] | None = None
+        self.systems: EmulatedSystems | None = None
+        self.kube: KubeEmulator | None = None
+        self.redis_url = options.redis_url or ""
+        self.applied: list[tuple[str, str, str]] = []
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.redis_url:
+            redis_server = LocalRedis(self.workdir).start()
+            self._stack.callback(redis_server.stop)
+            self.redis_url = redis_server.url
+        self.echo(f"redis          {self.redis_url}")
+
+        self.kube = KubeEmulator(port=self.options.kube_port, latency_ms=self.options.latency_ms)
+        self.kube.start()
+        self._stack.callback(self.kube.stop)
+        self.kube.write_kubeconfig(self.kubeconfig)
+        self.echo(f"kubernetes     {self.kube.url}   (kubeconfig {self.kubeconfig})")
+
+        self.systems = EmulatedSystems(port_base=self.options.port_base, latency_ms=self.options.latency_ms)
+        self.systems.start()
+        self._stack.callback(self.systems.stop)
+        for name in self.systems.servers:
+            self.echo(f"{name:<14} {self.systems.url(name)}")
+        self.systems.write_state(
+            self.state_file,
+            extra={
+                "kubernetes": {"url": self.kube.url, "kubeconfig": str(self.kubeconfig)},
+                "redis": {"url": self.redis_url},
+            },
+        )
+
+        api_client = load_api_client(str(self.kubeconfig))
+        install_crds(api_client, crd_manifests())
+        self.echo(f"installed {len(KINDS)} CRDs")
+        documents = point_at_emulators(load_manifests(), self.systems)
+        self.applied = apply(api_client, documents)
+        self.echo(f"applied {len(self.applied)} objects from {MANIFESTS_DIR}")
+
+        self._start_operator()
+
+    def _start_operator(self) -> None:
+        env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.kubeconfig)}
+        command = [
+            sys.executable, "-m", "polycrate", "operator", "run",
+            "--kubeconfig", str(self.kubeconfig),
+            "--workers", str(self.options.workers),
+            "--metrics-bind-address", f"127.0.0.1:{free_port()}",
+            "--health-probe-bind-address", f"127.0.0.1:{free_port()}",
+        ]  # fmt: skip
+        log_file = self.operator_log.open("ab")
+        self._operator = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(self._stop_operator)
+        self.echo(f"operator       pid {self._operator.pid}, log {self.operator_log}")
+
+    def _stop_operator(self) -> None:
+        if self._operator is None or self._operator.poll() is not None:
+            return
+        self._operator.terminate()
+        try:
+            self._operator.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self._operator.kill()
+            self._operator.wait()
+
+    def wait_until_reconciled(self) -> SandboxReport:
+        report = SandboxReport(self.kubeconfig, self.state_file, self.operator_log)
+        api_client = load_api_client(str(self.kubeconfig))
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            report.objects = object_states(api_client, self.applied)
+            if report.ready or time.monotonic() > deadline:
+                return report
+            if self._operator is not None and self._operator.poll() is not None:
+                raise RuntimeError(
+                    f"the operator exited with code {self._operator.returncode}; see {self.operator_log}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stack.close()
