@@ -21,7 +21,7 @@ import yaml
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
-from emulators.kubernetes import openapi, resources, tables
+from emulators.kubernetes import openapi, protobuf, resources, tables
 from emulators.kubernetes import status as statuses
 from emulators.kubernetes.apiserver import ApiServer, DeleteOptions, ListResult, WriteOptions, WriteResult
 from emulators.kubernetes.resources import ResourceType
@@ -44,6 +44,7 @@ KUBERNETES_VERSION = {
     "platform": "linux/amd64",
 }
 _JSON_TYPES = {"application/json", "*/*", "application/*", ""}
+_BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
 
 
 @dataclass(frozen=True)
@@ -313,9 +314,13 @@ class KubeApiApp:
                 return yaml.safe_load(raw)
             if content_type in ("application/json", "*/*", ""):
                 return json.loads(raw or b"null")
+            if content_type == protobuf.PROTOBUF_MEDIA_TYPE:
+                return protobuf.decode_object(raw)
+        except protobuf.ProtobufError as error:
+            raise statuses.unsupported_media_type(content_type, _BODY_TYPES, str(error)) from error
         except (ValueError, yaml.YAMLError) as error:
             raise statuses.bad_request(f"couldn't get version/kind; json parse error: {error}") from error
-        raise statuses.unsupported_media_type(content_type, ["application/json", "application/yaml"])
+        raise statuses.unsupported_media_type(content_type, _BODY_TYPES)
 
     def _write_options(self, request: Request) -> WriteOptions:
         validation = request.args.get("fieldValidation") or "Warn"

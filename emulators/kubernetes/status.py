@@ -139,11 +139,12 @@ def method_not_allowed(verb: str, plural: str, group: str) -> ApiError:
     )
 
 
-def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
+def unsupported_media_type(content_type: str, accepted: list[str], why: str = "") -> ApiError:
+    message = f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}"
     return ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}",
+        f"{message} ({why})" if why else message,
         {"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]} if content_type else {},
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import Any
 
 import kubernetes
@@ -573,3 +574,28 @@ def test_a_crd_makes_its_resource_discoverable_with_short_names(
     assert by_name["widgets"].short_names == ["wg"]
     assert by_name["widgets"].namespaced is True
     assert "widgets/status" in by_name
+
+
+def test_of_concurrent_writers_with_the_same_resource_version_exactly_one_wins(widgets) -> None:
+    base = widgets.create(widget("contested"))
+    outcomes: list[int] = []
+    lock = threading.Lock()
+
+    def write(size: int) -> None:
+        attempt = {**base, "spec": {**base["spec"], "size": size}}
+        try:
+            widgets.replace("contested", attempt)
+            result = 200
+        except ApiException as error:
+            result = error.status
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=write, args=(size,)) for size in range(2, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == [200] + [409] * 7
+    assert widgets.get("contested")["metadata"]["generation"] == 2

@@ -7,6 +7,7 @@ strategic merge patches, watch-based waits). They run against a real cluster as 
 
 from __future__ import annotations
 
+import base64
 import queue
 import subprocess
 import threading
@@ -372,3 +373,16 @@ def test_the_specs_crds_and_examples_work_with_kubectl(kubectl: Kubectl) -> None
     )
     gone = kubectl("get", "org", "acme-corp", "-n", "polycrate", check=False)
     assert gone.returncode == 1 and "NotFound" in gone.stderr
+
+
+def test_kubectl_create_generators_send_protobuf_that_the_server_reads(
+    kubectl: Kubectl, kube_namespace: str
+) -> None:
+    kubectl("create", "configmap", "settings", "-n", kube_namespace, "--from-literal=mode=fast")
+    kubectl("create", "secret", "generic", "creds", "-n", kube_namespace, "--from-literal=token=s3cr3t")
+
+    data = kubectl("get", "cm", "settings", "-n", kube_namespace, "-o", "jsonpath={.data.mode}").stdout
+    token = kubectl("get", "secret", "creds", "-n", kube_namespace, "-o", "jsonpath={.data.token}").stdout
+
+    assert data == "fast"
+    assert base64.b64decode(token) == b"s3cr3t"
