@@ -461,10 +461,15 @@ class KubeApiApp:
             send_initial_events=None if initial_events is None else initial_events.lower() == "true",
         )
         epoch = self.epoch()
+
+        def stopped() -> bool:
+            # A restart ends every stream; deleting a CRD ends the streams of its resource.
+            return self.epoch() != epoch or self.registry.lookup(rt.group, rt.version, rt.plural) is None
+
         stream = WatchStream(
             self.api.store,
             watch_request,
-            stopped=lambda: self.epoch() != epoch,
+            stopped=stopped,
             bookmark_interval=self.bookmark_interval(),
         )
         include_object = request.args.get("includeObject", "Metadata")

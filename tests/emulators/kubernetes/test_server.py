@@ -323,3 +323,21 @@ def test_custom_resource_put_without_resource_version_is_422(kube_emulator: Kube
 
     assert status == 422
     assert "metadata.resourceVersion: Invalid value: 0: must be specified for an update" in error["message"]
+
+
+def test_deleting_a_crd_ends_the_watch_streams_of_its_resource(kube_emulator: KubeEmulator) -> None:
+    install_widgets(kube_emulator)
+    connection = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=10)
+    connection.request("GET", "/apis/testing.polycrate.io/v1/widgets?watch=true&resourceVersion=0")
+    stream = connection.getresponse()
+
+    call(
+        kube_emulator,
+        "DELETE",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.testing.polycrate.io",
+    )
+
+    started = time.monotonic()
+    assert stream.read() == b""
+    assert time.monotonic() - started < 2
+    connection.close()
