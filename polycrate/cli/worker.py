@@ -1,7 +1,8 @@
 """`polycrate operator worker`: a Celery worker consuming the operator's reconcile queues.
 
 Before Celery takes over, the command checks what a worker cannot live without and says so in
-one line: settings, the queue names, a reachable Redis, a loadable kubeconfig. The scaled
+one line: settings, the queue names, a reachable Redis, a loadable kubeconfig, importable
+handler modules. The scaled
 deployment runs any number of these (per-key locks make that safe), optionally restricted to
 some system queues so, say, Harbor work can be scaled on its own. With
 `--metrics-bind-address` the reconcile metrics of all pool processes are served aggregated.
@@ -52,6 +53,16 @@ def _check_kubeconfig(settings: Settings) -> None:
 
     try:
         load_api_client(settings.kubeconfig).close()
+    except PolycrateError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _check_handler_modules(settings: Settings) -> None:
+    """Import POLYCRATE_HANDLER_MODULES now, so a typo stops the worker instead of every task."""
+    from tasks.dispatch import build_registry
+
+    try:
+        build_registry(settings.handler_modules)
     except PolycrateError as exc:
         raise CliError(str(exc)) from None
 
@@ -134,6 +145,7 @@ def worker(
         raise CliError(str(exc)) from None
     _check_redis(settings)
     _check_kubeconfig(settings)
+    _check_handler_modules(settings)
     logging.getLogger().setLevel(loglevel.upper())
     if metrics_bind_address:
         _serve_metrics(metrics_bind_address)

@@ -62,6 +62,20 @@ def test_missing_kubeconfig_is_one_line_and_exit_1(runner: CliRunner, redis_url:
     assert result.stderr.count("\n") == 1
 
 
+def test_handler_module_that_cannot_be_imported_stops_the_worker(
+    runner: CliRunner, redis_url: str, tmp_path: Path
+) -> None:
+    kubeconfig = WorkerPool(redis_url, tmp_path).kubeconfig
+    result = runner.invoke(
+        main,
+        ["operator", "worker", "--kubeconfig", kubeconfig],
+        env={"REDIS_URL": redis_url, "POLYCRATE_HANDLER_MODULES": "acme.missing_handlers"},
+    )
+
+    assert result.exit_code == 1
+    assert "POLYCRATE_HANDLER_MODULES: cannot import 'acme.missing_handlers'" in result.stderr
+
+
 def test_invalid_setting_is_one_line_and_exit_1(runner: CliRunner) -> None:
     result = runner.invoke(main, ["operator", "worker"], env={"POLYCRATE_LOCK_TTL": "-1"})
 
