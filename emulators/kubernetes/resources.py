@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +58,6 @@ class ResourceType:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
-    def group_version(self) -> str:
-        return self.api_version
-
-    @property
     def storage_key(self) -> StorageKey:
         return (self.group, self.plural)
 
@@ -77,14 +72,6 @@ class ResourceType:
     @property
     def scope(self) -> str:
         return "Namespaced" if self.namespaced else "Cluster"
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        """The REST path of a collection or object, e.g. for selfLink-like messages and tests."""
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            prefix += f"/namespaces/{namespace}"
-        prefix += f"/{self.plural}"
-        return f"{prefix}/{name}" if name else prefix
 
 
 def _core(plural: str, kind: str, namespaced: bool = True, **extra: Any) -> ResourceType:
@@ -257,19 +244,8 @@ class ResourceRegistry:
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._table.get((group, version, plural))
 
-    def all(self) -> list[ResourceType]:
-        return list(self._table.values())
-
     def versions_of(self, storage_key: StorageKey) -> list[ResourceType]:
         return [rt for rt in self._table.values() if rt.storage_key == storage_key]
-
-    def for_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        """Resolve an ownerReference/involvedObject style (apiVersion, kind) pair."""
-        group, _, version = api_version.rpartition("/")
-        for rt in self._table.values():
-            if rt.group == group and rt.version == version and rt.kind == kind:
-                return rt
-        return None
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Every group with its versions, preferred version first; core ("") first."""
@@ -287,15 +263,6 @@ class ResourceRegistry:
             (rt for rt in self._table.values() if rt.group == group and rt.version == version),
             key=lambda rt: rt.plural,
         )
-
-    def fingerprint(self) -> str:
-        """Changes whenever the set of served resources changes (cache busting for clients)."""
-        digest = hashlib.sha256()
-        for key in sorted(self._table):
-            rt = self._table[key]
-            digest.update(repr((key, rt.kind, rt.namespaced, rt.short_names, rt.crd_name)).encode())
-            digest.update(repr(rt.schema).encode())
-        return digest.hexdigest()[:16].upper()
 
 
 # --- discovery documents -------------------------------------------------------------------
@@ -422,7 +389,3 @@ def aggregated_discovery(registry: ResourceRegistry, *, core: bool) -> dict[str,
         "metadata": {},
         "items": items,
     }
-
-
-def preferred_first(types: Iterable[ResourceType]) -> list[ResourceType]:
-    return sorted(types, key=lambda rt: version_priority(rt.version))

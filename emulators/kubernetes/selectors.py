@@ -159,24 +159,6 @@ def _check_value(selector: str, key: str, value: str) -> None:
         )
 
 
-def label_selector_from_dict(selector: Mapping[str, Any] | None) -> LabelSelector:
-    """A metav1.LabelSelector object (matchLabels/matchExpressions) as a LabelSelector."""
-    if not selector:
-        return LabelSelector()
-    requirements = [
-        LabelRequirement(key, "=", (str(value),))
-        for key, value in (selector.get("matchLabels") or {}).items()
-    ]
-    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expression in selector.get("matchExpressions") or ():
-        requirements.append(
-            LabelRequirement(
-                expression["key"], operators[expression["operator"]], tuple(expression.get("values") or ())
-            )
-        )
-    return LabelSelector(tuple(requirements))
-
-
 # --- field selectors ----------------------------------------------------------------------
 
 
@@ -201,13 +183,6 @@ class FieldSelector:
     @property
     def empty(self) -> bool:
         return not self.requirements
-
-    def value_of(self, field: str) -> str | None:
-        """The value an `=` requirement pins `field` to, if any (used to narrow by name)."""
-        for requirement in self.requirements:
-            if requirement.field == field and not requirement.negated:
-                return requirement.value
-        return None
 
 
 def _split_unescaped(text: str, separator: str) -> list[str]:

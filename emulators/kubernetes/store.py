@@ -213,7 +213,3 @@ class ObjectStore:
                     state[object_id] = event.previous
             ids = sorted(object_id for object_id in state if namespace is None or object_id[0] == namespace)
             return [state[object_id] for object_id in ids]
-
-    def wait_for_change(self, timeout: float) -> None:
-        with self.changed:
-            self.changed.wait(timeout)
