@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import socket
 import threading
 from collections import Counter
 from typing import Any
@@ -43,6 +44,29 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:  # noqa: ARG002 - werkzeug's signature
         log.debug("%s %s -> %s", self.command, self.path.split("?")[0], code)
+
+
+def serve_wsgi(
+    host: str, port: int, app: Any, handler: type[WSGIRequestHandler] = _QuietHandler
+) -> BaseWSGIServer:
+    """A threaded WSGI server bound to (host, port); a busy port raises OSError.
+
+    Werkzeug prints and calls sys.exit() when it cannot bind, which would kill a test run or
+    turn the CLI's one-line error into two lines; binding the socket here first avoids that.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+        server = make_server(
+            host, listener.getsockname()[1], app, threaded=True, request_handler=handler, fd=listener.fileno()
+        )
+    finally:
+        listener.close()  # the server holds its own duplicate of the descriptor
+    server.daemon_threads = True
+    return server
 
 
 class EmulatorServer(abc.ABC):
@@ -118,11 +142,8 @@ class EmulatorServer(abc.ABC):
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmulatorServer:
-        self._server = make_server(
-            self.host, self.port, self.wsgi_app, threaded=True, request_handler=_QuietHandler
-        )
-        self._server.daemon_threads = True
-        self.port = self._server.server_port
+        self._server = serve_wsgi(self.host, self.port, self.wsgi_app)
+        self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"{self.system}-emulator", daemon=True
         )
