@@ -211,6 +211,16 @@ class Informer:
                     delay,
                 )
                 self._stop.wait(delay)
+            except Exception:
+                # A bug or an answer nobody expected must not end the watch for good: log it
+                # with its traceback, then start over with a fresh list after the backoff.
+                self._metrics.watch_restarts.labels(self.source.key_kind, "error").inc()
+                delay = self._backoff.next_delay()
+                log.exception(
+                    "%s: unexpected error in list-watch; relisting in %.1f s", self.source.display_name, delay
+                )
+                resource_version = None
+                self._stop.wait(delay)
 
     def _note_served(self, served: bool) -> None:
         if served != self._served:

@@ -108,8 +108,9 @@ class WatchStream:
         if self._closed.is_set():
             return
         self._closed.set()
-        # RuntimeError: the stream already ended and urllib3 returned the connection to its pool.
-        with contextlib.suppress(OSError, RuntimeError):
+        # urllib3 raises RuntimeError or ValueError when the connection already ended or went
+        # back to the pool; either way there is nothing left to cut.
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
             self._response.shutdown()
         self._response.release_conn()
 

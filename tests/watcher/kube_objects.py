@@ -77,13 +77,22 @@ def delete_config_map(api: KubeApi, namespace: str, name: str) -> None:
     api.request("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    message: str = "condition",
+    state: Callable[[], object] | None = None,
+) -> T:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`.
+
+    `state` describes what was seen instead, for the failure message.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            seen = f"; saw {state()!r}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}{seen}")
         time.sleep(0.02)

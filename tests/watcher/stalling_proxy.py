@@ -45,7 +45,8 @@ class StallingProxy:
 
     def cut(self) -> None:
         """Close every connection and refuse new ones until `resume()`."""
-        self._refusing.set()
+        with self._lock:
+            self._refusing.set()
         self._close_all()
 
     def resume(self) -> None:
@@ -74,9 +75,6 @@ class StallingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if self._refusing.is_set():
-                client.close()
-                continue
             try:
                 upstream = socket.create_connection(self._upstream, timeout=5)
             except OSError:
@@ -85,6 +83,12 @@ class StallingProxy:
             flowing = threading.Event()
             flowing.set()
             with self._lock:
+                # Checked under the lock `cut` closes connections with, so no connection
+                # accepted during a cut slips through.
+                if self._refusing.is_set():
+                    client.close()
+                    upstream.close()
+                    continue
                 self._sockets.update((client, upstream))
                 self._flows[client] = flowing
                 self.connections_accepted += 1

@@ -185,7 +185,9 @@ def test_a_410_relists_and_enqueues_what_changed_while_the_watch_was_away(
         message="object created meanwhile",
     )
     wait_until(
-        lambda: harness.sink.reasons("ConfigMap/shop/doomed") == ["list", "vanished"], message="deletion"
+        lambda: harness.sink.reasons("ConfigMap/shop/doomed") == ["list", "vanished"],
+        message="deletion",
+        state=lambda: harness.sink.added,
     )
     assert harness.sink.reasons("ConfigMap/shop/kept") == ["list"], (
         "an unchanged object is not enqueued again"
