@@ -614,8 +614,8 @@ class ApiServer:
 
     def delete(
         self, rt: ResourceType, namespace: str | None, name: str, options: DeleteOptions
-    ) -> tuple[JsonObject, bool]:
-        """Delete one object; returns (response body, whether the object is gone already)."""
+    ) -> JsonObject:
+        """Delete one object; the response body is the pending object, the final one or a Status."""
         with self.store.lock:
             current = self._current(rt, namespace, name)
             metadata = _meta(current)
@@ -638,7 +638,7 @@ class ApiServer:
                     f"{options.precondition_resource_version}, ResourceVersion in object meta: {metadata['resourceVersion']}",
                 )
             if options.dry_run:
-                return present(rt, current), False
+                return present(rt, current)
             policy = options.propagation_policy or ("Orphan" if options.orphan_dependents else "Background")
             if policy not in ("Background", "Foreground", "Orphan"):
                 raise _invalid(
@@ -655,11 +655,11 @@ class ApiServer:
                 )
             remaining = self._delete_object(rt.storage_key, current, policy)
             if remaining is not None:
-                return present(rt, remaining), False
+                return present(rt, remaining)
             if rt.is_custom or rt.plural == "pods":
-                final = copy.deepcopy(current)
-                return present(rt, final), True
-            return statuses.success_status(name, rt.group, rt.plural, metadata["uid"]), True
+                # These kinds answer with the deleted object, the rest with a Success Status.
+                return present(rt, current)
+            return statuses.success_status(name, rt.group, rt.plural, metadata["uid"])
 
     def delete_collection(
         self,

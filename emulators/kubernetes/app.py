@@ -217,15 +217,11 @@ class KubeApiApp:
         if parts[:2] == ["openapi", "v3"]:
             if len(parts) == 2:
                 return json_response(openapi.root_document(self.registry))
-            tail = parts[2:]
-            group, version = (
-                ("", tail[1])
-                if tail[0] == "api" and len(tail) == 2
-                else (tail[1], tail[2])
-                if len(tail) == 3
-                else ("", "")
-            )
-            document = openapi.group_version_document(self.registry, group, version) if version else None
+            document = None
+            if parts[2:3] == ["api"] and len(parts) == 4:
+                document = openapi.group_version_document(self.registry, "", parts[3])
+            elif parts[2:3] == ["apis"] and len(parts) == 5:
+                document = openapi.group_version_document(self.registry, parts[3], parts[4])
             if document is None:
                 raise statuses.path_not_found()
             return json_response(document)
@@ -300,8 +296,9 @@ class KubeApiApp:
             )
             return self._write_response(request, rt, result)
         if method == "DELETE" and route.subresource is None:
-            body, _ = self.api.delete(rt, route.namespace, route.name, self._delete_options(request))
-            return json_response(body)
+            return json_response(
+                self.api.delete(rt, route.namespace, route.name, self._delete_options(request))
+            )
         raise statuses.method_not_allowed(method, rt.plural, rt.group)
 
     def _body(self, request: Request) -> Any:
