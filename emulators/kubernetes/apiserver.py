@@ -384,7 +384,9 @@ class ApiServer:
             name = metadata["name"]
             if metadata.get("resourceVersion"):
                 raise ApiError(
-                    500, "InternalError", "resourceVersion should not be set on objects to be created"
+                    500,
+                    "InternalError",
+                    "Internal error occurred: resourceVersion should not be set on objects to be created",
                 )
             self._require_namespace(rt, namespace, name)
             now = now_timestamp()

@@ -432,6 +432,51 @@ def test_deleting_a_namespace_deletes_its_objects(core: kubernetes.client.CoreV1
     assert not core.list_namespaced_config_map("doomed-ns").items
 
 
+def test_a_terminating_namespace_refuses_new_content_and_waits_for_finalizers(
+    core: kubernetes.client.CoreV1Api, kube_namespace: str
+) -> None:
+    core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "held", "finalizers": ["x.io/hold"]}}
+    )
+
+    core.delete_namespace(kube_namespace)
+
+    assert core.read_namespace(kube_namespace).status.phase == "Terminating"
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "late"}})
+    assert caught.value.status == 403
+    assert "because it is being terminated" in status_of(caught.value)["message"]
+
+    core.patch_namespaced_config_map(
+        "held", kube_namespace, {"metadata": {"finalizers": None}}, _content_type=MERGE
+    )
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(kube_namespace)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until(namespace_gone, timeout=60)
+
+
+def test_an_object_whose_owners_are_all_gone_is_garbage_collected(
+    core: kubernetes.client.CoreV1Api, kube_namespace: str
+) -> None:
+    ghost_owner = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "ghost",
+        "uid": "00000000-0000-0000-0000-000000000000",
+    }
+    core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "orphan", "ownerReferences": [ghost_owner]}}
+    )
+
+    wait_until(lambda: not _config_map_exists(core, "orphan", kube_namespace), timeout=60)
+
+
 # --- reading: selectors and paging ----------------------------------------------------------
 
 
