@@ -113,6 +113,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         ),
     ),
     _core("services", "Service", short_names=("svc",), categories=("all",), status_subresource=True),
+    _core("endpoints", "Endpoints", short_names=("ep",)),
     _core("secrets", "Secret", field_labels=("type",)),
     _core("configmaps", "ConfigMap", short_names=("cm",)),
     _core(
@@ -144,6 +145,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         status_subresource=True,
         has_generation=True,
     ),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
     ResourceType(
         "apiextensions.k8s.io",

@@ -352,6 +352,32 @@ def _service_row(service: JsonObject) -> list[Any]:
     ]
 
 
+def _endpoints_row(endpoints: JsonObject) -> list[Any]:
+    addresses = [
+        f"{address.get('ip')}:{port.get('port')}"
+        for subset in endpoints.get("subsets") or []
+        for address in subset.get("addresses") or []
+        for port in subset.get("ports") or [{}]
+    ]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [_meta(endpoints).get("name"), shown or "<none>", _created(endpoints)]
+
+
+def _endpoint_slice_row(endpoint_slice: JsonObject) -> list[Any]:
+    ports = ",".join(str(port.get("port", "")) for port in endpoint_slice.get("ports") or [])
+    addresses = [
+        a for endpoint in endpoint_slice.get("endpoints") or [] for a in endpoint.get("addresses") or []
+    ]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [
+        _meta(endpoint_slice).get("name"),
+        endpoint_slice.get("addressType", ""),
+        ports or "<unset>",
+        shown or "<unset>",
+        _created(endpoint_slice),
+    ]
+
+
 _BUILTIN_TABLES: dict[tuple[str, str], tuple[list[Column], RowFunction]] = {
     ("", "namespaces"): (
         [NAME_COLUMN, _column("Status", "The status of the namespace"), AGE_COLUMN],
@@ -433,6 +459,20 @@ _BUILTIN_TABLES: dict[tuple[str, str], tuple[list[Column], RowFunction]] = {
             _column("Selector", "Route service traffic to pods with matching labels.", priority=1),
         ],
         _service_row,
+    ),
+    ("", "endpoints"): (
+        [NAME_COLUMN, _column("Endpoints", "Endpoints of the service."), AGE_COLUMN],
+        _endpoints_row,
+    ),
+    ("discovery.k8s.io", "endpointslices"): (
+        [
+            NAME_COLUMN,
+            _column("AddressType", "The IP protocol for this slice."),
+            _column("Ports", "The ports of the endpoints."),
+            _column("Endpoints", "The addresses of the endpoints."),
+            AGE_COLUMN,
+        ],
+        _endpoint_slice_row,
     ),
     ("networking.k8s.io", "ingresses"): (
         [
