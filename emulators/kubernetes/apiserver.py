@@ -8,7 +8,8 @@ changes, and ignore the half owned by the other endpoint (main vs /status); a wr
 nothing is not stored and emits no event. Deletion honours finalizers (deletionTimestamp first,
 gone when the last finalizer is removed), propagation policies and ownerReference garbage
 collection, Namespace termination, and CRD cleanup (its instances go first, then its resource
-stops being served).
+stops being served). Server-side apply is accepted as a merge of the applied configuration,
+without field ownership (no managedFields, no removal of fields a manager stopped applying).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ It maps `/api/v1/...` and `/apis/<group>/<version>/...` (namespaced or not, with
 subresource) onto `ApiServer` verbs, negotiates the response form from `Accept` (plain JSON,
 server-side `Table` for kubectl, `PartialObjectMetadata`, aggregated discovery v2), streams
 watches as newline-delimited JSON over a chunked response whose headers go out at once, and
-turns every `ApiError` into a `Status` body with its code. Warnings (unknown fields under
+turns every `ApiError` into a `Status` body with its code. Request bodies may be JSON, YAML,
+or the protobuf kubectl's generators send. Warnings (unknown fields under
 `fieldValidation=Warn`) travel in `Warning: 299` headers like the real server's.
 """
 
