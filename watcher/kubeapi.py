@@ -19,7 +19,6 @@ from typing import Any
 
 import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 JsonObject = dict[str, Any]
 QueryValue = str | int | bool
@@ -156,19 +155,26 @@ class KubeApi:
             auth_settings=["BearerToken"],
         )
         method, url, header_params, serialized_body, _ = serialized
+        timeout = timeout or self._request_timeout
+        if isinstance(timeout, tuple):
+            bounds = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        else:
+            bounds = urllib3.Timeout(total=timeout)
         try:
-            response = self._client.call_api(
+            # Straight to the client's pool (its TLS and proxy setup) with retries off: the
+            # callers retry with their own backoff, and a timeout must bound the whole request
+            # (urllib3's default would silently re-send a timed-out read three more times).
+            return self._client.rest_client.pool_manager.request(
                 method,
                 url,
-                header_params=header_params,
-                body=serialized_body,
-                _request_timeout=timeout or self._request_timeout,
+                body=None if serialized_body is None else json.dumps(serialized_body),
+                headers=header_params,
+                timeout=bounds,
+                retries=False,
+                preload_content=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiUnreachableError(f"{self.host}: {type(exc).__name__}: {exc}") from exc
-        except ApiException as exc:  # the client wraps TLS failures this way
-            raise ApiUnreachableError(f"{self.host}: {exc.reason}") from exc
-        return response.response
+            raise ApiUnreachableError(f"{self.host}: {_connection_reason(exc)}") from exc
 
     def request(
         self,
@@ -227,6 +233,14 @@ class KubeApi:
                 response.release_conn()
             raise _status_error(response.status, payload)
         return WatchStream(response)
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, e.g. "ConnectionRefusedError: [Errno 111] ..."."""
+    cause: BaseException = exc
+    while isinstance(cause, urllib3.exceptions.HTTPError) and getattr(cause, "reason", None) is not None:
+        cause = cause.reason
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _query_text(value: QueryValue) -> str:

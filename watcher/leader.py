@@ -133,7 +133,8 @@ class LeaderElector:
             self.identity,
         )
         while not self._stop.is_set():
-            if self._try_acquire_or_renew():
+            attempt_started = self._clock()
+            if self._try_acquire_or_renew(deadline=attempt_started + self._attempt_budget):
                 break
             self._stop.wait(settings.retry_period * random.uniform(1.0, 1.2))
         if self._stop.is_set():
@@ -141,10 +142,16 @@ class LeaderElector:
         log.info("became leader (Lease %s/%s)", settings.namespace, settings.name)
         self._leading.set()
         self._on_started_leading()
-        last_renewal = self._clock()
+        # Counted from the start of the successful attempt: the Lease may have been written
+        # at any moment of it, so this errs on the side of stepping down early.
+        last_renewal = attempt_started
         while not self._stop.wait(settings.retry_period):
-            if self._try_acquire_or_renew():
-                last_renewal = self._clock()
+            attempt_started = self._clock()
+            # An attempt may not run past the renew deadline, or a hanging API server would
+            # keep us leading after our Lease could have expired for the others.
+            deadline = min(attempt_started + self._attempt_budget, last_renewal + settings.renew_deadline)
+            if deadline > attempt_started and self._try_acquire_or_renew(deadline=deadline):
+                last_renewal = attempt_started
             elif self._clock() - last_renewal >= settings.renew_deadline:
                 log.error(
                     "lost leadership: Lease %s/%s not renewed within %.1f s (%s)",
@@ -157,19 +164,24 @@ class LeaderElector:
                 self._on_stopped_leading()
                 return
 
-    def _try_acquire_or_renew(self) -> bool:
+    @property
+    def _attempt_budget(self) -> float:
+        return max(self.settings.retry_period, 0.5)
+
+    def _try_acquire_or_renew(self, *, deadline: float) -> bool:
         settings = self.settings
-        # One attempt may not eat the whole renew deadline, or a slow API server would make
-        # the leader overstay its Lease.
-        timeout = max(settings.retry_period, 0.5)
+
+        def timeout() -> float:
+            return max(0.05, deadline - self._clock())
+
         try:
             try:
-                lease = self._api.get(settings.path, timeout=timeout)
+                lease = self._api.get(settings.path, timeout=timeout())
             except KubeApiError as exc:
                 if exc.code != 404:
                     raise
-                return self._create(timeout)
-            return self._take(lease, timeout)
+                return self._create(timeout())
+            return self._take(lease, timeout())
         except (ApiUnreachableError, KubeApiError) as exc:
             if str(exc) != self._last_error:
                 log.warning(
