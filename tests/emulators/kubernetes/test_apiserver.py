@@ -541,6 +541,36 @@ def test_lists_page_with_limit_and_continue(widgets) -> None:
     assert not third["metadata"].get("continue")
 
 
+def test_delete_collection_removes_only_the_selected_objects(
+    core: kubernetes.client.CoreV1Api, kube_namespace: str
+) -> None:
+    for name, tier in (("a", "gold"), ("b", "gold"), ("c", "silver")):
+        core.create_namespaced_config_map(
+            kube_namespace, {"metadata": {"name": name, "labels": {"tier": tier}}}
+        )
+
+    core.delete_collection_namespaced_config_map(kube_namespace, label_selector="tier=gold")
+
+    remaining = wait_until(
+        lambda: (
+            (names := [cm.metadata.name for cm in core.list_namespaced_config_map(kube_namespace).items])
+            == ["c"]
+            and names
+        )
+    )
+    assert remaining == ["c"]
+
+
+def test_dry_run_create_validates_and_returns_the_object_without_storing_it(widgets) -> None:
+    answered = widgets.create(widget("dry"), dry_run="All")
+
+    assert answered["metadata"]["name"] == "dry" and answered["spec"]["size"] == 1
+    assert not widgets.exists("dry")
+    with pytest.raises(ApiException) as caught:
+        widgets.create(widget("dry", color="purple"), dry_run="All")
+    assert caught.value.status == 422
+
+
 # --- custom resource schemas ----------------------------------------------------------------
 
 

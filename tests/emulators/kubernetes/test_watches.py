@@ -6,6 +6,7 @@ demand, fast bookmarks), which take the `kube_emulator` fixture and are skipped 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -292,3 +293,35 @@ def test_a_watcher_that_falls_behind_a_small_history_gets_410() -> None:
         client.close()
 
     assert caught.value.status == 410
+
+
+def test_send_initial_events_ends_the_initial_burst_with_a_marked_bookmark(
+    kube_emulator: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    core.create_namespaced_config_map("default", config_map("existing"))
+
+    response = core.list_namespaced_config_map(
+        "default",
+        watch=True,
+        send_initial_events=True,
+        resource_version_match="NotOlderThan",
+        allow_watch_bookmarks=True,
+        timeout_seconds=1,
+        _preload_content=False,
+    )
+    lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+
+    assert [event["type"] for event in lines[:2]] == ["ADDED", "BOOKMARK"]
+    assert lines[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_an_exact_resource_version_list_shows_the_state_at_that_version(
+    kube_emulator: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    then = core.create_namespaced_config_map("default", config_map("early")).metadata.resource_version
+    core.create_namespaced_config_map("default", config_map("late"))
+
+    listed = core.list_namespaced_config_map("default", resource_version=then, resource_version_match="Exact")
+
+    assert [item.metadata.name for item in listed.items] == ["early"]
+    assert listed.metadata.resource_version == then
