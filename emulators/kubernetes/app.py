@@ -454,7 +454,7 @@ class KubeApiApp:
             labels=labels,
             fields=fields,
             resource_version=request.args.get("resourceVersion", ""),
-            timeout_seconds=_integer(request.args, "timeoutSeconds"),
+            timeout_seconds=_integer(request.args, "timeoutSeconds") or None,  # 0 means "not set"
             allow_bookmarks=_flag(request.args, "allowWatchBookmarks"),
             send_initial_events=None if initial_events is None else initial_events.lower() == "true",
         )
