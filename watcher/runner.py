@@ -251,7 +251,9 @@ class Watcher:
         ready = {"initial-lists": self._check_initial_lists, "redis": self._check_broker}
         metrics_address = parse_bind_address(self.options.metrics_bind_address)
         probe_address = parse_bind_address(self.options.health_probe_bind_address)
-        if probe_address is not None and probe_address == metrics_address:
+        # One server for both only when the same fixed port is asked for twice; two ":0"
+        # addresses mean two ephemeral ports.
+        if probe_address is not None and probe_address == metrics_address and probe_address[1] != 0:
             self._add_server("probes+metrics", probe_address, health, ready, self.metrics.registry)
             return
         if probe_address is not None:
