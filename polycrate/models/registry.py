@@ -165,7 +165,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
     _provisioned(
         "Organization",
         "organizations",
-        ("org",),
+        ("org", "orgs"),
         OrganizationSpec,
         OrganizationStatus,
         [PrinterColumn("SDP", "string", ".spec.sdp"), _phase(), _AGE],

@@ -22,7 +22,7 @@ from tests.spec_examples import example
 # The spec's CRD table: kind and short names, in the spec's order.
 SPEC_TABLE = [
     ("SoftwareDeliveryPlatform", ("sdp",)),
-    ("Organization", ("org",)),
+    ("Organization", ("org", "orgs")),
     ("Contact", ("ct",)),
     ("ContactGroup", ("cg",)),
     ("GitLabGroup", ("glg",)),

@@ -343,7 +343,7 @@ def test_the_specs_crds_and_examples_work_with_kubectl(kubectl: Kubectl) -> None
         "Display Name:  ACME Corporation" in kubectl("describe", "org", "acme-corp", "-n", "polycrate").stdout
     )
 
-    watching = LineReader(kubectl.popen("get", "org", "-n", "polycrate", "-w"))
+    watching = LineReader(kubectl.popen("get", "orgs", "-n", "polycrate", "-w"))
     try:
         watching.next_line()
         watching.next_line()
