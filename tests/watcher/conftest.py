@@ -1,9 +1,6 @@
-"""Fixtures of the watcher tests: the Kubernetes emulator (until tests/fixtures/kube.py lands) and a KubeApi."""
+"""Fixtures of the watcher tests, on top of tests/fixtures/kube.py: a KubeApi on the emulator."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -11,24 +8,11 @@ from emulators.kubernetes import KubeEmulator
 from polycrate.kube import load_api_client
 from watcher.kubeapi import KubeApi
 
-
-@pytest.fixture(scope="session")
-def _session_kube_emulator() -> Iterator[KubeEmulator]:
-    with KubeEmulator(bookmark_interval=0.5) as emulator:
-        yield emulator
+# The informer tests call a stream silent after 1.5 s, so bookmarks must come more often.
+BOOKMARK_INTERVAL = 0.5
 
 
 @pytest.fixture
-def kube_emulator(_session_kube_emulator: KubeEmulator) -> KubeEmulator:
-    _session_kube_emulator.reset()
-    return _session_kube_emulator
-
-
-@pytest.fixture
-def kubeconfig(kube_emulator: KubeEmulator, tmp_path: Path) -> str:
-    return kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-
-
-@pytest.fixture
-def kube_api(kubeconfig: str) -> KubeApi:
+def kube_api(kube_emulator: KubeEmulator, kubeconfig: str) -> KubeApi:
+    kube_emulator.bookmark_interval = BOOKMARK_INTERVAL
     return KubeApi(load_api_client(kubeconfig))

@@ -5,47 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
+from typing import TypeVar
 
 from watcher.kubeapi import KubeApi, KubeApiError
 
 CRD_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "crds"
-CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 T = TypeVar("T")
 
 
-def install_polycrate_crd(api: KubeApi, plural: str) -> None:
-    """Install one generated polycrate.io CRD from deploy/crds."""
-    crd = yaml.safe_load((CRD_DIRECTORY / f"{plural}.polycrate.io.yaml").read_text())
-    api.create(CRD_PATH, crd)
-
-
-def velero_backup_crd() -> dict[str, Any]:
-    """A velero.io/v1 Backup CRD shaped like Velero's (schema trimmed to what tests need)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "backups.velero.io"},
-        "spec": {
-            "group": "velero.io",
-            "scope": "Namespaced",
-            "names": {"kind": "Backup", "plural": "backups", "singular": "backup", "listKind": "BackupList"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                    "subresources": {"status": {}},
-                }
-            ],
-        },
-    }
+def polycrate_crd(plural: str) -> Path:
+    """The generated CRD of one polycrate.io kind (for the `kube_install_crd` fixture)."""
+    return CRD_DIRECTORY / f"{plural}.polycrate.io.yaml"
 
 
 def ensure_namespace(api: KubeApi, name: str) -> None:

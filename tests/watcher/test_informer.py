@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
 from tasks.keys import ObjectKey
+from tests.fixtures.kube import VELERO_BACKUP_CRD
 from tests.watcher.kube_objects import (
-    CRD_PATH,
     create_config_map,
     delete_config_map,
     ensure_namespace,
     update_config_map,
-    velero_backup_crd,
     wait_until,
 )
 from tests.watcher.stalling_proxy import StallingProxy
@@ -210,14 +209,17 @@ def test_a_silent_stream_is_detected_by_the_inactivity_timeout_and_restarted(
 
 
 def test_a_resource_without_crd_is_skipped_with_one_log_line_and_picked_up_when_installed(
-    kube_api: KubeApi, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+    kube_api: KubeApi,
+    harnesses: list[Harness],
+    caplog: pytest.LogCaptureFixture,
+    kube_install_crd: Callable[..., dict],
 ) -> None:
     caplog.set_level(logging.INFO, logger="watcher.informer")
     harness = watch(kube_api, VELERO_BACKUPS, harnesses)
     assert harness.informer.served is False
     time.sleep(0.7)  # several re-checks
 
-    kube_api.create(CRD_PATH, velero_backup_crd())
+    kube_install_crd(VELERO_BACKUP_CRD)
     ensure_namespace(kube_api, "velero")
     kube_api.create(
         "/apis/velero.io/v1/namespaces/velero/backups",

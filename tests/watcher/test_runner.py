@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -18,7 +18,7 @@ from tasks.queue import KeyQueue
 from tests.watcher.kube_objects import (
     create_config_map,
     ensure_namespace,
-    install_polycrate_crd,
+    polycrate_crd,
     update_config_map,
     wait_until,
 )
@@ -121,9 +121,9 @@ def test_only_the_leader_enqueues_and_a_clean_stop_hands_over_at_once(
 
 
 def test_operator_config_switches_discovery_on_and_off_and_narrows_it(
-    kube_api: KubeApi, watchers: list[Watcher]
+    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
 ) -> None:
-    install_polycrate_crd(kube_api, "operatorconfigs")
+    kube_install_crd(polycrate_crd("operatorconfigs"))
     ensure_namespace(kube_api, "polycrate")
     for namespace in ("production", "kube-system"):
         ensure_namespace(kube_api, namespace)
