@@ -120,6 +120,7 @@ class Informer:
         self._backoff = Backoff(timing.backoff_initial, timing.backoff_max, self._rng)
         self._stop = threading.Event()
         self._relist = threading.Event()
+        self._recheck = threading.Event()
         self._synced = threading.Event()
         self._stream_lock = threading.Lock()
         self._stream: WatchStream | None = None
@@ -137,9 +138,14 @@ class Informer:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._recheck.set()
         self._cut_stream()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def recheck_now(self) -> None:
+        """The resource may be served now (its CRD was just installed): look without waiting."""
+        self._recheck.set()
 
     def request_relist(self) -> None:
         """List again from scratch soon (new filters), cutting the current watch."""
@@ -187,7 +193,8 @@ class Informer:
                 return
             except _NotServedError:
                 resource_version = None
-                self._stop.wait(self._timing.absent_recheck)
+                self._recheck.wait(self._timing.absent_recheck)
+                self._recheck.clear()
             except _RelistRequestedError:
                 self._metrics.watch_restarts.labels(self.source.key_kind, "relist").inc()
                 resource_version = None

@@ -6,7 +6,8 @@ the OperatorConfig, starts one informer per watched source (whose initial lists 
 everything, coalescing absorbs the repeats) and the resync; on losing the Lease it stops them
 before anyone else may lead and `wait()` reports the loss so the process exits, as
 controller-runtime does. OperatorConfig changes start, stop or relist exactly the discovery
-sources whose section changed. Probes and metrics serve throughout, leader or standby.
+sources whose section changed; a CRD informer wakes sources the moment their CRD is
+installed. Probes and metrics serve throughout, leader or standby.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polycrate.models import GROUP, VERSION
+from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
 from watcher.enqueuer import KeyEnqueuer, KeySink
 from watcher.filters import OPERATOR_CONFIG_KEY, DiscoveryFilters
@@ -74,6 +76,7 @@ class Watcher:
         self._lock = threading.RLock()
         self._informers: dict[str, Informer] = {}
         self._initial_informers: list[Informer] = []
+        self._crd_informer: Informer | None = None
         self._initially_synced = threading.Event()
         self._leading = threading.Event()
         self._resyncer: Resyncer | None = None
@@ -148,6 +151,10 @@ class Watcher:
     def probe_urls(self) -> dict[str, str]:
         return {name: server.url for name, server in zip(self._probe_names, self._probe_servers, strict=True)}
 
+    def _running_informers(self) -> list[Informer]:
+        with self._lock:
+            return list(self._informers.values())
+
     def informer(self, key_kind: str) -> Informer | None:
         with self._lock:
             return self._informers.get(key_kind)
@@ -166,6 +173,14 @@ class Watcher:
                 if self.filters.is_watched(source):
                     self._start_informer(source)
             self._initial_informers = list(self._informers.values())
+            self._crd_informer = Informer(
+                CRD_SOURCE,
+                self.api,
+                CrdArrivals(self._running_informers),
+                self.metrics,
+                timing=self.options.watch,
+            )
+            self._crd_informer.start()
             self._resyncer = Resyncer(
                 self.known.keys,
                 self.enqueuer.resync,
@@ -179,6 +194,9 @@ class Watcher:
             self._leading.clear()
             informers = list(self._informers.values())
             self._informers.clear()
+            if self._crd_informer is not None:
+                informers.append(self._crd_informer)
+                self._crd_informer = None
             resyncer, self._resyncer = self._resyncer, None
         for informer in informers:
             informer.stop()
@@ -272,7 +290,10 @@ class Watcher:
 
     def _check_informers_alive(self) -> CheckResult:
         with self._lock:
-            dead = [kind for kind, informer in self._informers.items() if not informer.healthy]
+            informers = list(self._informers.items())
+            if self._crd_informer is not None:
+                informers.append((CRD_SOURCE.key_kind, self._crd_informer))
+        dead = [kind for kind, informer in informers if not informer.healthy]
         return (not dead, f"crashed: {', '.join(dead)}" if dead else "")
 
     def _check_elector_alive(self) -> CheckResult:

@@ -242,3 +242,32 @@ def test_a_lost_lease_ends_the_run_and_stops_enqueueing(
         assert watcher.informer("ConfigMap") is None
     finally:
         proxy.stop()
+
+
+def test_a_source_is_picked_up_as_soon_as_its_crd_is_installed_not_at_the_next_recheck(
+    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+) -> None:
+    slow_recheck = WatchTiming(server_timeout=5, inactivity_timeout=2, absent_recheck=60)
+    sink = RecordingSink()
+    watcher = start(
+        watchers, Watcher(kube_api, sink, options((SOURCES["Organization"],), watch=slow_recheck))
+    )
+    wait_until(lambda: watcher.informer("Organization").served is False, message="source seen absent")
+
+    kube_install_crd(polycrate_crd("organizations"))
+    ensure_namespace(kube_api, "polycrate")
+    kube_api.create(
+        "/apis/polycrate.io/v1alpha1/namespaces/polycrate/organizations",
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "Organization",
+            "metadata": {"name": "acme-corp"},
+            "spec": {"sdp": "production"},
+        },
+    )
+
+    wait_until(
+        lambda: "Organization/polycrate/acme-corp" in sink.enqueued_keys(),
+        timeout=3,
+        message="picked up at once",
+    )
