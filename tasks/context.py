@@ -15,8 +15,9 @@ from collections.abc import Callable
 from functools import cached_property
 
 import redis
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CoreV1Api
 
+from polycrate.secrets import SecretReader
 from polycrate.settings import Settings
 from tasks.events import EventRecorder
 from tasks.objects import ObjectAPI
@@ -50,6 +51,11 @@ class WorkerContext:
     @cached_property
     def objects(self) -> ObjectAPI:
         return ObjectAPI(self._api_client_factory(self.settings.kubeconfig))
+
+    @cached_property
+    def secrets(self) -> SecretReader:
+        """Credentials read from Secrets at use, cached briefly in this process only."""
+        return SecretReader(CoreV1Api(self.objects.api_client))
 
     @cached_property
     def status(self) -> StatusWriter:

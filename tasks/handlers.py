@@ -12,6 +12,9 @@ cert-manager objects) are read and acknowledged; their mapping to polycrate.io o
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from pydantic import BaseModel
 
 from polycrate.errors import PolycrateError
 from polycrate.models import KINDS, KindInfo, parse_spec
@@ -41,14 +44,24 @@ class CustomResourceHandler(KindHandler):
         self.info = info
         self.kind = info.kind
 
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        """Drive the external systems toward the spec; returns kind-specific status fields.
+
+        The generic handler provisions nothing; kinds with external state override this.
+        """
+        return {}
+
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._finish_deletion(ctx, key, obj)
             return
-        parse_spec(obj)
+        spec = parse_spec(obj)
         current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
         if current is None:
             return  # deleted meanwhile; its deletion event brings the key back
+        fields = self.provision(ctx, key, current, spec)
         self._announce(
             ctx,
             ctx.status.write(
@@ -59,6 +72,7 @@ class CustomResourceHandler(KindHandler):
                         ConditionUpdate("Ready", "True", "Reconciled", f"{key.describe()} is reconciled"),
                     ),
                     observed_generation=_generation(current),
+                    fields=fields,
                 ),
                 current=current,
             ),
@@ -132,7 +146,11 @@ class DiscoverySourceHandler(KindHandler):
 
 
 def register_handlers(registry: HandlerRegistry) -> None:
+    from tasks.platform import PlatformHandler
+
+    specialised = {PlatformHandler.kind: PlatformHandler}
     for info in KINDS.values():
-        registry.register(CustomResourceHandler(info))
+        handler_class = specialised.get(info.kind, CustomResourceHandler)
+        registry.register(handler_class(info))
     for kind in SOURCE_RESOURCES:
         registry.register(DiscoverySourceHandler(kind))

@@ -17,7 +17,6 @@ import binascii
 import copy
 import hashlib
 import json
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from polycrate.errors import DependencyNotFoundError, InvalidSpecError, Permanen
 from polycrate.httppolicy import HttpPolicy, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
+from workers.clients import ClientCache, credentials_digest
 
 SYSTEM = "Argo CD"
 PROJECT_PLACEHOLDER = "{project}"
@@ -324,6 +324,10 @@ class ArgoCDClient:
         """The server's version string (also a cheap reachability and token check)."""
         return str(self._call("GET", "/api/version", "get version").get("Version", ""))
 
+    def check_access(self) -> None:
+        """One cheap read that needs the token (the version endpoint answers anonymously)."""
+        self._call("GET", "/api/v1/projects", "check access", params={"name": "default"})
+
     # -- projects ------------------------------------------------------------------------
 
     def get_project(self, name: str) -> dict[str, Any] | None:
@@ -521,8 +525,7 @@ def _cluster_view(cluster: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- one client per SDP, URL and token per process -------------------------------------------
 
-_clients: dict[tuple[str, str, str], ArgoCDClient] = {}
-_clients_lock = threading.Lock()
+_clients: ClientCache[ArgoCDClient] = ClientCache()
 
 
 def get_client(
@@ -536,11 +539,8 @@ def get_client(
     """The process's client for SDP `sdp` ("namespace/name"); a rotated token gets a new one."""
     if not token:
         raise PermanentError(f"{SYSTEM} ({url}): the SDP's token is empty", reason="InvalidCredentials")
-    key = (sdp, url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest())
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            for stale in [k for k in _clients if k[:2] == key[:2]]:
-                _clients.pop(stale).close()
-            client = _clients[key] = ArgoCDClient(url, token, policy=policy, limiter=limiter)
-        return client
+    connection = (url.rstrip("/"), credentials_digest(token), policy)
+    return _clients.get(sdp, connection, lambda: ArgoCDClient(url, token, policy=policy, limiter=limiter))
+
+
+clear_clients = _clients.clear

@@ -12,11 +12,9 @@ become TransientError carrying Retry-After, so the runtime's retry policy decide
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from polycrate.errors import InvalidSpecError, PermanentError, PolycrateError, T
 from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, new_session, parse_retry_after
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
+from workers.clients import ClientCache, credentials_digest
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +267,11 @@ class GitLabClient:
             raise TransientError(f"{what}: cannot connect ({type(exc).__name__})") from None
 
     # -- groups ---------------------------------------------------------------------------------
+
+    def check_access(self) -> None:
+        """One cheap authenticated read: proves URL and token."""
+        with self._calling("check access"):
+            self._gl.groups.list(per_page=1, get_all=False)
 
     def get_group(self, group: str | int) -> GitLabGroup | None:
         """The group with this full path or numeric id, or None when GitLab has none."""
@@ -508,8 +512,7 @@ class GitLabClient:
 
 # --- one client per SDP, URL and token per process ---------------------------------------------
 
-_clients: dict[tuple[Any, ...], GitLabClient] = {}
-_clients_lock = threading.Lock()
+_clients: ClientCache[GitLabClient] = ClientCache()
 
 
 def get_client(
@@ -528,20 +531,10 @@ def get_client(
     """
     if not token:
         raise PermanentError(f"{SYSTEM} ({url}): the SDP's token is empty", reason="InvalidCredentials")
-    key = (sdp, url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest(), policy)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            for stale in [k for k in _clients if k[0] == sdp]:
-                _clients.pop(stale).close()
-            client = _clients[key] = GitLabClient(url, token, policy=policy, limiter=limiter)
-        client.limiter = limiter
-        return client
+    connection = (url.rstrip("/"), credentials_digest(token), policy)
+    client = _clients.get(sdp, connection, lambda: GitLabClient(url, token, policy=policy, limiter=limiter))
+    client.limiter = limiter
+    return client
 
 
-def clear_clients() -> None:
-    """Forget every cached client (tests; a worker never needs it)."""
-    with _clients_lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
+clear_clients = _clients.clear

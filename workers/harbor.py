@@ -12,11 +12,9 @@ session per SDP, URL and credentials lives per process (`get_client`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -29,6 +27,7 @@ from polycrate.errors import DependencyNotFoundError, InvalidSpecError, Permanen
 from polycrate.httppolicy import HttpPolicy, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
+from workers.clients import ClientCache, credentials_digest
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +231,10 @@ class HarborClient:
     @staticmethod
     def _project_path(name: str) -> str:
         return f"/projects/{quote(name, safe='')}"
+
+    def check_access(self) -> None:
+        """One cheap authenticated read: proves URL, username and password."""
+        self.http_request("GET", "/projects", what="check access", params={"page": 1, "page_size": 1})
 
     # -- projects ---------------------------------------------------------------------------
 
@@ -549,8 +552,7 @@ class HarborClient:
 
 # --- one client per SDP, URL and credentials per process -------------------------------------
 
-_clients: dict[tuple[str, str, str], HarborClient] = {}
-_clients_lock = threading.Lock()
+_clients: ClientCache[HarborClient] = ClientCache()
 
 
 def get_client(
@@ -567,12 +569,10 @@ def get_client(
         raise PermanentError(
             f"{SYSTEM} ({url}): the SDP's username or password is empty", reason="InvalidCredentials"
         )
-    digest = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
-    key = (sdp, url.rstrip("/"), digest)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            for stale in [k for k in _clients if k[:2] == key[:2]]:
-                _clients.pop(stale).close()
-            client = _clients[key] = HarborClient(url, username, password, policy=policy, limiter=limiter)
-        return client
+    connection = (url.rstrip("/"), credentials_digest(username, password), policy)
+    return _clients.get(
+        sdp, connection, lambda: HarborClient(url, username, password, policy=policy, limiter=limiter)
+    )
+
+
+clear_clients = _clients.clear

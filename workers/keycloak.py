@@ -11,7 +11,6 @@ rest of 4xx PermanentError — and messages name realm, operation and object, ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from polycrate.httppolicy import (
 )
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
+from workers.clients import ClientCache, credentials_digest
 
 SYSTEM = "keycloak"  # the `system` of the RateLimiter that guards one SDP's Keycloak
 DEFAULT_PAGE_SIZE = 100
@@ -57,7 +57,7 @@ class KeycloakCredentials:
     @property
     def fingerprint(self) -> str:
         """A one-way digest that tells credentials apart in the in-memory client cache."""
-        return hashlib.sha256(f"{self.client_id}\0{self.client_secret}".encode()).hexdigest()
+        return credentials_digest(self.client_id, self.client_secret)
 
 
 @dataclass(frozen=True)
@@ -269,6 +269,11 @@ class KeycloakClient:
 
     # -- groups ---------------------------------------------------------------------------------
 
+    def check_access(self) -> None:
+        """Log in and make one cheap admin read: proves URL, realm, credentials and rights."""
+        with self._calling("check access"):
+            self._admin.groups_count()
+
     def find_group_by_path(self, path: str) -> KeycloakGroup | None:
         """The group at `path` ("acme-corp" or "/acme-corp/acme-corp-admins"), or None."""
         clean = path.strip("/")
@@ -424,8 +429,7 @@ class KeycloakClient:
         return Change("deleted", group_id)
 
 
-_clients: dict[tuple[Any, ...], KeycloakClient] = {}
-_clients_lock = threading.Lock()
+_clients: ClientCache[KeycloakClient] = ClientCache()
 
 
 def get_client(
@@ -443,20 +447,14 @@ def get_client(
     The cache key holds the SDP, URL, realms, policy and a digest of the credentials (in memory
     only), so rotated credentials or a changed URL get a fresh client and a fresh login.
     """
-    key = (sdp, url.rstrip("/"), realm, token_realm, credentials.fingerprint, policy)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            # Drop the SDP's stale clients (old credentials) so they do not pile up.
-            for stale in [k for k in _clients if k[0] == sdp]:
-                del _clients[stale]
-            client = _clients[key] = KeycloakClient(
-                url, realm, credentials, token_realm=token_realm, policy=policy, limiter=limiter
-            )
-        return client
+    connection = (url.rstrip("/"), realm, token_realm, credentials.fingerprint, policy)
+    return _clients.get(
+        sdp,
+        connection,
+        lambda: KeycloakClient(
+            url, realm, credentials, token_realm=token_realm, policy=policy, limiter=limiter
+        ),
+    )
 
 
-def clear_clients() -> None:
-    """Forget every cached client (tests; a worker never needs it)."""
-    with _clients_lock:
-        _clients.clear()
+clear_clients = _clients.clear

@@ -12,7 +12,6 @@ or scheme. The token travels only in the `Authorization: Token` header.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ from polycrate.errors import PermanentError, TransientError
 from polycrate.httppolicy import HttpPolicy, classify_status, new_session, parse_retry_after, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
+from workers.clients import ClientCache, credentials_digest
 
 SYSTEM = "Polycrate API"
 PAGE_SIZE = 100
@@ -328,8 +328,7 @@ class PolycrateApiClient:
 
 # --- one client per OperatorConfig, URL and token per process ----------------------------------
 
-_clients: dict[tuple[str, str, str], PolycrateApiClient] = {}
-_clients_lock = threading.Lock()
+_clients: ClientCache[PolycrateApiClient] = ClientCache()
 
 
 def get_client(
@@ -343,11 +342,10 @@ def get_client(
     """The process's client for `owner` (the OperatorConfig, "namespace/name"); a new token replaces it."""
     if not token:
         raise PermanentError(f"{SYSTEM} ({url}): the agent token is empty", reason="InvalidCredentials")
-    key = (owner, url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest())
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            for stale in [k for k in _clients if k[:2] == key[:2]]:
-                _clients.pop(stale).close()
-            client = _clients[key] = PolycrateApiClient(url, token, policy=policy, limiter=limiter)
-        return client
+    connection = (url.rstrip("/"), credentials_digest(token), policy)
+    return _clients.get(
+        owner, connection, lambda: PolycrateApiClient(url, token, policy=policy, limiter=limiter)
+    )
+
+
+clear_clients = _clients.clear

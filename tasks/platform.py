@@ -1,0 +1,70 @@
+"""SoftwareDeliveryPlatform: prove that every configured system answers with the SDP's credentials.
+
+Before any tenant is provisioned, the SDP itself is reconciled by logging in to each configured
+system and making one cheap authenticated read. The result is one status flag per system
+(`keycloakReady`, `gitlabReady`, `harborReady`, `argoCDReady`), which `kubectl get sdp` and
+`polycrate operator status` show. A system that is down or rate-limiting is a transient error
+(retried with backoff); wrong credentials or a missing Secret are permanent (phase Error, a
+message naming the system and what to fix) until the SDP or the resync brings the key back.
+The flags are written even when a check fails, so the status shows which system is at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.models.platform import SoftwareDeliveryPlatformSpec
+from tasks.connections import PlatformConnections
+from tasks.context import WorkerContext
+from tasks.handlers import CustomResourceHandler
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+from tasks.status import StatusUpdate
+
+log = logging.getLogger(__name__)
+
+# status field → how to get the system's client from the connections
+SYSTEM_CHECKS: dict[str, Callable[[PlatformConnections], Any]] = {
+    "keycloakReady": PlatformConnections.keycloak,
+    "gitlabReady": PlatformConnections.gitlab,
+    "harborReady": PlatformConnections.harbor,
+    "argoCDReady": PlatformConnections.argocd,
+}
+
+
+class PlatformHandler(CustomResourceHandler):
+    """Checks access to each system of an SDP and records it per system."""
+
+    kind = "SoftwareDeliveryPlatform"
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        assert isinstance(spec, SoftwareDeliveryPlatformSpec)
+        connections = PlatformConnections(ctx, key.namespace, key.name, spec)
+        flags: dict[str, bool | None] = {}
+        failures: list[PolycrateError] = []
+        for field_name, client_for in SYSTEM_CHECKS.items():
+            try:
+                client = client_for(connections)
+                if client is None:
+                    flags[field_name] = None  # not configured: no flag
+                    continue
+                client.check_access()
+                flags[field_name] = True
+            except PolycrateError as exc:
+                flags[field_name] = False
+                failures.append(exc)
+        if failures:
+            ctx.status.write(key, StatusUpdate(fields=flags), current=obj)
+            messages = "; ".join(str(f) for f in failures)
+            if all(isinstance(f, PermanentError) for f in failures):
+                raise PermanentError(messages, reason=getattr(failures[0], "reason", "Failed"))
+            retry_after = max((getattr(f, "retry_after", None) or 0.0 for f in failures), default=0.0) or None
+            raise TransientError(messages, retry_after=retry_after)
+        return flags
