@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from polycrate.models import GROUP, VERSION
 from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
@@ -28,7 +30,7 @@ from watcher.known_keys import KnownKeys
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaderElector, LeaseSettings
 from watcher.metrics import WatcherMetrics
-from watcher.probes import CheckResult, ProbeServer, parse_bind_address
+from watcher.probes import Check, CheckResult, ProbeServer, parse_bind_address
 from watcher.resync import Resyncer
 from watcher.sources import WatchSource, all_sources
 
@@ -263,10 +265,13 @@ class Watcher:
     # -- probes ------------------------------------------------------------------------------
 
     def _start_probe_servers(self) -> None:
-        health = {"informers": self._check_informers_alive, "leader-election": self._check_elector_alive}
+        health: dict[str, Check] = {
+            "informers": self._check_informers_alive,
+            "leader-election": self._check_elector_alive,
+        }
         if self.worker is not None:
             health["embedded-worker"] = self._check_worker_alive
-        ready = {"initial-lists": self._check_initial_lists, "redis": self._check_broker}
+        ready: dict[str, Check] = {"initial-lists": self._check_initial_lists, "redis": self._check_broker}
         metrics_address = parse_bind_address(self.options.metrics_bind_address)
         probe_address = parse_bind_address(self.options.health_probe_bind_address)
         # One server for both only when the same fixed port is asked for twice; two ":0"
@@ -280,7 +285,12 @@ class Watcher:
             self._add_server("metrics", metrics_address, None, None, self.metrics.registry)
 
     def _add_server(
-        self, name: str, address: tuple[str, int], health: Any, ready: Any, registry: Any
+        self,
+        name: str,
+        address: tuple[str, int],
+        health: dict[str, Check] | None,
+        ready: dict[str, Check] | None,
+        registry: CollectorRegistry | None,
     ) -> None:
         server = ProbeServer(address, health_checks=health, ready_checks=ready, registry=registry)
         server.start()
