@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from polycrate.errors import DependencyNotFoundError, InvalidSpecError
+from polycrate.models import parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.ratelimit import RateLimiter
 from polycrate.secrets import SecretReader
 from tasks.context import WorkerContext
+from tasks.keys import ObjectKey
 from workers import argocd, gitlab, harbor, keycloak
 
 
@@ -98,3 +101,22 @@ class PlatformConnections:
             self._secret(ref.secretName, ref.tokenKey),
             limiter=self._limiter("argocd"),
         )
+
+
+def platform(ctx: WorkerContext, namespace: str, name: str, *, referrer: str) -> PlatformConnections:
+    """Connections of the SDP `namespace/name`, read fresh from the cluster.
+
+    `referrer` names the object that refers to the SDP (e.g. 'Organization polycrate/acme-corp:
+    spec.sdp'), so a missing or invalid SDP is reported where the user has to look.
+    """
+    obj = ctx.objects.get(ObjectKey("SoftwareDeliveryPlatform", namespace, name))
+    if obj is None:
+        raise DependencyNotFoundError(
+            f'{referrer}: SoftwareDeliveryPlatform "{name}" not found in namespace {namespace}'
+        )
+    try:
+        spec = parse_spec(obj)
+    except InvalidSpecError as exc:
+        raise DependencyNotFoundError(f"{referrer}: the referenced platform is invalid: {exc}") from None
+    assert isinstance(spec, SoftwareDeliveryPlatformSpec)
+    return PlatformConnections(ctx, namespace, name, spec)

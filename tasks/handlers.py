@@ -53,6 +53,13 @@ class CustomResourceHandler(KindHandler):
         """
         return {}
 
+    def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        """Remove what `provision` created outside the cluster, in reverse order; idempotent.
+
+        Runs while the object carries its finalizer and a deletionTimestamp. It should work from
+        the IDs recorded in status, since the spec may no longer be valid.
+        """
+
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._finish_deletion(ctx, key, obj)
@@ -95,6 +102,8 @@ class CustomResourceHandler(KindHandler):
             current=obj,
         )
         self._announce(ctx, change, DELETING, f"{key.describe()} is being deleted")
+        # A failing cleanup raises: the finalizer stays, so nothing outside the cluster is orphaned.
+        self.cleanup(ctx, key, change.object or obj)
         remove_finalizer(ctx.objects, key, change.object or obj, self.info.finalizer)
 
     def report_failure(
