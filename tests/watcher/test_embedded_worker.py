@@ -1,0 +1,65 @@
+"""The embedded worker of plain `run`: a supervised `polycrate operator worker` child process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+
+from tests.cli.operator_process import free_port
+from tests.watcher.kube_objects import wait_until
+from watcher.embedded_worker import EmbeddedWorker
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; it only waits to be reaped.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def pool_children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return children.read().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_restarted_and_logged(
+    caplog: pytest.LogCaptureFixture, kubeconfig: str
+) -> None:
+    caplog.set_level(logging.ERROR, logger="watcher.embedded_worker")
+    # No Redis on this port: the worker exits at start-up, as it would after a crash.
+    worker = EmbeddedWorker(
+        1, kubeconfig=kubeconfig, env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, stop_grace_period=5
+    )
+    worker.start()
+    try:
+        wait_until(lambda: worker.restarts >= 1, timeout=20, message="a restart")
+        assert worker.healthy
+        assert "embedded worker exited with code 1; restarting" in caplog.text
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_stop_ends_the_worker_with_a_warm_shutdown(redis_url: str, kubeconfig: str) -> None:
+    worker = EmbeddedWorker(1, kubeconfig=kubeconfig, env={"REDIS_URL": redis_url}, stop_grace_period=15)
+    worker.start()
+    pid = wait_until(lambda: worker.pid, message="the worker process")
+    # Celery is up once its prefork pool has a child.
+    wait_until(lambda: pool_children(pid), timeout=30, message="the Celery pool")
+
+    started = time.monotonic()
+    worker.stop()
+
+    assert not process_alive(pid)
+    assert time.monotonic() - started < 15, "SIGTERM, not the SIGKILL fallback, ended it"
+    assert worker.restarts == 0
