@@ -61,10 +61,17 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     default=None,
     help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
 )
-@click.option("--leader-elect", is_flag=True, help="Elect a leader on a Lease; only the leader enqueues (for HA).")
-@click.option("--metrics-bind-address", default=":8080", show_default=True, help="Metrics endpoint; 0 disables.")
 @click.option(
-    "--health-probe-bind-address", default=":8081", show_default=True, help="/healthz and /readyz; 0 disables."
+    "--leader-elect", is_flag=True, help="Elect a leader on a Lease; only the leader enqueues (for HA)."
+)
+@click.option(
+    "--metrics-bind-address", default=":8080", show_default=True, help="Metrics endpoint; 0 disables."
+)
+@click.option(
+    "--health-probe-bind-address",
+    default=":8081",
+    show_default=True,
+    help="/healthz and /readyz; 0 disables.",
 )
 @click.option(
     "--workers",
@@ -73,11 +80,21 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     show_default=True,
     help="Concurrency of the embedded worker; 0 runs the watcher alone (workers run as their own pods).",
 )
-@click.option("--leader-election-namespace", default="polycrate", show_default=True, help="Namespace of the Lease.")
-@click.option("--leader-election-id", default="polycrate-operator", show_default=True, help="Name of the Lease.")
-@click.option("--lease-duration", type=click.FloatRange(min=1), default=15.0, show_default=True, help="Seconds.")
-@click.option("--renew-deadline", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
-@click.option("--retry-period", type=click.FloatRange(min=0.05), default=2.0, show_default=True, help="Seconds.")
+@click.option(
+    "--leader-election-namespace", default="polycrate", show_default=True, help="Namespace of the Lease."
+)
+@click.option(
+    "--leader-election-id", default="polycrate-operator", show_default=True, help="Name of the Lease."
+)
+@click.option(
+    "--lease-duration", type=click.FloatRange(min=1), default=15.0, show_default=True, help="Seconds."
+)
+@click.option(
+    "--renew-deadline", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."
+)
+@click.option(
+    "--retry-period", type=click.FloatRange(min=0.05), default=2.0, show_default=True, help="Seconds."
+)
 @click.option(
     "--watch-timeout",
     type=click.FloatRange(min=1),
@@ -126,7 +143,9 @@ def run(
 
     api = _connect_kubernetes(settings.kubeconfig)
     redis_client = _connect_redis(settings)
-    queue = KeyQueue(redis_client, prefix=settings.redis_prefix, stale_after=settings.pending_stale_after_seconds)
+    queue = KeyQueue(
+        redis_client, prefix=settings.redis_prefix, stale_after=settings.pending_stale_after_seconds
+    )
     options = WatcherOptions(
         leader_elect=leader_elect,
         lease=lease,

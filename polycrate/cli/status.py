@@ -155,7 +155,10 @@ def _as_json(cluster: str, reports: list[KindReport], queue: dict[str, Any]) -> 
 
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def _section(title: str, rows: list[list[str]], empty: str) -> list[str]:
