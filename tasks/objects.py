@@ -84,6 +84,11 @@ SOURCE_RESOURCES: dict[str, Resource] = {
 EVENTS = Resource("", "v1", "events", True)
 
 
+def _all_namespaces(resource: Resource) -> str:
+    prefix = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+    return f"{prefix}/{resource.plural}"
+
+
 def resource_for(kind: str) -> Resource:
     """The API resource of a key kind: a polycrate.io kind or a discovery source."""
     info = KINDS.get(kind)
@@ -192,6 +197,42 @@ class ObjectAPI:
     ) -> JsonObject:
         path = resource_for(key.kind).path(key.namespace, key.name, subresource)
         return self.request("PATCH", path, body=body, content_type=content_type)
+
+    def list(
+        self, kind: str, namespace: str = "", *, label_selector: str = "", field_selector: str = ""
+    ) -> list[JsonObject]:
+        """All objects of a key kind, in `namespace` or ("" for a namespaced kind) everywhere.
+
+        Follows `continue` tokens so a large list arrives whole, one page of 500 at a time.
+        """
+        resource = resource_for(kind)
+        base = resource.path(namespace) if namespace or not resource.namespaced else _all_namespaces(resource)
+        query: dict[str, str] = {"limit": "500"}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        items: list[JsonObject] = []
+        while True:
+            page = self.request("GET", base, query=query)
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            query = {**query, "continue": token}
+
+    def create(self, kind: str, obj: JsonObject) -> JsonObject:
+        """Create `obj` (ConflictError with reason AlreadyExists when its name is taken)."""
+        namespace = (obj.get("metadata") or {}).get("namespace") or ""
+        return self.request("POST", resource_for(kind).path(namespace), body=obj)
+
+    def delete(self, key: ObjectKey) -> bool:
+        """Delete the object of `key`; False when it was already gone."""
+        try:
+            self.request("DELETE", resource_for(key.kind).path(key.namespace, key.name))
+        except NotFoundError:
+            return False
+        return True
 
     def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
         return self.request("POST", EVENTS.path(namespace), body=event)

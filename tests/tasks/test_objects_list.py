@@ -1,0 +1,44 @@
+"""ObjectAPI's generic list/create/delete against the Kubernetes API (emulator or real cluster)."""
+
+from __future__ import annotations
+
+import kubernetes
+import pytest
+
+from tasks.keys import ObjectKey
+from tasks.objects import ConflictError, ObjectAPI
+
+
+def _secret(namespace: str, name: str, labels: dict[str, str] | None = None) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "stringData": {"organization": "acme-corp"},
+    }
+
+
+def test_create_list_by_label_and_delete(
+    kube_api_client: kubernetes.client.ApiClient, kube_namespace: str
+) -> None:
+    objects = ObjectAPI(kube_api_client)
+    for index in range(3):
+        objects.create(
+            "Secret",
+            _secret(
+                kube_namespace, f"app-{index}", {"polycrate.io/type": "meta" if index % 2 == 0 else "other"}
+            ),
+        )
+
+    meta = objects.list("Secret", kube_namespace, label_selector="polycrate.io/type=meta")
+    assert sorted(o["metadata"]["name"] for o in meta) == ["app-0", "app-2"]
+    everywhere = [
+        o["metadata"]["name"] for o in objects.list("Secret") if o["metadata"]["namespace"] == kube_namespace
+    ]
+    assert sorted(everywhere) == ["app-0", "app-1", "app-2"]
+
+    with pytest.raises(ConflictError) as duplicate:
+        objects.create("Secret", _secret(kube_namespace, "app-0"))
+    assert duplicate.value.reason == "AlreadyExists"
+    assert objects.delete(ObjectKey("Secret", kube_namespace, "app-0")) is True
+    assert objects.delete(ObjectKey("Secret", kube_namespace, "app-0")) is False
