@@ -11,6 +11,7 @@ cert-manager objects) are read and acknowledged; their mapping to polycrate.io o
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -154,12 +155,15 @@ class DiscoverySourceHandler(KindHandler):
         )
 
 
-def register_handlers(registry: HandlerRegistry) -> None:
-    from tasks.platform import PlatformHandler
+# Modules whose `handlers()` replace the generic handler of their kinds with the real flows.
+FLOW_MODULES: tuple[str, ...] = ("tasks.platform",)
 
-    specialised = {PlatformHandler.kind: PlatformHandler}
+
+def register_handlers(registry: HandlerRegistry) -> None:
     for info in KINDS.values():
-        handler_class = specialised.get(info.kind, CustomResourceHandler)
-        registry.register(handler_class(info))
+        registry.register(CustomResourceHandler(info))
     for kind in SOURCE_RESOURCES:
         registry.register(DiscoverySourceHandler(kind))
+    for module_name in FLOW_MODULES:
+        for handler in importlib.import_module(module_name).handlers():
+            registry.register(handler, replace=True)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.models import KINDS
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from tasks.connections import PlatformConnections
 from tasks.context import WorkerContext
@@ -68,3 +69,7 @@ class PlatformHandler(CustomResourceHandler):
             retry_after = max((getattr(f, "retry_after", None) or 0.0 for f in failures), default=0.0) or None
             raise TransientError(messages, retry_after=retry_after)
         return flags
+
+
+def handlers() -> list[CustomResourceHandler]:
+    return [PlatformHandler(KINDS["SoftwareDeliveryPlatform"])]
