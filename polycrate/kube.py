@@ -46,13 +46,26 @@ class KubeTimeoutError(TransientError):
 
 
 def load_api_client(
-    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    *,
+    pool_size: int | None = None,
 ) -> client.ApiClient:
     """An ApiClient for the first configuration that exists, in kubectl's order.
 
     Order: `kubeconfig` if given, else $KUBECONFIG (a path list), else ~/.kube/config, else the
     in-cluster service account. Raises KubeConfigError naming what was tried or what is wrong.
+    `pool_size` sizes the connection pool: a process holding many watch streams at once (the
+    watcher) needs more connections than the client's default of 5 per core.
     """
+    api_client = _load_api_client(kubeconfig, context)
+    if pool_size:
+        api_client.configuration.connection_pool_maxsize = pool_size
+        api_client.rest_client = type(api_client.rest_client)(api_client.configuration)
+    return api_client
+
+
+def _load_api_client(kubeconfig: str | os.PathLike[str] | None, context: str | None) -> client.ApiClient:
     if kubeconfig is not None:
         path = Path(kubeconfig).expanduser()
         if not path.is_file():

@@ -28,6 +28,7 @@ from watcher.informer import WatchTiming
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaseSettings
 from watcher.runner import Watcher, WatcherOptions
+from watcher.sources import all_sources
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def _connect_redis(settings: Settings) -> redis.Redis:
 
 def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     try:
-        api = KubeApi(load_api_client(kubeconfig))
+        # One connection per watch stream plus room for lists, Leases and probes.
+        api = KubeApi(load_api_client(kubeconfig, pool_size=len(all_sources()) + 8))
     except PolycrateError as exc:
         raise CliError(str(exc)) from None
     try:
