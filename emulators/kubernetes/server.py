@@ -220,11 +220,12 @@ class KubeEmulator:
 
     # --- clients ----------------------------------------------------------------------
 
-    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+    def kubeconfig(self, namespace: str = "default", *, server: str | None = None) -> dict[str, Any]:
+        """A kubeconfig for this emulator; `server` overrides the URL (e.g. a container's host name)."""
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": self.url}}],
+            "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": server or self.url}}],
             "users": [{"name": CONTEXT_NAME, "user": {}}],
             "contexts": [
                 {
@@ -236,8 +237,8 @@ class KubeEmulator:
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: str | os.PathLike[str]) -> str:
+    def write_kubeconfig(self, path: str | os.PathLike[str], *, server: str | None = None) -> str:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        target.write_text(yaml.safe_dump(self.kubeconfig(server=server), sort_keys=False))
         return str(target)

@@ -30,6 +30,11 @@ from polycrate.cli.root import CliError, operator
     help="Where to write the kubeconfig (default: a new file in the temp directory).",
 )
 @click.option(
+    "--advertise-url",
+    default=None,
+    help="Server URL written into the kubeconfig (e.g. http://kube:6443 in docker-compose).",
+)
+@click.option(
     "--latency-ms", type=click.IntRange(0), default=0, show_default=True, help="Delay added to every request."
 )
 @click.option(
@@ -40,7 +45,12 @@ from polycrate.cli.root import CliError, operator
     help="Events kept for watches; older resourceVersions get 410 Gone.",
 )
 def kube_emulator(
-    host: str, port: int, kubeconfig_out: Path | None, latency_ms: int, watch_history: int
+    host: str,
+    port: int,
+    kubeconfig_out: Path | None,
+    advertise_url: str | None,
+    latency_ms: int,
+    watch_history: int,
 ) -> None:
     """Serve an emulated Kubernetes API (for kubectl, the operator and tests) until Ctrl-C."""
     emulator = KubeEmulator(host=host, port=port, latency_ms=latency_ms, watch_history=watch_history)
@@ -51,7 +61,7 @@ def kube_emulator(
     try:
         if kubeconfig_out is None:
             kubeconfig_out = Path(tempfile.mkdtemp(prefix="polycrate-kube-")) / "kubeconfig"
-        path = emulator.write_kubeconfig(kubeconfig_out)
+        path = emulator.write_kubeconfig(kubeconfig_out, server=advertise_url)
         click.echo(f"Kubernetes API emulator listening on {emulator.url}")
         click.echo(f"kubeconfig: {path}  (export KUBECONFIG={path})", nl=True)
         while True:
