@@ -156,7 +156,7 @@ class DiscoverySourceHandler(KindHandler):
 
 
 # Modules whose `handlers()` replace the generic handler of their kinds with the real flows.
-FLOW_MODULES: tuple[str, ...] = ("tasks.platform",)
+FLOW_MODULES: tuple[str, ...] = ("tasks.platform", "tasks.operator_config")
 
 
 def register_handlers(registry: HandlerRegistry) -> None:
