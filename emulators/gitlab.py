@@ -10,7 +10,10 @@ and response is checked against that contract by the shared pipeline in `emulato
 Credentials: `admin_token` (also `token`; administrator `root`, id 1) is accepted in a
 `PRIVATE-TOKEN` header or as `Authorization: Bearer`. Page size is capped at `max_per_page`
 (100 like GitLab; tests lower it to exercise pagination). Deletion is immediate although the
-server answers 202, i.e. the emulator behaves like GitLab Free without delayed deletion.
+server answers 202, i.e. the emulator behaves like GitLab Free without delayed deletion; the
+same holds for users (204, GitLab deletes them in a background job). The reads clients make
+first are served too: GET /user, /version, /users/:id, and project lists, which are always
+empty because the emulator holds no projects.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ ROLE_NAMES = {
 }
 OWNER = 50
 DEFAULT_PER_PAGE = 20
+# What GET /version reports; python-gitlab only stores it, so any well-formed version will do.
+EMULATED_VERSION = "18.2.0"
+EMULATED_REVISION = "emulated"
 # A few of GitLab's reserved top-level routes (Gitlab::PathRegex::TOP_LEVEL_ROUTES).
 RESERVED_TOP_LEVEL = frozenset(
     {
@@ -245,8 +251,14 @@ class GitLabEmulator(EmulatorServer):
             Rule(f"{API}/groups/<id>/members/<user_id>", methods=["GET"], endpoint="get_member"),
             Rule(f"{API}/groups/<id>/members/<user_id>", methods=["PUT"], endpoint="update_member"),
             Rule(f"{API}/groups/<id>/members/<user_id>", methods=["DELETE"], endpoint="remove_member"),
+            Rule(f"{API}/groups/<id>/projects", methods=["GET"], endpoint="list_group_projects"),
+            Rule(f"{API}/projects", methods=["GET"], endpoint="list_projects"),
             Rule(f"{API}/users", methods=["GET"], endpoint="list_users"),
             Rule(f"{API}/users", methods=["POST"], endpoint="create_user"),
+            Rule(f"{API}/users/<user_id>", methods=["GET"], endpoint="get_user"),
+            Rule(f"{API}/users/<user_id>", methods=["DELETE"], endpoint="delete_user"),
+            Rule(f"{API}/user", methods=["GET"], endpoint="get_current_user"),
+            Rule(f"{API}/version", methods=["GET"], endpoint="get_version"),
         ]
 
     # -- lookups and views ---------------------------------------------------------------
@@ -510,10 +522,13 @@ class GitLabEmulator(EmulatorServer):
             group = self._find_group(id)
             if group is None:
                 return self.error(404, "404 Group Not Found")
-            for doomed in [group, *self._descendants(group)]:
-                self.groups.pop(doomed.id, None)
-                self.memberships.pop(doomed.id, None)
+            self._remove_with_subgroups(group)
             return json_response({"message": "202 Accepted"}, 202)
+
+    def _remove_with_subgroups(self, group: _Group) -> None:
+        for doomed in [group, *self._descendants(group)]:
+            self.groups.pop(doomed.id, None)
+            self.memberships.pop(doomed.id, None)
 
     # -- members ---------------------------------------------------------------------------
 
@@ -709,3 +724,96 @@ class GitLabEmulator(EmulatorServer):
                 projects_limit=int(body.get("projects_limit", 100000)),
             )
             return json_response(self._user_json(user), 201)
+
+    def _find_user(self, raw_id: str) -> _User | None:
+        # GitLab's users routes only match digits (requirements: { id: /[0-9]*/ }).
+        return self.users.get(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else None
+
+    def get_user(self, request: Request, user_id: str) -> Response:
+        with self.lock:
+            user = self._find_user(user_id)
+            if user is None:
+                return self.error(404, "404 User Not Found")
+            return json_response(self._user_json(user))
+
+    def _solely_owned_groups(self, user: _User) -> list[_Group]:
+        """Groups where the user is the only direct Owner (what blocks a soft delete)."""
+        return [
+            group
+            for group in self.groups.values()
+            if self._direct_level(user.id, group) == OWNER
+            and [m.user_id for m in self.memberships.get(group.id, {}).values() if m.access_level == OWNER]
+            == [user.id]
+        ]
+
+    def delete_user(self, request: Request, user_id: str) -> Response:
+        hard_delete = (request.args.get("hard_delete") or "").lower() == "true"
+        with self.lock:
+            caller = self._current_user(request)
+            if caller is None or not caller.is_admin:
+                return self.error(403, "403 Forbidden")
+            user = self._find_user(user_id)
+            if user is None:
+                return self.error(404, "404 User Not Found")
+            owned = self._solely_owned_groups(user)
+            if owned and not hard_delete:
+                return self.error(409, "User cannot be removed while is the sole-owner of a group")
+            for group in owned:
+                # hard_delete takes the solely owned groups along; one may already be gone
+                # with an owned ancestor.
+                if group.id in self.groups:
+                    self._remove_with_subgroups(group)
+            for members in self.memberships.values():
+                members.pop(user.id, None)
+            self.tokens = {token: owner for token, owner in self.tokens.items() if owner != user.id}
+            del self.users[user.id]
+            return Response(status=204)
+
+    def get_current_user(self, request: Request) -> Response:
+        with self.lock:
+            user = self._current_user(request)
+            if user is None:  # the token's user was deleted since authentication
+                return self.error(401, "401 Unauthorized")
+            view = self._user_json(user)
+        # python-gitlab's auth() warns when web_url does not start with the URL it was given,
+        # so the link is built from the address the client used, not the one the server bound.
+        view.update(
+            web_url=f"{request.host_url}{user.username}",
+            bio="",
+            location="",
+            public_email=None,
+            commit_email=user.email,
+            bot=False,
+            identities=[],
+            can_create_project=True,
+            two_factor_enabled=False,
+            private_profile=False,
+            theme_id=3,
+            color_scheme_id=1,
+            last_sign_in_at=None,
+            current_sign_in_at=None,
+            confirmed_at=user.created_at,
+        )
+        return json_response(view)
+
+    def get_version(self, request: Request) -> Response:
+        return json_response(
+            {
+                "version": EMULATED_VERSION,
+                "revision": EMULATED_REVISION,
+                "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
+                "enterprise": False,
+            }
+        )
+
+    # -- projects (none exist here; the lists answer like an instance without any) -----------
+
+    def list_group_projects(self, request: Request, id: str) -> Response:
+        with self.lock:
+            if self._find_group(id) is None:
+                return self.error(404, "404 Group Not Found")
+            return self._page(request, [])
+
+    def list_projects(self, request: Request) -> Response:
+        with self.lock:
+            return self._page(request, [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gitlab
 import pytest
 import requests
 import schemathesis
@@ -23,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from emulators.contract import SPEC_DIR
-from emulators.gitlab import GitLabEmulator
+from emulators.gitlab import EMULATED_REVISION, EMULATED_VERSION, GitLabEmulator
 
 
 class Api:
@@ -325,6 +326,88 @@ def test_creating_a_user_needs_a_password_strategy(api):
     )
     assert response.status_code == 400
     assert "at least one parameter must be provided" in response.json()["error"]
+
+
+# -- the reads python-gitlab makes first -----------------------------------------------------
+
+
+@pytest.fixture
+def gl(gitlab_emulator: GitLabEmulator) -> gitlab.Gitlab:
+    return gitlab.Gitlab(gitlab_emulator.url, private_token=gitlab_emulator.admin_token, timeout=5)
+
+
+def test_python_gitlab_auth_and_version_identify_the_server_and_its_user(gl):
+    gl.auth()
+    assert (gl.user.username, gl.user.is_admin, gl.user.id) == ("root", True, 1)
+    assert gl.version() == (EMULATED_VERSION, EMULATED_REVISION)
+
+
+def test_current_user_and_version_need_a_token(gitlab_emulator):
+    for path in ("/user", "/version"):
+        response = requests.get(f"{gitlab_emulator.url}/api/v4{path}", timeout=5)
+        assert (response.status_code, response.json()) == (401, {"message": "401 Unauthorized"})
+
+
+def test_user_is_fetched_by_id_and_an_unknown_id_is_404(api, gl):
+    alice = create_user(api, "alice")
+    assert gl.users.get(alice["id"]).email == "alice@example.com"
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        gl.users.get(4242)
+    assert (missing.value.response_code, missing.value.error_message) == (404, "404 User Not Found")
+
+
+def test_user_search_matches_part_of_username_name_or_email(api, gl):
+    create_user(api, "alice")
+    create_user(api, "bob")
+    assert [u.username for u in gl.users.list(search="LIC", get_all=True)] == ["alice"]
+    assert [u.username for u in gl.users.list(search="bob@example", get_all=True)] == ["bob"]
+
+
+def test_group_search_through_python_gitlab_matches_name_or_path(api, gl):
+    create_group(api, "acme-corp")
+    create_group(api, "globex")
+    assert [g.full_path for g in gl.groups.list(search="acme", get_all=True)] == ["acme-corp"]
+
+
+def test_project_lists_are_empty_and_paginated_like_gitlab(api, gl, gitlab_emulator):
+    create_group(api, "acme")
+    assert gl.projects.list(get_all=True) == []
+    assert gl.groups.get("acme").projects.list(get_all=True, include_subgroups=True) == []
+    response = api("GET", "/projects", params={"per_page": 5})
+    assert (response.json(), response.headers["X-Total"], response.headers["X-Total-Pages"]) == ([], "0", "1")
+    missing = api("GET", "/groups/nope/projects")
+    assert (missing.status_code, missing.json()) == (404, {"message": "404 Group Not Found"})
+
+
+def test_deleted_user_is_gone_with_its_memberships(api, gl):
+    create_group(api, "acme")
+    alice = create_user(api, "alice")
+    api("POST", "/groups/acme/members", json={"user_id": alice["id"], "access_level": 30})
+    gl.users.delete(alice["id"])
+    assert api("GET", f"/users/{alice['id']}").status_code == 404
+    assert [m["username"] for m in api("GET", "/groups/acme/members").json()] == ["root"]
+    with pytest.raises(gitlab.GitlabDeleteError) as again:
+        gl.users.delete(alice["id"])
+    assert again.value.response_code == 404
+
+
+def test_sole_group_owner_is_deleted_only_with_hard_delete_which_takes_the_group_along(api, gl):
+    group = create_group(api, "acme")
+    create_group(api, "team", parent_id=group["id"])
+    alice = create_user(api, "alice")
+    api("POST", "/groups/acme/members", json={"user_id": alice["id"], "access_level": 50})
+    api("DELETE", "/groups/acme/members/1")
+    with pytest.raises(gitlab.GitlabDeleteError) as refused:
+        gl.users.delete(alice["id"])
+    assert (refused.value.response_code, refused.value.error_message) == (
+        409,
+        "User cannot be removed while is the sole-owner of a group",
+    )
+    gl.users.get(alice["id"]).delete(hard_delete=True)
+    assert (api("GET", "/groups/acme").status_code, api("GET", "/groups/acme%2Fteam").status_code) == (
+        404,
+        404,
+    )
 
 
 # -- contract ------------------------------------------------------------------------------
