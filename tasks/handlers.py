@@ -156,7 +156,12 @@ class DiscoverySourceHandler(KindHandler):
 
 
 # Modules whose `handlers()` replace the generic handler of their kinds with the real flows.
-FLOW_MODULES: tuple[str, ...] = ("tasks.platform", "tasks.operator_config")
+FLOW_MODULES: tuple[str, ...] = (
+    "tasks.platform",
+    "tasks.operator_config",
+    "tasks.standalone",
+    "tasks.clusters",
+)
 
 
 def register_handlers(registry: HandlerRegistry) -> None:

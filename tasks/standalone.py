@@ -1,0 +1,738 @@
+"""GitLabGroup, HarborProject and ArgoCDProject: one object, provisioned in every SDP it lists.
+
+Each SDP of `spec.sdp` is reconciled on its own, so an outage of one SDP's system leaves the
+others done and only the failing one retried; its ID lands in status under the SDP's name, and
+an SDP dropped from the list is cleaned up there. Access is granted to Keycloak groups
+(`accessControl`) and to Organizations (`organizationAccess`); the operator adds, updates and
+removes only the members it added itself, remembered per SDP in the `polycrate.io/operator-state`
+annotation (the status schema has no field for them and would prune one), so a member a human
+added is never touched. Deletion cleans every SDP; an SDP or credential Secret that is gone
+cannot be reached, so that SDP is skipped with a Warning Event instead of blocking the finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, NoReturn, TypeVar
+
+from pydantic import BaseModel
+
+from polycrate.errors import (
+    DependencyNotFoundError,
+    InvalidSpecError,
+    PermanentError,
+    PolycrateError,
+    TransientError,
+)
+from polycrate.models import KINDS, parse_spec
+from polycrate.models.platform import SoftwareDeliveryPlatformSpec
+from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, HarborProjectSpec
+from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
+from tasks.connections import PlatformConnections, platform
+from tasks.context import WorkerContext
+from tasks.handlers import CustomResourceHandler
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+from tasks.queue import KeyQueue
+from tasks.status import StatusUpdate
+from workers.argocd import Destination, render_roles, role_groups
+from workers.gitlab import GitLabClient, parse_access_level
+from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
+
+log = logging.getLogger(__name__)
+
+STATE_ANNOTATION = "polycrate.io/operator-state"
+# Harbor roles from most to least privileged: a group granted two roles gets the stronger one.
+HARBOR_ROLE_RANK = ("projectAdmin", "maintainer", "developer", "guest", "limitedGuest")
+
+Prepared = TypeVar("Prepared")
+
+
+# --- what status cannot hold ------------------------------------------------------------------
+
+
+class OperatorState:
+    """Sections of JSON the operator keeps on the object itself, in one annotation.
+
+    Each change is written at once (a merge patch of just this annotation), so what was recorded
+    before a write to an external system survives a crash right after that write.
+    """
+
+    def __init__(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        self._ctx = ctx
+        self._key = key
+        raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(STATE_ANNOTATION)
+        try:
+            state = json.loads(raw) if raw else {}
+        except ValueError:
+            log.warning("%s: annotation %s is not JSON; starting afresh", key, STATE_ANNOTATION)
+            state = {}
+        self._state: dict[str, Any] = state if isinstance(state, dict) else {}
+
+    def get(self, section: str) -> Any:
+        return self._state.get(section)
+
+    def set(self, section: str, value: Any) -> None:
+        """Record `value` under `section`; None or an empty collection removes the section."""
+        wanted = dict(self._state)
+        if value is None or value == {} or value == []:
+            wanted.pop(section, None)
+        else:
+            wanted[section] = value
+        if wanted == self._state:
+            return
+        encoded = json.dumps(wanted, sort_keys=True, separators=(",", ":")) if wanted else None
+        self._ctx.objects.patch(self._key, {"metadata": {"annotations": {STATE_ANNOTATION: encoded}}})
+        self._state = wanted
+
+    def get_for(self, section: str, sdp: str) -> Any:
+        return (self._state.get(section) or {}).get(sdp)
+
+    def set_for(self, section: str, sdp: str, value: Any) -> None:
+        per_sdp = dict(self._state.get(section) or {})
+        if value is None or value == {} or value == []:
+            per_sdp.pop(sdp, None)
+        else:
+            per_sdp[sdp] = value
+        self.set(section, per_sdp)
+
+
+# --- helpers shared by the three kinds --------------------------------------------------------
+
+
+def combined_error(failures: list[tuple[str, PolycrateError]]) -> PolycrateError:
+    """One error for the failures of several SDPs: permanent only when every one of them is."""
+    message = "; ".join(f'SDP "{sdp}": {error}' for sdp, error in failures)
+    errors = [error for _, error in failures]
+    if all(isinstance(error, PermanentError) for error in errors):
+        first = errors[0]
+        if isinstance(first, InvalidSpecError) and len(errors) == 1:
+            return InvalidSpecError(message)
+        if isinstance(first, DependencyNotFoundError) and len(errors) == 1:
+            return DependencyNotFoundError(message)
+        return PermanentError(message, reason=getattr(first, "reason", "Failed"))
+    retry_after = max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0) or None
+    return TransientError(message, retry_after=retry_after)
+
+
+def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The merge-patch value of a per-SDP status map: SDPs no longer wanted are set to null."""
+    return {**{sdp: None for sdp in current if sdp not in wanted}, **wanted}
+
+
+def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> None:
+    """Ask for a reconcile of each key now, instead of at the next resync."""
+    queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix)
+    for key in keys:
+        try:
+            queue.add(key, reason=reason)
+        except Exception as exc:  # the broker's errors differ by transport; a retry re-sends
+            raise TransientError(f"could not enqueue {key.describe()} ({type(exc).__name__})") from None
+
+
+def _raw_spec(obj: JsonObject) -> dict[str, Any]:
+    """The spec as stored, for cleanup, which must work even when the spec no longer validates."""
+    spec = obj.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def _sdp_names(obj: JsonObject) -> list[str]:
+    value = _raw_spec(obj).get("sdp")
+    if isinstance(value, str):
+        return [value]
+    return [str(name) for name in value or [] if name]
+
+
+def _phase(obj: JsonObject) -> str | None:
+    return (obj.get("status") or {}).get("phase")
+
+
+def _is_deleting(obj: JsonObject) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+@dataclass(frozen=True)
+class OrganizationRef:
+    """An Organization named in organizationAccess: its SDP and its Keycloak group."""
+
+    name: str
+    sdp: str
+    group_name: str
+    phase: str | None
+
+
+def organization_refs(
+    ctx: WorkerContext, key: ObjectKey, sdps: list[str], names: Iterable[tuple[str, str]]
+) -> dict[str, OrganizationRef]:
+    """The Organizations named by (field, name) pairs; missing or foreign ones are errors."""
+    refs: dict[str, OrganizationRef] = {}
+    for field_name, name in names:
+        if name in refs:
+            continue
+        obj = ctx.objects.get(ObjectKey("Organization", key.namespace, name))
+        if obj is None or _is_deleting(obj):
+            state = "is being deleted" if obj is not None else "not found"
+            raise DependencyNotFoundError(
+                f'{key.describe()}: {field_name}: Organization "{name}" {state} in namespace {key.namespace}'
+            )
+        try:
+            spec = parse_spec(obj)
+        except InvalidSpecError as exc:
+            raise DependencyNotFoundError(
+                f"{key.describe()}: {field_name}: the Organization is invalid: {exc}"
+            ) from None
+        assert isinstance(spec, OrganizationSpec)
+        if spec.sdp not in sdps:
+            raise InvalidSpecError(
+                f'{key.describe()}: {field_name}: Organization "{name}" belongs to SDP "{spec.sdp}", '
+                f"which spec.sdp does not list ({', '.join(sdps)})"
+            )
+        refs[name] = OrganizationRef(name, spec.sdp, spec.keycloak_group_name(name), _phase(obj))
+    return refs
+
+
+class KeycloakDirectory:
+    """Finds Keycloak groups by the names users write in specs, and the people in them.
+
+    A name is a top-level group (a ContactGroup's or an Organization's), a role subgroup of an
+    Organization of this SDP (e.g. acme-corp-admins), or a full path with '/'. Members of a
+    group include the members of its subgroups, as Keycloak's group inheritance has it.
+    """
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        sdp: str,
+        sdp_spec: SoftwareDeliveryPlatformSpec,
+        client: KeycloakClient,
+    ) -> None:
+        self.ctx = ctx
+        self.key = key
+        self.sdp = sdp
+        self.sdp_spec = sdp_spec
+        self.client = client
+        self._organizations: list[tuple[str, OrganizationSpec, JsonObject]] | None = None
+
+    def _organizations_of_sdp(self) -> list[tuple[str, OrganizationSpec, JsonObject]]:
+        if self._organizations is None:
+            found = []
+            for obj in self.ctx.objects.list("Organization", self.key.namespace):
+                try:
+                    spec = parse_spec(obj)
+                except InvalidSpecError:
+                    continue  # an invalid Organization reports itself; it creates no groups
+                assert isinstance(spec, OrganizationSpec)
+                if spec.sdp == self.sdp:
+                    found.append((obj["metadata"]["name"], spec, obj))
+            self._organizations = found
+        return self._organizations
+
+    def _role_subgroup_owners(self, name: str) -> list[tuple[str, str, JsonObject]]:
+        """(path, Organization name, Organization) of each Organization whose role subgroup `name` is."""
+        settings = self.sdp_spec.settings
+        if not settings.autoCreateRoleSubgroups:
+            return []
+        owners = []
+        for org_name, spec, obj in self._organizations_of_sdp():
+            group = spec.keycloak_group_name(org_name)
+            subgroups = {
+                settings.subgroup_name(org, role)
+                for org in (group, org_name)
+                for role in settings.defaultRoles
+            }
+            if name in subgroups:
+                owners.append((f"{group}/{name}", org_name, obj))
+        return owners
+
+    def group(self, name: str, field_name: str) -> KeycloakGroup:
+        """The group a spec names; a missing one is waited for while a CR is still creating it."""
+        candidates = [name.strip("/")] if "/" in name else [name]
+        owners = [] if "/" in name else self._role_subgroup_owners(name)
+        candidates += [path for path, _, _ in owners]
+        for path in candidates:
+            found = self.client.find_group_by_path(path)
+            if found is not None:
+                return found
+        declared_by = [(f'Organization "{org}"', _phase(obj)) for _, org, obj in owners]
+        declared_by += self._groups_declaring(name)
+        self._missing(f'Keycloak group "{name}"', field_name, declared_by)
+
+    def _groups_declaring(self, name: str) -> list[tuple[str, str | None]]:
+        """(owner, its phase) of each ContactGroup or Organization of this SDP that creates `name`."""
+        declaring = []
+        for obj in self.ctx.objects.list("ContactGroup", self.key.namespace):
+            try:
+                spec = parse_spec(obj)
+            except InvalidSpecError:
+                continue
+            assert isinstance(spec, ContactGroupSpec)
+            group_name = spec.keycloak.groupName or obj["metadata"]["name"]
+            if self.sdp in spec.sdp and group_name == name:
+                declaring.append((f'ContactGroup "{obj["metadata"]["name"]}"', _phase(obj)))
+        for org_name, org_spec, obj in self._organizations_of_sdp():
+            if org_spec.keycloak_group_name(org_name) == name:
+                declaring.append((f'Organization "{org_name}"', _phase(obj)))
+        return declaring
+
+    def _missing(self, what: str, field_name: str, declared_by: list[tuple[str, str | None]]) -> NoReturn:
+        where = f'realm "{self.client.realm}" of SDP "{self.sdp}"'
+        for owner, phase in declared_by:
+            if phase in (None, "Provisioning"):
+                # Its creator is on the way: retry soon rather than park until the next resync.
+                raise TransientError(
+                    f"{self.key.describe()}: {field_name}: {what} does not exist in {where} yet; "
+                    f"waiting for {owner} to create it"
+                )
+        if declared_by:
+            owner = declared_by[0][0]
+            raise DependencyNotFoundError(
+                f"{self.key.describe()}: {field_name}: {what} does not exist in {where}; "
+                f"{owner} should create it (see its status)"
+            )
+        raise DependencyNotFoundError(
+            f"{self.key.describe()}: {field_name}: {what} does not exist in {where} "
+            "(create a ContactGroup for it, or the group in Keycloak)"
+        )
+
+    def organization_group(self, ref: OrganizationRef, field_name: str) -> KeycloakGroup:
+        found = self.client.find_group_by_path(ref.group_name)
+        if found is None:
+            self._missing(
+                f'Keycloak group "{ref.group_name}" of Organization "{ref.name}"',
+                field_name,
+                [(f'Organization "{ref.name}"', ref.phase)],
+            )
+        return found
+
+    def members(self, group: KeycloakGroup) -> list[KeycloakUser]:
+        """Enabled users in the group or any of its subgroups, each once."""
+        users: dict[str, KeycloakUser] = {}
+        pending = [group]
+        while pending:
+            current = pending.pop()
+            for user in self.client.list_group_members(current.id):
+                if user.enabled:
+                    users.setdefault(user.id, user)
+            pending.extend(self.client.list_subgroups(current.path))
+        return sorted(users.values(), key=lambda user: user.username)
+
+
+def _require(client: Any, system: str, sdp: str) -> Any:
+    if client is None:
+        raise PermanentError(
+            f'SoftwareDeliveryPlatform "{sdp}" configures no {system} (add spec.{system.lower().replace(" ", "")} '
+            "to it, or remove it from spec.sdp)",
+            reason="SystemNotConfigured",
+        )
+    return client
+
+
+# --- the multi-SDP handler --------------------------------------------------------------------
+
+
+@dataclass
+class _SdpRun:
+    """The outcome of one reconcile across the SDPs: status values, and what failed where."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    failures: list[tuple[str, PolycrateError]] = field(default_factory=list)
+
+
+class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
+    """Provisions one object in each SDP of `spec.sdp`, with one status entry per SDP."""
+
+    status_field: str
+    # The OperatorState section holding what this kind manages per SDP, if it tracks anything.
+    state_section: str = ""
+
+    @abstractmethod
+    def prepare(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any) -> Prepared:
+        """What all SDPs share (resolved references), computed once before the per-SDP steps."""
+
+    @abstractmethod
+    def provision_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: Any,
+        prepared: Prepared,
+        sdp: str,
+        connections: PlatformConnections,
+        state: OperatorState,
+    ) -> Any:
+        """Provision in one SDP; returns the SDP's status value (an ID, a flag)."""
+
+    @abstractmethod
+    def cleanup_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        sdp: str,
+        connections: PlatformConnections,
+        recorded: Any,
+    ) -> None:
+        """Remove what was provisioned in one SDP (`recorded` is its status value, if any)."""
+
+    def _referrer(self, key: ObjectKey) -> str:
+        return f"{key.describe()}: spec.sdp"
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        assert isinstance(spec, GitLabGroupSpec | HarborProjectSpec | ArgoCDProjectSpec)
+        prepared = self.prepare(ctx, key, obj, spec)
+        state = OperatorState(ctx, key, obj)
+        current = dict((obj.get("status") or {}).get(self.status_field) or {})
+        wanted_sdps = list(spec.sdp)
+        run = _SdpRun(values={sdp: value for sdp, value in current.items() if sdp in wanted_sdps})
+        for sdp in wanted_sdps:
+            try:
+                connections = platform(ctx, key.namespace, sdp, referrer=self._referrer(key))
+                run.values[sdp] = self.provision_in(ctx, key, obj, spec, prepared, sdp, connections, state)
+            except PolycrateError as exc:
+                run.failures.append((sdp, exc))
+        for sdp in sorted(set(current) - set(wanted_sdps)):
+            try:
+                self._cleanup_sdp(ctx, key, obj, sdp, current[sdp])
+                if self.state_section:
+                    state.set_for(self.state_section, sdp, None)
+            except PolycrateError as exc:
+                run.values[sdp] = current[sdp]  # still there: keep it in status until removed
+                run.failures.append((sdp, exc))
+        fields = {self.status_field: per_sdp_field(current, run.values)}
+        if run.failures:
+            ctx.status.write(key, StatusUpdate(fields=fields), current=None)
+            raise combined_error(run.failures)
+        return fields
+
+    def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        current = dict((obj.get("status") or {}).get(self.status_field) or {})
+        failures: list[tuple[str, PolycrateError]] = []
+        for sdp in sorted(set(current) | set(_sdp_names(obj))):
+            try:
+                self._cleanup_sdp(ctx, key, obj, sdp, current.get(sdp))
+            except PolycrateError as exc:
+                failures.append((sdp, exc))
+        if failures:
+            raise combined_error(failures)
+
+    def _cleanup_sdp(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, sdp: str, recorded: Any
+    ) -> None:
+        try:
+            connections = platform(ctx, key.namespace, sdp, referrer=self._referrer(key))
+            self.cleanup_in(ctx, key, obj, sdp, connections, recorded)
+        except DependencyNotFoundError as exc:
+            # The SDP or its credentials are gone (e.g. the namespace is being deleted): nothing
+            # can reach that system any more, and waiting would keep the finalizer forever.
+            message = f'SDP "{sdp}": cleanup skipped, the system cannot be reached: {exc}'
+            log.warning("%s: %s", key, message)
+            ctx.events.record(obj, "Warning", "CleanupSkipped", message)
+
+
+# --- GitLabGroup ------------------------------------------------------------------------------
+
+
+class GitLabGroupHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
+    """The GitLab group in each SDP, with the people of the named Keycloak groups as members."""
+
+    kind = "GitLabGroup"
+    status_field = "gitlabGroupIDs"
+    state_section = "gitlabMembers"
+
+    def prepare(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any
+    ) -> dict[str, OrganizationRef]:
+        assert isinstance(spec, GitLabGroupSpec)
+        return organization_refs(
+            ctx,
+            key,
+            list(spec.sdp),
+            (
+                (f"spec.organizationAccess[{i}].organization", a.organization)
+                for i, a in enumerate(spec.organizationAccess)
+            ),
+        )
+
+    def provision_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: Any,
+        prepared: dict[str, OrganizationRef],
+        sdp: str,
+        connections: PlatformConnections,
+        state: OperatorState,
+    ) -> int:
+        assert isinstance(spec, GitLabGroupSpec)
+        gitlab: GitLabClient = _require(connections.gitlab(), "GitLab", sdp)
+        path = spec.groupPath or key.name
+        group_id = int(
+            gitlab.ensure_group(path, visibility=spec.visibility, description=spec.description).id or 0
+        )
+        levels = self._wanted_levels(ctx, key, spec, prepared, sdp, connections)
+        self._sync_members(ctx, key, obj, gitlab, group_id, levels, sdp, state)
+        return group_id
+
+    def _wanted_levels(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        spec: GitLabGroupSpec,
+        organizations: dict[str, OrganizationRef],
+        sdp: str,
+        connections: PlatformConnections,
+    ) -> dict[str, int]:
+        """Keycloak username -> the highest GitLab access level any grant gives them."""
+        if not spec.accessControl and not spec.organizationAccess:
+            return {}
+        keycloak = _require(connections.keycloak(), "Keycloak", sdp)
+        directory = KeycloakDirectory(ctx, key, sdp, connections.spec, keycloak)
+        levels: dict[str, int] = {}
+
+        def grant(users: list[KeycloakUser], level: int) -> None:
+            for user in users:
+                levels[user.username] = max(level, levels.get(user.username, 0))
+
+        for i, access in enumerate(spec.accessControl):
+            group = directory.group(access.keycloakGroup, f"spec.accessControl[{i}].keycloakGroup")
+            grant(directory.members(group), parse_access_level(access.accessLevel))
+        for i, org_access in enumerate(spec.organizationAccess):
+            ref = organizations[org_access.organization]
+            if ref.sdp != sdp:
+                continue  # the Organization exists in its own SDP only
+            field_name = f"spec.organizationAccess[{i}].organization"
+            group = directory.organization_group(ref, field_name)
+            grant(directory.members(group), parse_access_level(org_access.accessLevel))
+        return levels
+
+    def _sync_members(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        gitlab: GitLabClient,
+        group_id: int,
+        levels: dict[str, int],
+        sdp: str,
+        state: OperatorState,
+    ) -> None:
+        wanted: dict[int, tuple[str, int]] = {}  # GitLab user id -> (username, level)
+        missing = []
+        for username, level in sorted(levels.items()):
+            user = gitlab.find_user(username)
+            if user is None:
+                missing.append(username)
+            else:
+                wanted[user.id] = (user.username, level)
+        if missing:
+            # GitLab creates users at their first login; they get access on a later reconcile.
+            ctx.events.record(
+                obj,
+                "Warning",
+                "UserNotInGitLab",
+                f'SDP "{sdp}": not yet in GitLab, skipped until they log in once: {", ".join(missing)}',
+            )
+        recorded = {
+            str(name): int(uid) for name, uid in (state.get_for(self.state_section, sdp) or {}).items()
+        }
+        managed_before = {uid: name for name, uid in recorded.items()}
+        present = {member.user_id for member in gitlab.list_members(group_id)}
+        # A wanted user who is a member already and was not added by us was added by a human.
+        managed = {
+            uid: name for uid, (name, _) in wanted.items() if uid in managed_before or uid not in present
+        }
+        state.set_for(self.state_section, sdp, {**recorded, **{name: uid for uid, name in managed.items()}})
+        for uid in sorted(managed):
+            gitlab.ensure_member(group_id, uid, wanted[uid][1])
+        for uid in sorted(set(managed_before) - set(wanted)):
+            gitlab.remove_member(group_id, uid)
+        state.set_for(self.state_section, sdp, {name: uid for uid, name in managed.items()})
+
+    def cleanup_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        sdp: str,
+        connections: PlatformConnections,
+        recorded: Any,
+    ) -> None:
+        gitlab = connections.gitlab()
+        if gitlab is None:
+            return
+        group = gitlab.get_group(int(recorded)) if recorded else None
+        path = group.full_path if group is not None else str(_raw_spec(obj).get("groupPath") or key.name)
+        gitlab.delete_group(path)
+
+
+# --- HarborProject ----------------------------------------------------------------------------
+
+
+class HarborProjectHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
+    """The Harbor project in each SDP, with OIDC group members named after Keycloak groups."""
+
+    kind = "HarborProject"
+    status_field = "harborProjectIDs"
+    state_section = "harborGroups"
+
+    def prepare(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any
+    ) -> dict[str, OrganizationRef]:
+        assert isinstance(spec, HarborProjectSpec)
+        return organization_refs(
+            ctx,
+            key,
+            list(spec.sdp),
+            (
+                (f"spec.organizationAccess[{i}].organization", a.organization)
+                for i, a in enumerate(spec.organizationAccess)
+            ),
+        )
+
+    def provision_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: Any,
+        prepared: dict[str, OrganizationRef],
+        sdp: str,
+        connections: PlatformConnections,
+        state: OperatorState,
+    ) -> int:
+        assert isinstance(spec, HarborProjectSpec)
+        harbor = _require(connections.harbor(), "Harbor", sdp)
+        name = spec.projectName or key.name
+        project_id = int(
+            harbor.ensure_project(name, public=spec.public, storage_quota=spec.storageQuota).id or 0
+        )
+        roles: dict[str, str] = {}
+
+        def grant(group: str, role: str) -> None:
+            held = roles.get(group)
+            if held is None or HARBOR_ROLE_RANK.index(role) < HARBOR_ROLE_RANK.index(held):
+                roles[group] = role
+
+        for access in spec.accessControl:
+            grant(access.keycloakGroup, access.role)
+        for org_access in spec.organizationAccess:
+            ref = prepared[org_access.organization]
+            if ref.sdp == sdp:
+                grant(ref.group_name, org_access.role)
+        recorded = [str(group) for group in state.get_for(self.state_section, sdp) or []]
+        present = {m.entity_name for m in harbor.list_members(name) if m.entity_type == "group"}
+        managed = sorted(group for group in roles if group in recorded or group not in present)
+        state.set_for(self.state_section, sdp, sorted(set(recorded) | set(managed)))
+        for group in managed:
+            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc")
+        for group in sorted(set(recorded) - set(roles)):
+            harbor.remove_member(name, group=group)
+        state.set_for(self.state_section, sdp, managed)
+        return project_id
+
+    def cleanup_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        sdp: str,
+        connections: PlatformConnections,
+        recorded: Any,
+    ) -> None:
+        harbor = connections.harbor()
+        if harbor is not None:
+            harbor.delete_project(str(_raw_spec(obj).get("projectName") or key.name))
+
+
+# --- ArgoCDProject ----------------------------------------------------------------------------
+
+
+def cluster_servers(ctx: WorkerContext, key: ObjectKey, spec: ArgoCDProjectSpec) -> list[Destination]:
+    """The destinations with each clusterRef replaced by its K8sCluster's API server URL."""
+    destinations = []
+    for i, destination in enumerate(spec.destinations):
+        server = destination.server
+        if destination.clusterRef:
+            cluster = ctx.objects.get(ObjectKey("K8sCluster", key.namespace, destination.clusterRef))
+            if cluster is None or _is_deleting(cluster):
+                state = "is being deleted" if cluster is not None else "not found"
+                raise DependencyNotFoundError(
+                    f'{key.describe()}: spec.destinations[{i}].clusterRef: K8sCluster "{destination.clusterRef}" '
+                    f"{state} in namespace {key.namespace} (create it; this project follows once it is Ready)"
+                )
+            server = _raw_spec(cluster).get("apiServer")
+            if not server:
+                raise DependencyNotFoundError(
+                    f'{key.describe()}: spec.destinations[{i}].clusterRef: K8sCluster "{destination.clusterRef}" '
+                    "has no spec.apiServer"
+                )
+        destinations.append(Destination(server=str(server), namespace=destination.namespace))
+    return destinations
+
+
+class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
+    """The Argo CD project in each SDP, with the SDP's role templates bound to Keycloak groups."""
+
+    kind = "ArgoCDProject"
+    status_field = "argoCDProjectsCreated"
+
+    def prepare(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any) -> list[Destination]:
+        assert isinstance(spec, ArgoCDProjectSpec)
+        return cluster_servers(ctx, key, spec)
+
+    def provision_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: Any,
+        prepared: list[Destination],
+        sdp: str,
+        connections: PlatformConnections,
+        state: OperatorState,
+    ) -> bool:
+        assert isinstance(spec, ArgoCDProjectSpec)
+        argocd = _require(connections.argocd(), "Argo CD", sdp)
+        name = spec.projectName or key.name
+        conf = connections.spec.argocd
+        templates = {role: template.model_dump() for role, template in (conf.roles if conf else {}).items()}
+        groups = role_groups(access_control=[access.model_dump() for access in spec.accessControl])
+        roles = render_roles(templates, name, groups)
+        argocd.ensure_project(
+            name,
+            description=spec.description or "",
+            source_repos=spec.sourceRepos,
+            destinations=prepared,
+            roles=roles,
+        )
+        return True
+
+    def cleanup_in(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        sdp: str,
+        connections: PlatformConnections,
+        recorded: Any,
+    ) -> None:
+        argocd = connections.argocd()
+        if argocd is not None:
+            argocd.delete_project(str(_raw_spec(obj).get("projectName") or key.name))
+
+
+def handlers() -> list[CustomResourceHandler]:
+    return [
+        GitLabGroupHandler(KINDS["GitLabGroup"]),
+        HarborProjectHandler(KINDS["HarborProject"]),
+        ArgoCDProjectHandler(KINDS["ArgoCDProject"]),
+    ]
