@@ -1,0 +1,928 @@
+"""Tenancy flows: Organization, ContactGroup and Contact in the systems of their SDPs.
+
+An Organization is driven in the spec's order — Keycloak group and role subgroups, GitLab group,
+Harbor project, Argo CD project — and removed in reverse. What it owns is known from the IDs in
+its status: a disabled section is cleaned up from them, and the IDs reached so far are written
+even when a later system fails, so an outage never makes the operator forget what it created.
+A Contact's memberships are recorded in status before they are made (write-ahead) and only
+recorded ones are ever removed, so a membership a human granted is never taken away. An
+Organization or ContactGroup that becomes Ready enqueues the objects waiting for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from polycrate.errors import (
+    DependencyNotFoundError,
+    InvalidSpecError,
+    PermanentError,
+    PolycrateError,
+    TransientError,
+)
+from polycrate.models import KINDS, check_argocd_roles, parse_spec
+from polycrate.models.fieldtypes import ArgoCDDestination
+from polycrate.models.platform import PlatformSettings
+from polycrate.models.tenancy import (
+    ContactGroupSpec,
+    ContactGroupStatus,
+    ContactSpec,
+    ContactStatus,
+    OrganizationSpec,
+    OrganizationStatus,
+)
+from tasks.connections import PlatformConnections, platform
+from tasks.context import WorkerContext
+from tasks.handlers import READY, CustomResourceHandler
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+from tasks.queue import KeyQueue, TaskSender
+from tasks.status import StatusUpdate
+from workers import argocd, gitlab, harbor, keycloak
+from workers.change import Change
+
+log = logging.getLogger(__name__)
+
+# GitLab access level of an Organization role (singular). Other roles: a GitLab level of the same
+# name ("maintainers" → maintainer), else guest, the least privilege that still shows the group.
+GITLAB_ACCESS_BY_ROLE: dict[str, str] = {
+    "admin": "maintainer",
+    "developer": "developer",
+    "viewer": "reporter",
+}
+FALLBACK_GITLAB_ACCESS = "guest"
+
+# kind → how a spec of that kind names the Organization it depends on
+ORGANIZATION_REFERRERS: dict[str, Callable[[Mapping[str, Any]], Iterable[str]]] = {
+    "Contact": lambda spec: (m.get("name", "") for m in spec.get("organizations") or ()),
+    "GitLabGroup": lambda spec: (a.get("organization", "") for a in spec.get("organizationAccess") or ()),
+    "HarborProject": lambda spec: (a.get("organization", "") for a in spec.get("organizationAccess") or ()),
+}
+
+
+def gitlab_access_level(role: str) -> str:
+    """The GitLab access level for an Organization role: admin(s) → maintainer, developer(s) →
+    developer, viewer(s) → reporter; a role named like a GitLab level gets that level; else guest."""
+    singular = role.removesuffix("s")
+    if singular in GITLAB_ACCESS_BY_ROLE:
+        return GITLAB_ACCESS_BY_ROLE[singular]
+    return singular if singular in gitlab.ACCESS_LEVELS else FALLBACK_GITLAB_ACCESS
+
+
+def role_subgroup(role: str, settings: PlatformSettings) -> str | None:
+    """The SDP default role a Contact's role means: "developer" or "developers" → "developers"."""
+    return next((candidate for candidate in settings.defaultRoles if candidate in (role, f"{role}s")), None)
+
+
+def status_map(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A map-valued status field as a merge-patch value: a JSON merge patch merges maps, so keys
+    that are no longer desired are sent as null (deleted); an empty map removes the field."""
+    current = current or {}
+    if not desired and not current:
+        return None
+    value: dict[str, Any] = dict(desired)
+    value.update({name: None for name in current if name not in desired})
+    return value
+
+
+def _ready_at_generation(obj: JsonObject) -> bool:
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    return status.get("phase") == READY and status.get("observedGeneration") == generation
+
+
+def _combined(failures: list[PolycrateError]) -> PolycrateError:
+    """One error for several independent failures: transient if any of them may pass by itself."""
+    message = "; ".join(str(failure) for failure in failures)
+    if all(isinstance(failure, PermanentError) for failure in failures):
+        return PermanentError(message, reason=getattr(failures[0], "reason", "Failed"))
+    retry_after = max((getattr(f, "retry_after", None) or 0.0 for f in failures), default=0.0)
+    return TransientError(message, retry_after=retry_after or None)
+
+
+def _record_progress(ctx: WorkerContext, key: ObjectKey, obj: JsonObject, fields: Mapping[str, Any]) -> None:
+    """Write what was reached before a failure is raised: the IDs are how cleanup finds it later."""
+    try:
+        ctx.status.write(key, StatusUpdate(fields=fields), current=obj)
+    except PolycrateError as exc:
+        log.warning("could not record the progress of %s: %s", key, exc)
+
+
+def _record_change(ctx: WorkerContext, obj: JsonObject, change: Change, what: str) -> None:
+    """A Normal Event for each write to an external system (none for "unchanged")."""
+    if change.changed:
+        detail = f" ({change.detail})" if change.detail else ""
+        ctx.events.record(obj, "Normal", change.action.capitalize(), f"{what} {change.action}{detail}")
+
+
+def _platform_or_none(
+    ctx: WorkerContext, obj: JsonObject, key: ObjectKey, sdp: str, *, referrer: str
+) -> PlatformConnections | None:
+    """The SDP's connections for cleaning up; None (with a Warning Event) when the SDP is gone,
+    since then nothing can reach its systems and holding the finalizer would never help."""
+    if ctx.objects.get(ObjectKey("SoftwareDeliveryPlatform", key.namespace, sdp)) is None:
+        ctx.events.record(
+            obj,
+            "Warning",
+            "PlatformGone",
+            f'{referrer}: SoftwareDeliveryPlatform "{sdp}" no longer exists; what {key.describe()} '
+            "created in its systems is left in place",
+        )
+        return None
+    return platform(ctx, key.namespace, sdp, referrer=referrer)
+
+
+def _delete_keycloak_group(
+    ctx: WorkerContext,
+    obj: JsonObject,
+    client: keycloak.KeycloakClient,
+    path: str,
+    group_id: str,
+    *,
+    sdp: str | None = None,
+) -> None:
+    """Delete the group at `path` (with its subgroups) only if it is the one whose id was
+    recorded: a group of that name that someone else made stays."""
+    found = client.find_group_by_path(path)
+    if found is not None and found.id == group_id and client.delete_group(found.path):
+        where = f' of SDP "{sdp}"' if sdp else ""
+        _record_change(ctx, obj, Change("deleted", group_id), f'Keycloak group "{found.path}"{where}')
+
+
+def _harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
+    """The name of the Harbor project with this id, or None when it is gone."""
+    what = f"get project {project_id}"
+    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(403, 404))
+    if response.status_code != 200:
+        return None
+    try:
+        return str(response.json()["name"])
+    except (ValueError, KeyError, TypeError):
+        raise TransientError(f"{harbor.SYSTEM}: {what}: the answer names no project") from None
+
+
+class DependencyNotifyingHandler(CustomResourceHandler):
+    """A flow whose Ready state others wait for: when it becomes Ready (first time, after an
+    error, or at a new generation) it enqueues its dependents, so they converge in seconds."""
+
+    def __init__(self, kind: str, *, sender: TaskSender | None = None) -> None:
+        super().__init__(KINDS[kind])
+        self._sender = sender
+
+    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
+        """Keys of the objects that refer to `key` and may be waiting for it."""
+        return []
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        was_ready = _ready_at_generation(obj)
+        super().reconcile(ctx, key, obj)
+        if was_ready or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
+        for dependent in self.dependents(ctx, key):
+            try:
+                queue.add(dependent, reason=f"{key.describe()} is Ready")
+            except Exception as exc:  # broker or Redis trouble: the key stays pending for the resync
+                log.warning(
+                    "could not enqueue %s after %s became Ready: %s", dependent, key, type(exc).__name__
+                )
+
+    @staticmethod
+    def referrers(
+        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
+    ) -> list[ObjectKey]:
+        try:
+            objects = ctx.objects.list(kind, namespace)
+        except PermanentError as exc:  # e.g. the kind's CRD is not installed: nothing waits
+            log.debug("cannot list %s in %s to find dependents: %s", kind, namespace, exc)
+            return []
+        return [
+            ObjectKey(kind, namespace, item["metadata"]["name"])
+            for item in objects
+            if refers(item.get("spec") or {})
+        ]
+
+
+# --- Organization -----------------------------------------------------------------------------
+
+
+@dataclass
+class OrganizationResources:
+    """What an Organization owns in the systems of its SDP, as recorded in its status."""
+
+    keycloak_group_id: str | None = None
+    keycloak_subgroup_ids: dict[str, str] = field(default_factory=dict)
+    gitlab_group_id: int | None = None
+    harbor_project_id: int | None = None
+    argocd_project_created: bool | None = None
+
+    @classmethod
+    def recorded(cls, obj: JsonObject) -> OrganizationResources:
+        status = OrganizationStatus.model_validate(obj.get("status") or {})
+        return cls(
+            keycloak_group_id=status.keycloakGroupID,
+            keycloak_subgroup_ids=dict(status.keycloakSubgroupIDs),
+            gitlab_group_id=status.gitlabGroupID,
+            harbor_project_id=status.harborProjectID,
+            argocd_project_created=status.argoCDProjectCreated,
+        )
+
+    def status_fields(self, recorded: OrganizationResources) -> dict[str, Any]:
+        return {
+            "keycloakGroupID": self.keycloak_group_id,
+            "keycloakSubgroupIDs": status_map(recorded.keycloak_subgroup_ids, self.keycloak_subgroup_ids),
+            "gitlabGroupID": self.gitlab_group_id,
+            "harborProjectID": self.harbor_project_id,
+            "argoCDProjectCreated": self.argocd_project_created,
+        }
+
+
+@dataclass(frozen=True)
+class OrganizationNames:
+    """The names an Organization's objects have in the systems, also for a spec that no longer
+    validates (deletion must still find them)."""
+
+    sdp: str | None
+    keycloak_group: str
+    argocd_project: str
+
+    @classmethod
+    def of(cls, obj: JsonObject, name: str) -> OrganizationNames:
+        try:
+            spec = parse_spec(obj)
+        except InvalidSpecError:
+            raw = obj.get("spec") or {}
+            sdp = raw.get("sdp")
+            return cls(
+                sdp=sdp if isinstance(sdp, str) and sdp else None,
+                keycloak_group=str((raw.get("keycloak") or {}).get("groupName") or name),
+                argocd_project=str((raw.get("argocd") or {}).get("projectName") or name),
+            )
+        assert isinstance(spec, OrganizationSpec)
+        return cls(
+            sdp=spec.sdp,
+            keycloak_group=spec.keycloak_group_name(name),
+            argocd_project=(spec.argocd.projectName if spec.argocd else None) or name,
+        )
+
+
+class OrganizationHandler(DependencyNotifyingHandler):
+    """Keycloak group → GitLab group → Harbor project → Argo CD project; deletion in reverse."""
+
+    def __init__(self, *, sender: TaskSender | None = None) -> None:
+        super().__init__("Organization", sender=sender)
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        assert isinstance(spec, OrganizationSpec)
+        systems = platform(ctx, key.namespace, spec.sdp, referrer=f"{key.describe()}: spec.sdp")
+        recorded = OrganizationResources.recorded(obj)
+        owned = replace(recorded, keycloak_subgroup_ids=dict(recorded.keycloak_subgroup_ids))
+        try:
+            self._keycloak(ctx, key, obj, spec, systems, owned)
+            self._gitlab(ctx, key, obj, spec, systems, owned)
+            self._harbor(ctx, key, obj, spec, systems, owned)
+            self._argocd(ctx, key, obj, spec, systems, owned)
+        except PolycrateError:
+            _record_progress(ctx, key, obj, owned.status_fields(recorded))
+            raise
+        return owned.status_fields(recorded)
+
+    @staticmethod
+    def _left_behind(ctx: WorkerContext, obj: JsonObject, sdp: str, system: str, what: str) -> None:
+        ctx.events.record(
+            obj,
+            "Warning",
+            "SystemNotConfigured",
+            f'SoftwareDeliveryPlatform "{sdp}" no longer configures {system}: {what} is left in place '
+            "and no longer managed",
+        )
+
+    def _keycloak(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: OrganizationSpec,
+        systems: PlatformConnections,
+        owned: OrganizationResources,
+    ) -> None:
+        client = systems.keycloak()
+        if client is None:
+            if owned.keycloak_group_id is not None:
+                self._left_behind(ctx, obj, spec.sdp, "Keycloak", f"group {owned.keycloak_group_id}")
+            owned.keycloak_group_id, owned.keycloak_subgroup_ids = None, {}
+            return
+        group = spec.keycloak_group_name(key.name)
+        attributes = spec.keycloak.attributes if spec.keycloak else {}
+        change = client.ensure_group(group, attributes)
+        _record_change(ctx, obj, change, f'Keycloak group "/{group}"')
+        owned.keycloak_group_id = str(change.id)
+        settings = systems.spec.settings
+        subgroups: dict[str, str] = {}
+        if settings.autoCreateRoleSubgroups:
+            for role in settings.defaultRoles:
+                name = settings.subgroup_name(group, role)
+                change = client.ensure_subgroup(group, name)
+                _record_change(ctx, obj, change, f'Keycloak group "/{group}/{name}"')
+                subgroups[role] = str(change.id)
+        stale = set(owned.keycloak_subgroup_ids.values()) - set(subgroups.values())
+        if stale:  # a role or the name pattern was dropped from the SDP: its subgroup goes too
+            for subgroup in client.list_subgroups(group):
+                if subgroup.id in stale and client.delete_group(subgroup.path):
+                    _record_change(
+                        ctx, obj, Change("deleted", subgroup.id), f'Keycloak group "{subgroup.path}"'
+                    )
+        owned.keycloak_subgroup_ids = subgroups
+
+    def _gitlab(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: OrganizationSpec,
+        systems: PlatformConnections,
+        owned: OrganizationResources,
+    ) -> None:
+        client = systems.gitlab()
+        if client is None:
+            if owned.gitlab_group_id is not None:
+                self._left_behind(ctx, obj, spec.sdp, "GitLab", f"group {owned.gitlab_group_id}")
+            owned.gitlab_group_id = None
+            return
+        path = spec.gitlab_group_path(key.name)
+        if path is None:
+            if owned.gitlab_group_id is not None:
+                self._delete_gitlab_group(ctx, obj, client, owned.gitlab_group_id)
+                owned.gitlab_group_id = None
+            return
+        assert spec.gitlab is not None
+        change = client.ensure_group(
+            path, visibility=spec.gitlab.visibility, description=spec.gitlab.description
+        )
+        _record_change(ctx, obj, change, f'GitLab group "{path}"')
+        owned.gitlab_group_id = int(change.id) if change.id is not None else None
+
+    @staticmethod
+    def _delete_gitlab_group(
+        ctx: WorkerContext, obj: JsonObject, client: gitlab.GitLabClient, group_id: int
+    ) -> None:
+        existing = client.get_group(group_id)
+        if existing is not None and client.delete_group(existing.full_path):
+            _record_change(ctx, obj, Change("deleted", group_id), f'GitLab group "{existing.full_path}"')
+
+    def _harbor(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: OrganizationSpec,
+        systems: PlatformConnections,
+        owned: OrganizationResources,
+    ) -> None:
+        client = systems.harbor()
+        if client is None:
+            if owned.harbor_project_id is not None:
+                self._left_behind(ctx, obj, spec.sdp, "Harbor", f"project {owned.harbor_project_id}")
+            owned.harbor_project_id = None
+            return
+        name = spec.harbor_project_name(key.name)
+        if name is None:
+            if owned.harbor_project_id is not None:
+                self._delete_harbor_project(ctx, obj, client, owned.harbor_project_id)
+                owned.harbor_project_id = None
+            return
+        assert spec.harbor is not None
+        change = client.ensure_project(
+            name, public=spec.harbor.public, storage_quota=spec.harbor.storageQuota
+        )
+        _record_change(ctx, obj, change, f'Harbor project "{name}"')
+        owned.harbor_project_id = int(change.id) if change.id is not None else None
+
+    @staticmethod
+    def _delete_harbor_project(
+        ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, project_id: int
+    ) -> None:
+        name = _harbor_project_name(client, project_id)
+        if name is not None and client.delete_project(name):
+            _record_change(ctx, obj, Change("deleted", project_id), f'Harbor project "{name}"')
+
+    def _argocd(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: OrganizationSpec,
+        systems: PlatformConnections,
+        owned: OrganizationResources,
+    ) -> None:
+        client = systems.argocd()
+        if client is None:
+            if owned.argocd_project_created:
+                self._left_behind(ctx, obj, spec.sdp, "Argo CD", "the project")
+            owned.argocd_project_created = None
+            return
+        name = spec.argocd_project_name(key.name)
+        if name is None:
+            if owned.argocd_project_created:
+                self._delete_argocd_project(
+                    ctx, obj, client, OrganizationNames.of(obj, key.name).argocd_project
+                )
+                owned.argocd_project_created = None
+            return
+        assert spec.argocd is not None and systems.spec.argocd is not None
+        templates = systems.spec.argocd.roles
+        check_argocd_roles(obj, templates)
+        groups = argocd.role_groups([binding.model_dump() for binding in spec.argocd.roleBindings])
+        roles = argocd.render_roles({role: t.model_dump() for role, t in templates.items()}, name, groups)
+        destinations = self._destinations(ctx, key, spec.argocd.destinations)
+        change = client.ensure_project(
+            name,
+            description=spec.argocd.description or spec.displayName or "",
+            source_repos=spec.argocd.sourceRepos,
+            destinations=destinations,
+            roles=roles,
+        )
+        _record_change(ctx, obj, change, f'Argo CD project "{name}"')
+        owned.argocd_project_created = True
+
+    @staticmethod
+    def _delete_argocd_project(
+        ctx: WorkerContext, obj: JsonObject, client: argocd.ArgoCDClient, project: str
+    ) -> None:
+        if client.delete_project(project):
+            _record_change(ctx, obj, Change("deleted", project), f'Argo CD project "{project}"')
+
+    @staticmethod
+    def _destinations(
+        ctx: WorkerContext, key: ObjectKey, destinations: list[ArgoCDDestination]
+    ) -> list[argocd.Destination]:
+        servers: dict[str, str] = {}
+        for ref in sorted({d.clusterRef for d in destinations if d.clusterRef}):
+            cluster = ctx.objects.get(ObjectKey("K8sCluster", key.namespace, ref))
+            server = ((cluster or {}).get("spec") or {}).get("apiServer")
+            if server:
+                servers[ref] = str(server)
+        try:
+            return argocd.resolve_destinations(
+                [d.model_dump(exclude_none=True) for d in destinations], servers
+            )
+        except DependencyNotFoundError as exc:
+            raise DependencyNotFoundError(f"{key.describe()}: spec.argocd.destinations: {exc}") from None
+
+    def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        owned = OrganizationResources.recorded(obj)
+        if owned == OrganizationResources():
+            return
+        names = OrganizationNames.of(obj, key.name)
+        if names.sdp is None:
+            return
+        systems = _platform_or_none(ctx, obj, key, names.sdp, referrer=f"{key.describe()}: spec.sdp")
+        if systems is None:
+            return
+        # Reverse of the creation order: Argo CD → Harbor → GitLab → Keycloak.
+        argocd_client = systems.argocd()
+        if owned.argocd_project_created and argocd_client is not None:
+            self._delete_argocd_project(ctx, obj, argocd_client, names.argocd_project)
+        harbor_client = systems.harbor()
+        if owned.harbor_project_id is not None and harbor_client is not None:
+            self._delete_harbor_project(ctx, obj, harbor_client, owned.harbor_project_id)
+        gitlab_client = systems.gitlab()
+        if owned.gitlab_group_id is not None and gitlab_client is not None:
+            self._delete_gitlab_group(ctx, obj, gitlab_client, owned.gitlab_group_id)
+        keycloak_client = systems.keycloak()
+        if owned.keycloak_group_id is not None and keycloak_client is not None:
+            _delete_keycloak_group(ctx, obj, keycloak_client, names.keycloak_group, owned.keycloak_group_id)
+
+    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
+        found: list[ObjectKey] = []
+        for kind, names_of in ORGANIZATION_REFERRERS.items():
+            found += self.referrers(ctx, kind, key.namespace, lambda spec, n=names_of: key.name in n(spec))
+        return found
+
+
+# --- ContactGroup -----------------------------------------------------------------------------
+
+
+class ContactGroupHandler(DependencyNotifyingHandler):
+    """One Keycloak group per listed SDP; an SDP dropped from the list loses the group."""
+
+    def __init__(self, *, sender: TaskSender | None = None) -> None:
+        super().__init__("ContactGroup", sender=sender)
+
+    @staticmethod
+    def _keycloak(systems: PlatformConnections, key: ObjectKey, sdp: str) -> keycloak.KeycloakClient:
+        client = systems.keycloak()
+        if client is None:
+            raise PermanentError(
+                f'{key.describe()}: spec.sdp "{sdp}": the SoftwareDeliveryPlatform configures no Keycloak '
+                "(add spec.keycloak to it, or remove it from the list)",
+                reason="KeycloakNotConfigured",
+            )
+        return client
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        assert isinstance(spec, ContactGroupSpec)
+        recorded = ContactGroupStatus.model_validate(obj.get("status") or {}).keycloakGroupIDs
+        group = spec.keycloak.groupName or key.name
+        ids = dict(recorded)
+        failures: list[PolycrateError] = []
+        # One SDP's outage must not hold up the others: each is tried, the failures reported together.
+        for sdp in spec.sdp:
+            try:
+                systems = platform(ctx, key.namespace, sdp, referrer=f"{key.describe()}: spec.sdp")
+                change = self._keycloak(systems, key, sdp).ensure_group(group, spec.keycloak.attributes)
+                _record_change(ctx, obj, change, f'Keycloak group "/{group}" of SDP "{sdp}"')
+                ids[sdp] = str(change.id)
+            except PolycrateError as exc:
+                failures.append(exc)
+        for sdp in sorted(set(recorded) - set(spec.sdp)):
+            try:
+                self._delete(ctx, key, obj, sdp, group, recorded[sdp])
+                del ids[sdp]
+            except PolycrateError as exc:
+                failures.append(exc)
+        fields = {"keycloakGroupIDs": status_map(recorded, ids)}
+        if failures:
+            _record_progress(ctx, key, obj, fields)
+            raise _combined(failures)
+        return fields
+
+    def _delete(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, sdp: str, group: str, group_id: str
+    ) -> None:
+        systems = _platform_or_none(ctx, obj, key, sdp, referrer=f"{key.describe()}: spec.sdp")
+        client = systems.keycloak() if systems is not None else None
+        if client is None:
+            return
+        _delete_keycloak_group(ctx, obj, client, group, group_id, sdp=sdp)
+
+    def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        recorded = ContactGroupStatus.model_validate(obj.get("status") or {}).keycloakGroupIDs
+        raw = obj.get("spec") or {}
+        group = str((raw.get("keycloak") or {}).get("groupName") or key.name)
+        failures: list[PolycrateError] = []
+        for sdp, group_id in sorted(recorded.items()):
+            try:
+                self._delete(ctx, key, obj, sdp, group, group_id)
+            except PolycrateError as exc:
+                failures.append(exc)
+        if failures:
+            raise _combined(failures)
+
+    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
+        return self.referrers(
+            ctx,
+            "Contact",
+            key.namespace,
+            lambda spec: any(m.get("contactGroup") == key.name for m in spec.get("additionalGroups") or ()),
+        )
+
+
+# --- Contact ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ContactWish:
+    """What a Contact's spec asks for, per SDP name: Keycloak groups (path → id) and GitLab
+    groups (path → access level), with the SDPs' connections."""
+
+    platforms: dict[str, PlatformConnections] = field(default_factory=dict)
+    keycloak_groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    gitlab_groups: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def platform(self, ctx: WorkerContext, namespace: str, sdp: str, *, referrer: str) -> PlatformConnections:
+        if sdp not in self.platforms:
+            self.platforms[sdp] = platform(ctx, namespace, sdp, referrer=referrer)
+        return self.platforms[sdp]
+
+
+@dataclass
+class MembershipPlan:
+    """The membership changes of one Contact in one SDP, computed from reads before any write."""
+
+    keycloak_user_id: str | None = None
+    keycloak_username: str | None = None
+    keycloak_managed: set[str] = field(default_factory=set)  # recorded before this run
+    keycloak_add: dict[str, str] = field(default_factory=dict)  # path → group id
+    keycloak_remove: dict[str, str] = field(default_factory=dict)  # path → group id
+    keycloak_keep: set[str] = field(default_factory=set)  # recorded and still wanted
+    gitlab_user_id: int | None = None
+    gitlab_managed: set[str] = field(default_factory=set)
+    gitlab_add: dict[str, int] = field(default_factory=dict)  # path → access level
+    gitlab_update: dict[str, int] = field(default_factory=dict)
+    gitlab_remove: set[str] = field(default_factory=set)
+    gitlab_keep: set[str] = field(default_factory=set)
+
+    def keycloak_during(self) -> set[str]:
+        """Recorded while the changes run: the old ones (removal may fail) plus those being added."""
+        return self.keycloak_managed | set(self.keycloak_add)
+
+    def keycloak_after(self) -> set[str]:
+        return self.keycloak_keep | set(self.keycloak_add)
+
+    def gitlab_during(self) -> set[str]:
+        return self.gitlab_managed | set(self.gitlab_add)
+
+    def gitlab_after(self) -> set[str]:
+        return self.gitlab_keep | set(self.gitlab_add) | set(self.gitlab_update)
+
+    @property
+    def adds(self) -> bool:
+        return bool(self.keycloak_add or self.gitlab_add)
+
+
+class ContactHandler(CustomResourceHandler):
+    """Keycloak user → role subgroups and ContactGroup groups → GitLab group memberships."""
+
+    def __init__(self) -> None:
+        super().__init__(KINDS["Contact"])
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        assert isinstance(spec, ContactSpec)
+        wish = self._wish(ctx, key, spec)
+        recorded = ContactStatus.model_validate(obj.get("status") or {})
+        plans = self._plan(ctx, key, obj, spec, recorded, wish)
+        if any(plan.adds for plan in plans.values()):
+            # Write-ahead: a membership is ours only if recorded before it exists.
+            ctx.status.write(
+                key, StatusUpdate(fields=self._fields(recorded, plans, during=True)), current=obj
+            )
+        self._apply(ctx, key, obj, wish, plans)
+        return self._fields(recorded, plans, during=False)
+
+    def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        recorded = ContactStatus.model_validate(obj.get("status") or {})
+        # Syncing toward "member of nothing" removes exactly the recorded memberships.
+        wanted_nothing = ContactWish()
+        plans = self._plan(ctx, key, obj, None, recorded, wanted_nothing)
+        self._apply(ctx, key, obj, wanted_nothing, plans)
+
+    # -- what the spec asks for -----------------------------------------------------------------
+
+    @staticmethod
+    def _ready(ctx: WorkerContext, key: ObjectKey, where: str) -> JsonObject:
+        found = ctx.objects.get(key)
+        if found is None:
+            raise DependencyNotFoundError(
+                f'{where}: {key.kind} "{key.name}" not found in namespace {key.namespace}'
+            )
+        phase = (found.get("status") or {}).get("phase")
+        if phase != READY:
+            raise DependencyNotFoundError(
+                f'{where}: {key.kind} "{key.name}" is not Ready yet (phase {phase or "none"}); '
+                "the Contact is reconciled again when it is"
+            )
+        return found
+
+    def _wish(self, ctx: WorkerContext, key: ObjectKey, spec: ContactSpec) -> ContactWish:
+        wish = ContactWish()
+        for index, membership in enumerate(spec.organizations):
+            where = f"{key.describe()}: spec.organizations[{index}]"
+            org_key = ObjectKey("Organization", key.namespace, membership.name)
+            org = self._ready(ctx, org_key, where)
+            org_spec = parse_spec(org)
+            assert isinstance(org_spec, OrganizationSpec)
+            org_status = OrganizationStatus.model_validate(org.get("status") or {})
+            sdp = org_spec.sdp
+            systems = wish.platform(ctx, key.namespace, sdp, referrer=f"{org_key.describe()}: spec.sdp")
+            settings = systems.spec.settings
+            role = role_subgroup(membership.role, settings)
+            if role is None:
+                raise InvalidSpecError(
+                    f'{where}.role "{membership.role}" is not a role of SoftwareDeliveryPlatform "{sdp}" '
+                    f"(use one of {', '.join(settings.defaultRoles)}; the singular works too, e.g. "
+                    f'"{settings.defaultRoles[0].removesuffix("s")}")'
+                )
+            group = org_spec.keycloak_group_name(membership.name)
+            if systems.spec.keycloak is not None:
+                if settings.autoCreateRoleSubgroups:
+                    path = f"/{group}/{settings.subgroup_name(group, role)}"
+                    group_id = org_status.keycloakSubgroupIDs.get(role)
+                else:
+                    path, group_id = f"/{group}", org_status.keycloakGroupID
+                if group_id is None:
+                    raise DependencyNotFoundError(
+                        f"{where}: {org_key.describe()} has no Keycloak group {path} yet"
+                    )
+                wish.keycloak_groups.setdefault(sdp, {})[path] = group_id
+            gitlab_path = org_spec.gitlab_group_path(membership.name)
+            if gitlab_path and systems.spec.gitlab is not None and org_status.gitlabGroupID is not None:
+                level = gitlab.parse_access_level(gitlab_access_level(role))
+                levels = wish.gitlab_groups.setdefault(sdp, {})
+                levels[gitlab_path] = max(level, levels.get(gitlab_path, 0))
+        for index, extra in enumerate(spec.additionalGroups):
+            where = f"{key.describe()}: spec.additionalGroups[{index}]"
+            group_key = ObjectKey("ContactGroup", key.namespace, extra.contactGroup)
+            found = self._ready(ctx, group_key, where)
+            group_spec = parse_spec(found)
+            assert isinstance(group_spec, ContactGroupSpec)
+            ids = ContactGroupStatus.model_validate(found.get("status") or {}).keycloakGroupIDs
+            path = f"/{group_spec.keycloak.groupName or extra.contactGroup}"
+            for sdp in group_spec.sdp:
+                if sdp not in ids:
+                    raise DependencyNotFoundError(
+                        f'{where}: {group_key.describe()} has no Keycloak group in SDP "{sdp}" yet'
+                    )
+                wish.platform(ctx, key.namespace, sdp, referrer=f"{group_key.describe()}: spec.sdp")
+                wish.keycloak_groups.setdefault(sdp, {})[path] = ids[sdp]
+        return wish
+
+    # -- what has to change ---------------------------------------------------------------------
+
+    @staticmethod
+    def _who(spec: ContactSpec) -> str:
+        found_by = []
+        if spec.keycloak.username:
+            found_by.append(f'username "{spec.keycloak.username}"')
+        if spec.keycloak.email:
+            found_by.append(f'email "{spec.keycloak.email}"')
+        return " or ".join(found_by)
+
+    def _plan(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        spec: ContactSpec | None,
+        recorded: ContactStatus,
+        wish: ContactWish,
+    ) -> dict[str, MembershipPlan]:
+        """Reads only. `spec` None (deletion) means: find nobody, remove what is recorded."""
+        plans: dict[str, MembershipPlan] = {}
+        sdps = sorted(
+            set(wish.keycloak_groups)
+            | set(wish.gitlab_groups)
+            | set(recorded.keycloakGroups)
+            | set(recorded.gitlabGroups)
+        )
+        for sdp in sdps:
+            systems = wish.platforms.get(sdp) or _platform_or_none(
+                ctx, obj, key, sdp, referrer=f'{key.describe()}: status of SDP "{sdp}"'
+            )
+            if systems is None:
+                continue  # the SDP is gone: its memberships cannot be reached, so they are forgotten
+            wish.platforms[sdp] = systems
+            plan = plans[sdp] = MembershipPlan()
+            self._plan_keycloak(key, spec, recorded, wish, sdp, systems, plan)
+            self._plan_gitlab(ctx, obj, spec, recorded, wish, sdp, systems, plan)
+        return plans
+
+    def _plan_keycloak(
+        self,
+        key: ObjectKey,
+        spec: ContactSpec | None,
+        recorded: ContactStatus,
+        wish: ContactWish,
+        sdp: str,
+        systems: PlatformConnections,
+        plan: MembershipPlan,
+    ) -> None:
+        wanted = wish.keycloak_groups.get(sdp, {})
+        plan.keycloak_managed = set(recorded.keycloakGroups.get(sdp, ()))
+        client = systems.keycloak()
+        if client is None or not (wanted or plan.keycloak_managed):
+            return
+        user_id = recorded.keycloakUserIDs.get(sdp)
+        if wanted and spec is not None:
+            user = client.find_user(spec.keycloak.username, spec.keycloak.email)
+            if user is None:
+                raise DependencyNotFoundError(
+                    f"{key.describe()}: Keycloak user with {self._who(spec)} not found in realm "
+                    f'"{client.realm}" of SDP "{sdp}" (a user exists after the first login)'
+                )
+            user_id, plan.keycloak_username = user.id, user.username
+        if user_id is None:
+            return
+        plan.keycloak_user_id = user_id
+        try:
+            member_of = {group.path: group.id for group in client.list_user_groups(user_id)}
+        except PermanentError as exc:
+            if exc.status_code != 404:
+                raise
+            member_of = {}  # the user is gone, and with it every membership
+        plan.keycloak_add = {path: gid for path, gid in wanted.items() if path not in member_of}
+        plan.keycloak_keep = {path for path in plan.keycloak_managed if path in wanted}
+        plan.keycloak_remove = {
+            path: member_of[path] for path in plan.keycloak_managed - set(wanted) if path in member_of
+        }
+
+    def _plan_gitlab(
+        self,
+        ctx: WorkerContext,
+        obj: JsonObject,
+        spec: ContactSpec | None,
+        recorded: ContactStatus,
+        wish: ContactWish,
+        sdp: str,
+        systems: PlatformConnections,
+        plan: MembershipPlan,
+    ) -> None:
+        wanted = wish.gitlab_groups.get(sdp, {})
+        plan.gitlab_managed = set(recorded.gitlabGroups.get(sdp, ()))
+        client = systems.gitlab()
+        if client is None or not (wanted or plan.gitlab_managed):
+            return
+        user_id = recorded.gitlabUserIDs.get(sdp)
+        if wanted and spec is not None:
+            # The same person in GitLab: same username (the Keycloak one when only email is given).
+            username = spec.keycloak.username or plan.keycloak_username
+            user = client.find_user(username, spec.keycloak.email)
+            if user is None:
+                # GitLab accounts appear at the first login: not an error loop, a visible note.
+                ctx.events.record(
+                    obj,
+                    "Warning",
+                    "GitLabUserNotFound",
+                    f'GitLab user with {self._who(spec)} not found in the GitLab of SDP "{sdp}"; '
+                    "group memberships follow after the first login",
+                )
+                wanted = {}
+            else:
+                user_id = user.id
+        if user_id is None:
+            return
+        plan.gitlab_user_id = user_id
+        for path, level in wanted.items():
+            member = client.get_member(path, user_id)
+            if member is None:
+                plan.gitlab_add[path] = level
+            elif path in plan.gitlab_managed:
+                plan.gitlab_keep.add(path)
+                if member.access_level != level:
+                    plan.gitlab_update[path] = level
+            # A member a human added (not recorded) keeps the access level the human chose.
+        plan.gitlab_remove = plan.gitlab_managed - set(wanted)
+
+    # -- doing it -------------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject,
+        wish: ContactWish,
+        plans: dict[str, MembershipPlan],
+    ) -> None:
+        for sdp, plan in plans.items():
+            systems = wish.platforms[sdp]
+            keycloak_client = systems.keycloak()
+            if keycloak_client is not None and plan.keycloak_user_id is not None:
+                for path, group_id in sorted(plan.keycloak_add.items()):
+                    change = keycloak_client.add_user_to_group(plan.keycloak_user_id, group_id)
+                    _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
+                for path, group_id in sorted(plan.keycloak_remove.items()):
+                    change = keycloak_client.remove_user_from_group(plan.keycloak_user_id, group_id)
+                    _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
+            gitlab_client = systems.gitlab()
+            if gitlab_client is not None and plan.gitlab_user_id is not None:
+                for path, level in sorted({**plan.gitlab_add, **plan.gitlab_update}.items()):
+                    change = gitlab_client.ensure_member(path, plan.gitlab_user_id, level)
+                    _record_change(ctx, obj, change, f'membership in GitLab group "{path}" (SDP "{sdp}")')
+                for path in sorted(plan.gitlab_remove):
+                    if gitlab_client.remove_member(path, plan.gitlab_user_id):
+                        _record_change(
+                            ctx,
+                            obj,
+                            Change("deleted", plan.gitlab_user_id),
+                            f'membership in GitLab group "{path}" (SDP "{sdp}")',
+                        )
+
+    @staticmethod
+    def _fields(recorded: ContactStatus, plans: dict[str, MembershipPlan], *, during: bool) -> dict[str, Any]:
+        keycloak_groups: dict[str, list[str]] = {}
+        keycloak_users: dict[str, str] = {}
+        gitlab_groups: dict[str, list[str]] = {}
+        gitlab_users: dict[str, int] = {}
+        for sdp, plan in plans.items():
+            paths = plan.keycloak_during() if during else plan.keycloak_after()
+            if paths:
+                keycloak_groups[sdp] = sorted(paths)
+            if plan.keycloak_user_id is not None:
+                keycloak_users[sdp] = plan.keycloak_user_id
+            paths = plan.gitlab_during() if during else plan.gitlab_after()
+            if paths:
+                gitlab_groups[sdp] = sorted(paths)
+            if plan.gitlab_user_id is not None:
+                gitlab_users[sdp] = plan.gitlab_user_id
+        return {
+            "keycloakGroups": status_map(recorded.keycloakGroups, keycloak_groups),
+            "keycloakUserIDs": status_map(recorded.keycloakUserIDs, keycloak_users),
+            "gitlabGroups": status_map(recorded.gitlabGroups, gitlab_groups),
+            "gitlabUserIDs": status_map(recorded.gitlabUserIDs, gitlab_users),
+        }
+
+
+def handlers(sender: TaskSender | None = None) -> list[CustomResourceHandler]:
+    """The tenancy flows; `sender` publishes the dependents' reconciles (default: Celery)."""
+    return [OrganizationHandler(sender=sender), ContactGroupHandler(sender=sender), ContactHandler()]
