@@ -7,7 +7,9 @@ client-credentials, password and refresh-token grants with a lifetime that is en
 expired or revoked tokens get Keycloak's 401, tokens of non-admin subjects get 403, and tokens of
 the master realm administer every realm, as in Keycloak. Answers follow the real server: 201 with
 a Location header on create, 409 on duplicate names, `{"error": ...}` / `{"errorMessage": ...}`
-bodies, server-side defaults for `first`/`max`, and the search semantics of the admin API.
+bodies, server-side defaults for `first`/`max`, and the search semantics of the admin API. The
+reads people's clients start with are served as well: the realms a token may see, a realm's
+top-level representation and its clients (never with their secrets).
 """
 
 from __future__ import annotations
@@ -76,11 +78,13 @@ class Client:
     secret: str | None  # None: a public client (admin-cli)
     service_account: bool = False
     realm_admin: bool = False  # the service account holds realm-management rights
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass
 class Realm:
     name: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
     groups: dict[str, Group] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     clients: dict[str, Client] = field(default_factory=dict)
@@ -198,6 +202,10 @@ class KeycloakEmulator(EmulatorServer):
     # (method, spec path template) of every admin operation served here; the rest of the spec
     # answers 501 and is recorded as a violation, so a test never silently relies on it.
     OPERATIONS: tuple[tuple[str, str], ...] = (
+        ("GET", "/admin/realms"),
+        ("GET", "/admin/realms/{realm}"),
+        ("GET", "/admin/realms/{realm}/clients"),
+        ("GET", "/admin/realms/{realm}/clients/{client-uuid}"),
         ("GET", "/admin/realms/{realm}/groups"),
         ("POST", "/admin/realms/{realm}/groups"),
         ("GET", "/admin/realms/{realm}/groups/count"),
@@ -212,6 +220,8 @@ class KeycloakEmulator(EmulatorServer):
         ("POST", "/admin/realms/{realm}/users"),
         ("GET", "/admin/realms/{realm}/users/count"),
         ("GET", "/admin/realms/{realm}/users/{user-id}"),
+        ("PUT", "/admin/realms/{realm}/users/{user-id}"),
+        ("DELETE", "/admin/realms/{realm}/users/{user-id}"),
         ("GET", "/admin/realms/{realm}/users/{user-id}/groups"),
         ("GET", "/admin/realms/{realm}/users/{user-id}/groups/count"),
         ("PUT", "/admin/realms/{realm}/users/{user-id}/groups/{groupId}"),
@@ -332,6 +342,10 @@ class KeycloakEmulator(EmulatorServer):
         base = "/admin/realms/<realm>"
         return [
             Rule("/realms/<realm>/protocol/openid-connect/token", methods=["POST"], endpoint="issue_token"),
+            Rule("/admin/realms", methods=["GET"], endpoint="list_realms"),
+            Rule(base, methods=["GET"], endpoint="get_realm"),
+            Rule(f"{base}/clients", methods=["GET"], endpoint="list_clients"),
+            Rule(f"{base}/clients/<client_uuid>", methods=["GET"], endpoint="get_client"),
             Rule(f"{base}/groups", methods=["GET"], endpoint="list_groups"),
             Rule(f"{base}/groups", methods=["POST"], endpoint="create_group"),
             Rule(f"{base}/groups/count", methods=["GET"], endpoint="count_groups"),
@@ -346,6 +360,8 @@ class KeycloakEmulator(EmulatorServer):
             Rule(f"{base}/users", methods=["POST"], endpoint="create_user"),
             Rule(f"{base}/users/count", methods=["GET"], endpoint="count_users"),
             Rule(f"{base}/users/<user_id>", methods=["GET"], endpoint="get_user"),
+            Rule(f"{base}/users/<user_id>", methods=["PUT"], endpoint="update_user"),
+            Rule(f"{base}/users/<user_id>", methods=["DELETE"], endpoint="delete_user"),
             Rule(f"{base}/users/<user_id>/groups", methods=["GET"], endpoint="list_user_groups"),
             Rule(f"{base}/users/<user_id>/groups/count", methods=["GET"], endpoint="count_user_groups"),
             Rule(f"{base}/users/<user_id>/groups/<group_id>", methods=["PUT"], endpoint="join_group"),
@@ -356,16 +372,25 @@ class KeycloakEmulator(EmulatorServer):
     def error(self, status: int, message: str) -> Response:
         return json_response({"error": message}, status)
 
-    def authenticate(self, request: Request) -> Response | None:
-        if not request.path.startswith("/admin/realms/"):
-            return None
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
+    def _bearer(self, request: Request) -> Token | None:
+        """The live access token the request presents, if any."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         with self.lock:
             token = self.tokens.get(value.strip()) if scheme.lower() == "bearer" else None
-            if token is None or token.refresh or token.expires_at <= _now():
+        if token is None or token.refresh or token.expires_at <= _now():
+            return None
+        return token
+
+    def authenticate(self, request: Request) -> Response | None:
+        segments = request.path.rstrip("/").split("/")
+        if segments[1:3] != ["admin", "realms"]:
+            return None
+        with self.lock:
+            token = self._bearer(request)
+            if token is None:
                 return json_response({"error": "HTTP 401 Unauthorized"}, 401)
-            realm = request.path.split("/")[3]
+            # GET /admin/realms names no realm: any live token may ask which realms it sees.
+            realm = segments[3] if len(segments) > 3 else token.realm
             if token.realm not in (MASTER_REALM, realm):
                 return json_response({"error": "HTTP 401 Unauthorized"}, 401)
             if not token.realm_admin:
@@ -701,6 +726,123 @@ class KeycloakEmulator(EmulatorServer):
                 return self._grant(target, token.subject, token.realm_admin, with_refresh=True)
             return self._token_error(400, "unsupported_grant_type", "Unsupported grant_type")
 
+    # -- realms and clients -------------------------------------------------------------------
+
+    def _realm_rep(self, realm: Realm, *, brief: bool) -> dict[str, Any]:
+        rep: dict[str, Any] = {"id": realm.id, "realm": realm.name, "enabled": True}
+        if realm.name == MASTER_REALM:
+            rep["displayName"] = "Keycloak"
+        if brief:
+            return rep
+        return {
+            **rep,
+            "notBefore": 0,
+            "defaultSignatureAlgorithm": "RS256",
+            "revokeRefreshToken": False,
+            "refreshTokenMaxReuse": 0,
+            "accessTokenLifespan": int(self.token_lifetime),
+            "ssoSessionIdleTimeout": int(self.refresh_lifetime),
+            "ssoSessionMaxLifespan": 36000,
+            "accessCodeLifespan": 60,
+            "sslRequired": "external",
+            "registrationAllowed": False,
+            "registrationEmailAsUsername": False,
+            "rememberMe": False,
+            "verifyEmail": False,
+            "loginWithEmailAllowed": True,
+            "duplicateEmailsAllowed": False,
+            "resetPasswordAllowed": False,
+            # Usernames are fixed after creation, which update_user enforces.
+            "editUsernameAllowed": False,
+            "bruteForceProtected": False,
+            "requiredCredentials": ["password"],
+            "eventsEnabled": False,
+            "adminEventsEnabled": False,
+            "internationalizationEnabled": False,
+            "userManagedAccessAllowed": False,
+            "organizationsEnabled": False,
+            "browserFlow": "browser",
+            "registrationFlow": "registration",
+            "directGrantFlow": "direct grant",
+            "resetCredentialsFlow": "reset credentials",
+            "clientAuthenticationFlow": "clients",
+            "attributes": {},
+        }
+
+    @_synchronized
+    def list_realms(self, request: Request) -> Response:
+        token = self._bearer(request)
+        assert token is not None  # authenticate() let the request through
+        # A master-realm administrator sees every realm; a realm's own admin only that realm.
+        visible = [r for r in self.realms.values() if token.realm in (MASTER_REALM, r.name)]
+        brief = _flag(request, "briefRepresentation", False)
+        return json_response([self._realm_rep(r, brief=brief) for r in visible])
+
+    @_synchronized
+    def get_realm(self, request: Request, realm: str) -> Response:
+        return json_response(self._realm_rep(self._realm(realm), brief=False))
+
+    @staticmethod
+    def _client_rep(client: Client) -> dict[str, Any]:
+        # Keycloak's ClientRepresentation; the secret is left out (the admin console fetches it
+        # from /client-secret) so no introspection answer ever carries a credential.
+        public = client.secret is None
+        return {
+            "id": client.id,
+            "clientId": client.client_id,
+            "name": "${client_admin-cli}" if client.client_id == ADMIN_CLI else "",
+            "surrogateAuthRequired": False,
+            "enabled": True,
+            "alwaysDisplayInConsole": False,
+            "clientAuthenticatorType": "client-secret",
+            "redirectUris": [],
+            "webOrigins": [],
+            "notBefore": 0,
+            "bearerOnly": False,
+            "consentRequired": False,
+            "standardFlowEnabled": False,
+            "implicitFlowEnabled": False,
+            "directAccessGrantsEnabled": public,
+            "serviceAccountsEnabled": client.service_account,
+            "publicClient": public,
+            "frontchannelLogout": True,
+            "protocol": "openid-connect",
+            "attributes": {},
+            "fullScopeAllowed": True,
+            "nodeReRegistrationTimeout": 0,
+            "defaultClientScopes": ["web-origins", "acr", "profile", "roles", "basic", "email"],
+            "optionalClientScopes": [
+                "address",
+                "phone",
+                "offline_access",
+                "organization",
+                "microprofile-jwt",
+            ],
+            "access": {"view": True, "configure": True, "manage": True},
+        }
+
+    @_synchronized
+    def list_clients(self, request: Request, realm: str) -> Response:
+        target = self._realm(realm)
+        clients = sorted(target.clients.values(), key=lambda c: c.client_id)
+        wanted = request.args.get("clientId")
+        if wanted:
+            if _flag(request, "search", False):
+                clients = [c for c in clients if wanted.lower() in c.client_id.lower()]
+            else:
+                clients = [c for c in clients if c.client_id == wanted]
+        if request.args.get("q") and _attribute_query(request.args["q"]):
+            clients = []  # no client here carries attributes to match
+        return json_response(_page([self._client_rep(c) for c in clients], request, -1))
+
+    @_synchronized
+    def get_client(self, request: Request, realm: str, client_uuid: str) -> Response:
+        target = self._realm(realm)
+        client = next((c for c in target.clients.values() if c.id == client_uuid), None)
+        if client is None:
+            raise AdminError(404, "Could not find client")
+        return json_response(self._client_rep(client))
+
     # -- groups -----------------------------------------------------------------------------
 
     @_synchronized
@@ -872,6 +1014,62 @@ class KeycloakEmulator(EmulatorServer):
     def get_user(self, request: Request, realm: str, user_id: str) -> Response:
         target = self._realm(realm)
         return json_response(self._user_rep(self._user(target, user_id), full=True))
+
+    @_synchronized
+    def update_user(self, request: Request, realm: str, user_id: str) -> Response:
+        """Keycloak 26's PUT: without `attributes` only the fields sent change; with them the
+        user-profile attributes are replaced, so an omitted email or name is cleared."""
+        target = self._realm(realm)
+        user = self._user(target, user_id)
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise AdminError(400, "User representation is missing", field_name="errorMessage")
+        username = body.get("username")
+        if username is not None and str(username).strip().lower() != user.username:
+            return json_response(
+                {
+                    "field": "username",
+                    "errorMessage": "error-user-attribute-read-only",
+                    "params": ["username"],
+                },
+                400,
+            )
+        replace_profile = body.get("attributes") is not None
+        if "email" in body or replace_profile:
+            email = str(body.get("email") or "").strip().lower() or None
+            if email is not None and any(o.email == email and o.id != user.id for o in target.users.values()):
+                raise AdminError(409, "User exists with same email", field_name="errorMessage")
+            user.email = email
+        for key, attribute in (("firstName", "first_name"), ("lastName", "last_name")):
+            if key in body or replace_profile:
+                setattr(user, attribute, body.get(key))
+        if replace_profile:
+            user.attributes = _attributes(body["attributes"])
+        if body.get("enabled") is not None:
+            user.enabled = bool(body["enabled"])
+        if body.get("emailVerified") is not None:
+            user.email_verified = bool(body["emailVerified"])
+        password = next(
+            (
+                c.get("value")
+                for c in body.get("credentials") or []
+                if isinstance(c, dict) and c.get("type", "password") == "password" and c.get("value")
+            ),
+            None,
+        )
+        if password is not None:
+            user.password = password
+        return Response(status=204)
+
+    @_synchronized
+    def delete_user(self, request: Request, realm: str, user_id: str) -> Response:
+        target = self._realm(realm)
+        user = self._user(target, user_id)
+        del target.users[user.id]
+        target.memberships = {(u, g) for u, g in target.memberships if u != user.id}
+        # The user's sessions end with the user, so tokens issued to it stop working.
+        self.tokens = {k: v for k, v in self.tokens.items() if (v.realm, v.subject) != (target.name, user.id)}
+        return Response(status=204)
 
     @_synchronized
     def list_user_groups(self, request: Request, realm: str, user_id: str) -> Response:

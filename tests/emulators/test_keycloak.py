@@ -16,6 +16,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from keycloak import KeycloakAdmin, KeycloakDeleteError, KeycloakGetError, KeycloakPutError
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -25,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from emulators.contract import SPEC_DIR, ApiContract
-from emulators.keycloak import MASTER_REALM, UNDECLARED_ERROR_STATUSES, KeycloakEmulator
+from emulators.keycloak import ADMIN_CLI, MASTER_REALM, UNDECLARED_ERROR_STATUSES, KeycloakEmulator
 
 TIMEOUT = 5
 
@@ -387,6 +388,112 @@ def test_user_created_with_groups_and_password_can_log_in(keycloak_emulator, adm
     assert login.status_code == 200
 
 
+# -- the reads and writes python-keycloak users start with ---------------------------------------
+
+
+def test_master_admin_sees_every_realm_and_a_realm_account_only_its_own(keycloak_emulator, keycloak_stage):
+    assert [r["realm"] for r in keycloak_stage.get_realms()] == [MASTER_REALM, keycloak_emulator.realm]
+    own = Admin(keycloak_emulator).session.get(f"{keycloak_emulator.url}/admin/realms", timeout=TIMEOUT)
+    assert [r["realm"] for r in own.json()] == [keycloak_emulator.realm]
+
+
+def test_realm_representation_names_the_realm_and_its_token_lifespan(keycloak_emulator, keycloak_stage):
+    realm = keycloak_stage.get_realm(keycloak_emulator.realm)
+    assert (realm["realm"], realm["enabled"], realm["accessTokenLifespan"]) == (
+        keycloak_emulator.realm,
+        True,
+        int(keycloak_emulator.token_lifetime),
+    )
+    with pytest.raises(KeycloakGetError) as missing:
+        keycloak_stage.get_realm("nowhere")
+    assert missing.value.response_code == 404
+
+
+def test_clients_list_the_service_account_client_without_its_secret(keycloak_emulator, keycloak_stage):
+    clients = {c["clientId"]: c for c in keycloak_stage.get_clients()}
+    assert set(clients) == {ADMIN_CLI, keycloak_emulator.client_id}
+    service = clients[keycloak_emulator.client_id]
+    assert (service["serviceAccountsEnabled"], service["publicClient"], "secret" in service) == (
+        True,
+        False,
+        False,
+    )
+    internal_id = keycloak_stage.get_client_id(keycloak_emulator.client_id)
+    assert keycloak_stage.get_client(internal_id)["clientId"] == keycloak_emulator.client_id
+    assert keycloak_stage.get_client_id("no-such-client") is None
+    assert keycloak_emulator.client_secret not in str(keycloak_stage.get_clients())
+
+
+def test_update_user_without_attributes_changes_only_the_fields_sent(keycloak_stage: KeycloakAdmin):
+    user_id = keycloak_stage.create_user(
+        {"username": "jane", "email": "jane@example.com", "firstName": "Jane", "attributes": {"team": ["a"]}}
+    )
+    keycloak_stage.update_user(user_id, {"lastName": "Doe", "enabled": True})
+    jane = keycloak_stage.get_user(user_id)
+    assert (jane["email"], jane["firstName"], jane["lastName"], jane["enabled"], jane["attributes"]) == (
+        "jane@example.com",
+        "Jane",
+        "Doe",
+        True,
+        {"team": ["a"]},
+    )
+
+
+def test_update_user_with_attributes_replaces_the_whole_profile(keycloak_stage: KeycloakAdmin):
+    user_id = keycloak_stage.create_user(
+        {"username": "jane", "email": "jane@example.com", "firstName": "Jane"}
+    )
+    keycloak_stage.update_user(user_id, {"attributes": {"team": ["b"]}})
+    jane = keycloak_stage.get_user(user_id)
+    assert ("email" in jane, "firstName" in jane, jane["attributes"]) == (False, False, {"team": ["b"]})
+
+
+def test_update_user_refuses_a_new_username_and_a_taken_email(keycloak_stage: KeycloakAdmin):
+    keycloak_stage.create_user({"username": "john", "email": "john@example.com"})
+    user_id = keycloak_stage.create_user({"username": "jane"})
+    with pytest.raises(KeycloakPutError) as renamed:
+        keycloak_stage.update_user(user_id, {"username": "janet"})
+    assert renamed.value.response_code == 400
+    assert b"error-user-attribute-read-only" in renamed.value.response_body
+    with pytest.raises(KeycloakPutError) as clash:
+        keycloak_stage.update_user(user_id, {"email": "JOHN@example.com"})
+    assert clash.value.response_code == 409
+
+
+def test_deleted_user_leaves_its_groups_and_cannot_log_in(keycloak_emulator, keycloak_stage: KeycloakAdmin):
+    group_id = keycloak_stage.create_group({"name": "acme-corp"})
+    user_id = keycloak_stage.create_user(
+        {"username": "jane", "enabled": True, "credentials": [{"type": "password", "value": "pw"}]}
+    )
+    keycloak_stage.group_user_add(user_id, group_id)
+    assert token_for(
+        keycloak_emulator, grant_type="password", client_id=ADMIN_CLI, username="jane", password="pw"
+    ).ok
+    keycloak_stage.delete_user(user_id)
+    assert keycloak_stage.get_group_members(group_id) == []
+    with pytest.raises(KeycloakDeleteError) as again:
+        keycloak_stage.delete_user(user_id)
+    assert again.value.response_code == 404
+    login = token_for(
+        keycloak_emulator, grant_type="password", client_id=ADMIN_CLI, username="jane", password="pw"
+    )
+    assert login.status_code == 401
+
+
+def test_group_helpers_of_python_keycloak_find_nested_groups_and_remove_members(
+    keycloak_stage: KeycloakAdmin,
+):
+    parent = keycloak_stage.create_group({"name": "acme-corp"})
+    child = keycloak_stage.create_group({"name": "admins"}, parent=parent)
+    user_id = keycloak_stage.create_user({"username": "jane"})
+    keycloak_stage.group_user_add(user_id, child)
+    tree = keycloak_stage.get_group_by_path("/acme-corp")
+    assert keycloak_stage.get_subgroups(tree, "/acme-corp/admins")["id"] == child
+    assert keycloak_stage.get_group_by_path("/acme-corp/admins")["id"] == child
+    keycloak_stage.group_user_remove(user_id, child)
+    assert keycloak_stage.get_user_groups(user_id) == []
+
+
 # -- contract, admin endpoints ------------------------------------------------------------------
 
 
@@ -400,7 +507,7 @@ def test_request_off_the_spec_is_refused_and_recorded(keycloak_emulator, admin):
 
 
 def test_spec_operation_that_is_not_emulated_is_loud(keycloak_emulator, admin):
-    response = admin.call("GET", "/clients")
+    response = admin.call("GET", "/roles")
     assert response.status_code == 501
     assert [v["kind"] for v in keycloak_emulator.take_violations()] == ["unimplemented"]
 
@@ -433,7 +540,7 @@ def test_token_requests_are_counted_per_realm(keycloak_emulator):
 
 IMPLEMENTED = set(KeycloakEmulator.OPERATIONS)
 # Ids and paths the generated requests use: the staged objects or random UUIDs (unknown → 404).
-STAGE: dict[str, list[str]] = {"group-id": [], "user-id": [], "path": []}
+STAGE: dict[str, list[str]] = {"group-id": [], "user-id": [], "client-uuid": [], "path": []}
 
 schema = schemathesis.openapi.from_path(SPEC_DIR / "keycloak-26.6-admin-openapi.json").include(
     lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in IMPLEMENTED
@@ -446,7 +553,9 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
 @schema.hook
-def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st.SearchStrategy:
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> st.SearchStrategy:
+    if not path_parameters:  # GET /admin/realms names no realm
+        return st.just(path_parameters)
     realm = st.just(STAGE["realm"][0])
     choices: dict[str, st.SearchStrategy] = {"realm": realm}
     for name in path_parameters:
@@ -454,6 +563,8 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st
             choices[name] = st.sampled_from(STAGE["group-id"]) | st.uuids().map(str)
         elif name == "user-id":
             choices[name] = st.sampled_from(STAGE["user-id"]) | st.uuids().map(str)
+        elif name == "client-uuid":
+            choices[name] = st.sampled_from(STAGE["client-uuid"]) | st.uuids().map(str)
         elif name == "path":
             choices[name] = st.sampled_from(STAGE["path"]) | st.from_regex(
                 r"[a-z]{1,8}(/[a-z]{1,8}){0,2}", fullmatch=True
@@ -483,6 +594,7 @@ def staged(keycloak_emulator: KeycloakEmulator) -> Iterator[str]:
             "realm": [keycloak_emulator.realm],
             "group-id": [parent, child],
             "user-id": [user],
+            "client-uuid": [c.id for c in keycloak_emulator.realms[keycloak_emulator.realm].clients.values()],
             "path": ["acme-corp", "acme-corp/acme-corp-admins"],
         }
     )
