@@ -159,6 +159,7 @@ class DiscoverySourceHandler(KindHandler):
 FLOW_MODULES: tuple[str, ...] = (
     "tasks.platform",
     "tasks.operator_config",
+    "tasks.discovery_endpoints",
     "tasks.standalone",
     "tasks.clusters",
 )
