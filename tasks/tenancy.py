@@ -83,7 +83,7 @@ def status_map(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) ->
     """A map-valued status field as a merge-patch value: a JSON merge patch merges maps, so keys
     that are no longer desired are sent as null (deleted); an empty map removes the field."""
     current = current or {}
-    if not desired and not current:
+    if not desired:
         return None
     value: dict[str, Any] = dict(desired)
     value.update({name: None for name in current if name not in desired})
@@ -609,12 +609,14 @@ class ContactWish:
 class MembershipPlan:
     """The membership changes of one Contact in one SDP, computed from reads before any write."""
 
+    keycloak_wanted: bool = False  # the spec asks for Keycloak groups in this SDP
     keycloak_user_id: str | None = None
     keycloak_username: str | None = None
     keycloak_managed: set[str] = field(default_factory=set)  # recorded before this run
     keycloak_add: dict[str, str] = field(default_factory=dict)  # path → group id
     keycloak_remove: dict[str, str] = field(default_factory=dict)  # path → group id
     keycloak_keep: set[str] = field(default_factory=set)  # recorded and still wanted
+    gitlab_wanted: bool = False
     gitlab_user_id: int | None = None
     gitlab_managed: set[str] = field(default_factory=set)
     gitlab_add: dict[str, int] = field(default_factory=dict)  # path → access level
@@ -789,6 +791,7 @@ class ContactHandler(CustomResourceHandler):
         plan: MembershipPlan,
     ) -> None:
         wanted = wish.keycloak_groups.get(sdp, {})
+        plan.keycloak_wanted = bool(wanted)
         plan.keycloak_managed = set(recorded.keycloakGroups.get(sdp, ()))
         client = systems.keycloak()
         if client is None or not (wanted or plan.keycloak_managed):
@@ -829,6 +832,7 @@ class ContactHandler(CustomResourceHandler):
         plan: MembershipPlan,
     ) -> None:
         wanted = wish.gitlab_groups.get(sdp, {})
+        plan.gitlab_wanted = bool(wanted)
         plan.gitlab_managed = set(recorded.gitlabGroups.get(sdp, ()))
         client = systems.gitlab()
         if client is None or not (wanted or plan.gitlab_managed):
@@ -905,15 +909,16 @@ class ContactHandler(CustomResourceHandler):
         gitlab_groups: dict[str, list[str]] = {}
         gitlab_users: dict[str, int] = {}
         for sdp, plan in plans.items():
+            # A user id is kept while the user is wanted in the SDP or memberships need it for removal.
             paths = plan.keycloak_during() if during else plan.keycloak_after()
             if paths:
                 keycloak_groups[sdp] = sorted(paths)
-            if plan.keycloak_user_id is not None:
+            if plan.keycloak_user_id is not None and (paths or plan.keycloak_wanted):
                 keycloak_users[sdp] = plan.keycloak_user_id
             paths = plan.gitlab_during() if during else plan.gitlab_after()
             if paths:
                 gitlab_groups[sdp] = sorted(paths)
-            if plan.gitlab_user_id is not None:
+            if plan.gitlab_user_id is not None and (paths or plan.gitlab_wanted):
                 gitlab_users[sdp] = plan.gitlab_user_id
         return {
             "keycloakGroups": status_map(recorded.keycloakGroups, keycloak_groups),
