@@ -162,6 +162,7 @@ FLOW_MODULES: tuple[str, ...] = (
     "tasks.discovery_endpoints",
     "tasks.standalone",
     "tasks.clusters",
+    "tasks.tenancy",
 )
 
 
