@@ -5,7 +5,9 @@ auth, `{"errors": [{"code", "message"}]}` bodies with an X-Request-Id, 201 + Loc
 duplicates, X-Total-Count and Harbor's Link header, X-Is-Resource-Name deciding name vs id, the
 creator as first projectAdmin, one quota per project (-1 = no limit). It runs in OIDC auth mode:
 a group named in a membership is onboarded as an OIDC group. Where Harbor answers a status its
-spec does not declare, `SPEC_DEVIATIONS` names it; only those pass the response check.
+spec does not declare, `SPEC_DEVIATIONS` names it; only those pass the response check. The
+anonymous endpoints (/health, /systeminfo, which shows its protected fields only to a logged-in
+caller) and the reads clients start with (/users/current, a project's repositories) answer too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ API = "/api/v2.0"
 UNLIMITED = -1
 ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 LDAP_GROUP, HTTP_GROUP, OIDC_GROUP = 1, 2, 3
+# What /systeminfo reports (Harbor formats it as "<release>-<git commit>").
+HARBOR_VERSION = "v2.13.0-emulated"
+HEALTH_COMPONENTS = ("core", "database", "jobservice", "portal", "redis", "registry", "registryctl")
+# Paths Harbor serves without credentials (wrong credentials there count as none).
+ANONYMOUS_PATHS = frozenset({f"{API}/health", f"{API}/systeminfo"})
 
 # Harbor's own rule for project names (pkg/project/manager.go).
 _PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -191,6 +198,12 @@ class HarborEmulator(EmulatorServer):
             Rule(f"{API}/users", methods=["POST"], endpoint="create_user"),
             Rule(f"{API}/users/search", methods=["GET"], endpoint="search_users"),
             Rule(f"{API}/users/<user_id>", methods=["GET"], endpoint="get_user"),
+            Rule(f"{API}/users/current", methods=["GET"], endpoint="get_current_user"),
+            Rule(
+                f"{API}/projects/<project_name>/repositories", methods=["GET"], endpoint="list_repositories"
+            ),
+            Rule(f"{API}/health", methods=["GET"], endpoint="get_health"),
+            Rule(f"{API}/systeminfo", methods=["GET"], endpoint="get_system_info"),
         ]
 
     # -- state ----------------------------------------------------------------------------
@@ -291,14 +304,17 @@ class HarborEmulator(EmulatorServer):
 
         return super().wsgi_app(environ, start_with_request_id)
 
-    def authenticate(self, request: Request) -> Response | None:
+    def _logged_in(self, request: Request) -> bool:
         credentials = request.authorization
-        if (
+        return (
             credentials is not None
             and credentials.type == "basic"
             and hmac.compare_digest((credentials.username or "").encode(), self.admin_username.encode())
             and hmac.compare_digest((credentials.password or "").encode(), self.admin_password.encode())
-        ):
+        )
+
+    def authenticate(self, request: Request) -> Response | None:
+        if self._logged_in(request) or request.path.rstrip("/") in ANONYMOUS_PATHS:
             return None
         return self.error(401, "unauthorized")
 
@@ -947,6 +963,67 @@ class HarborEmulator(EmulatorServer):
         if user is None:
             raise _Refusal(404, f"user {int(user_id)} not found")
         return json_response({**user, "admin_role_in_auth": False})
+
+    @_handler
+    def get_current_user(self, request: Request) -> Response:
+        # Basic auth only ever logs in the administrator here.
+        return json_response({**self.users[self.admin_id], "admin_role_in_auth": False})
+
+    # -- repositories (synthesized from a project's repo_count; there is no registry) --------
+
+    @_handler
+    def list_repositories(self, request: Request, project_name: str) -> Response:
+        # Unlike most project routes, this one takes a name only, never an id.
+        project = self._project_named(project_name)
+        repositories = [
+            {
+                "id": project["project_id"] * 1000 + index,
+                "project_id": project["project_id"],
+                "name": f"{project['name']}/repository-{index}",
+                "artifact_count": 1,
+                "pull_count": 0,
+                "creation_time": project["creation_time"],
+                "update_time": project["update_time"],
+            }
+            for index in range(1, project["repo_count"] + 1)
+        ]
+        for key, matches in _parse_query(request.args.get("q", "")):
+            # Harbor ignores query keys that name no column of the repository.
+            repositories = [r for r in repositories if key not in r or matches(str(r[key]))]
+        repositories = _sorted(
+            repositories, request.args.get("sort", ""), ("name", "id", "creation_time", "update_time")
+        )
+        return self._page(request, repositories)
+
+    # -- anonymous system endpoints ------------------------------------------------------------
+
+    def get_health(self, request: Request) -> Response:
+        return json_response(
+            {"status": "healthy", "components": [{"name": n, "status": "healthy"} for n in HEALTH_COMPONENTS]}
+        )
+
+    def get_system_info(self, request: Request) -> Response:
+        info: dict[str, Any] = {
+            "auth_mode": "oidc_auth",
+            "primary_auth_mode": False,
+            "self_registration": False,
+            "harbor_version": HARBOR_VERSION,
+            "banner_message": "",
+            "oidc_provider_name": "keycloak",
+        }
+        if self._logged_in(request):
+            external_url = request.host_url.rstrip("/")
+            info.update(
+                external_url=external_url,
+                registry_url=external_url.split("://", 1)[-1],
+                project_creation_restriction="everyone",
+                has_ca_root=False,
+                read_only=False,
+                registry_storage_provider_name="filesystem",
+                notification_enable=True,
+                current_time=_now(),
+            )
+        return json_response(info)
 
 
 def _validate_storage(hard: dict[str, Any]) -> None:

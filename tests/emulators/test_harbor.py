@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 
 from emulators.contract import SPEC_DIR
-from emulators.harbor import SPEC_DEVIATIONS, HarborEmulator
+from emulators.harbor import HARBOR_VERSION, SPEC_DEVIATIONS, HarborEmulator
 from tests.fixtures.harbor import take_violations
 
 BY_NAME = {"X-Is-Resource-Name": "true"}
@@ -394,6 +394,54 @@ def test_reset_restores_the_built_in_library_project_and_the_knobs(api, harbor):
     assert harbor.default_page_size == 10
 
 
+# -- the reads clients start with ---------------------------------------------------------------
+
+
+def test_health_answers_without_credentials(harbor):
+    response = requests.get(url(harbor, "/health"), timeout=5)
+    assert (response.status_code, response.json()["status"]) == (200, "healthy")
+    assert {c["status"] for c in response.json()["components"]} == {"healthy"}
+
+
+@pytest.mark.parametrize("credentials", [None, ("admin", "wrong")])
+def test_systeminfo_shows_anonymous_callers_only_the_public_part(harbor, credentials):
+    info = requests.get(url(harbor, "/systeminfo"), auth=credentials, timeout=5).json()
+    assert (info["auth_mode"], info["harbor_version"]) == ("oidc_auth", HARBOR_VERSION)
+    assert "external_url" not in info and "registry_url" not in info
+
+
+def test_systeminfo_shows_a_logged_in_caller_the_urls(api, harbor):
+    info = api.get(url(harbor, "/systeminfo"), timeout=5).json()
+    assert (info["external_url"], info["registry_url"], info["read_only"]) == (
+        harbor.url,
+        harbor.url.split("://")[1],
+        False,
+    )
+
+
+def test_current_user_is_the_administrator_who_logged_in(api, harbor):
+    me = api.get(url(harbor, "/users/current"), timeout=5).json()
+    assert (me["username"], me["sysadmin_flag"], "password" in me) == (harbor.admin_username, True, False)
+    assert requests.get(url(harbor, "/users/current"), timeout=5).status_code == 401
+
+
+def test_new_project_has_no_repositories_and_an_unknown_project_is_404(api, harbor):
+    create_project(api, harbor, "acme-corp")
+    response = api.get(url(harbor, "/projects/acme-corp/repositories"), timeout=5)
+    assert (response.status_code, response.json(), response.headers["X-Total-Count"]) == (200, [], "0")
+    assert api.get(url(harbor, "/projects/nowhere/repositories"), timeout=5).status_code == 404
+
+
+def test_repositories_of_a_project_holding_images_are_listed_in_pages(api, harbor):
+    create_project(api, harbor, "acme-corp")
+    harbor.set_repository_count("acme-corp", 3)
+    response = api.get(url(harbor, "/projects/acme-corp/repositories"), params={"page_size": 2}, timeout=5)
+    assert [r["name"] for r in response.json()] == ["acme-corp/repository-1", "acme-corp/repository-2"]
+    assert (response.headers["X-Total-Count"], 'rel="next"' in response.headers["Link"]) == ("3", True)
+    filtered = api.get(url(harbor, "/projects/acme-corp/repositories"), params={"q": "name=~-3"}, timeout=5)
+    assert [r["name"] for r in filtered.json()] == ["acme-corp/repository-3"]
+
+
 # -- conformance with Harbor's swagger ---------------------------------------------------------
 
 IMPLEMENTED = [
@@ -426,6 +474,10 @@ IMPLEMENTED = [
     "createUser",
     "searchUsers",
     "getUser",
+    "getCurrentUserInfo",
+    "listRepositories",
+    "getHealth",
+    "getSystemInfo",
 ]
 
 # Positive data only: the question is whether valid requests get answers the spec allows. That
@@ -440,6 +492,7 @@ schema = schemathesis.openapi.from_path(SPEC_DIR / "harbor-v2.0-swagger.yaml", c
 # Path parameters that name what the stage holds, so generated requests reach the happy paths too.
 _KNOWN = {
     "project_name_or_id": ["acme-corp", "2", "library"],
+    "project_name": ["acme-corp", "images", "library"],
     "mid": [2, 3],
     "meta_name": ["public", "auto_scan"],
     "id": [1, 2],
@@ -512,6 +565,9 @@ def _stage(harbor: HarborEmulator) -> None:
     session = requests.Session()
     session.auth = (harbor.admin_username, harbor.admin_password)
     create_project(session, harbor, "acme-corp", storage_limit=1024)
+    # A project holding images (it may outlive a deleted acme-corp, so it is created unchecked).
+    session.post(url(harbor, "/projects"), json={"project_name": "images"}, timeout=5)
+    harbor.set_repository_count("images", 3)
     session.post(
         url(harbor, "/projects/acme-corp/members"),
         json={"role_id": 2, "member_group": {"group_name": "acme-devs", "group_type": 3}},
