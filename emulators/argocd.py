@@ -8,7 +8,9 @@ Unauthenticated 16 → 401). Creating a project that exists returns it when the 
 overwrites the spec with `upsert`, and is InvalidArgument otherwise, as argocd-server does.
 Project specs are checked with Argo CD's own rules (role names, policy subjects and objects,
 duplicate destinations/repos/roles/groups). JSON is written like Go's `omitempty`, and cluster
-credentials (bearerToken, password, keyData) are stored but never returned.
+credentials (bearerToken, password, keyData) are stored but never returned. What the UI and the
+CLI ask first is served as well: the session's userinfo and the settings (both open to anonymous
+callers, who get less, as in argocd-server) and the application list, always empty here.
 
 Credentials a client needs (for the launcher's state file): `token` (a ready bearer token for
 the admin account), `username` and `password` (for POST /api/v1/session).
@@ -36,6 +38,8 @@ from emulators.server import EmulatorServer, json_response
 
 NAMESPACE = "argocd"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+# Read without a session, like argocd-server's AuthFuncOverride for these services.
+ANONYMOUS_READS = frozenset({"/api/version", "/api/v1/session/userinfo", "/api/v1/settings"})
 EMULATED_VERSION = "v3.5.1+emulated"
 KUBERNETES_VERSION = "1.32"
 
@@ -225,7 +229,9 @@ class ArgocdEmulator(EmulatorServer):
 
     def authenticate(self, request: Request) -> Response | None:
         path = request.path.rstrip("/")
-        if path == "/api/version" or (path == "/api/v1/session" and request.method == "POST"):
+        if (path in ANONYMOUS_READS and request.method == "GET") or (
+            path == "/api/v1/session" and request.method == "POST"
+        ):
             return None
         token = self._presented_token(request)
         if not token:
@@ -253,6 +259,9 @@ class ArgocdEmulator(EmulatorServer):
         return [
             Rule("/api/version", methods=["GET"], endpoint="version"),
             Rule("/api/v1/session", methods=["POST"], endpoint="create_session"),
+            Rule("/api/v1/session/userinfo", methods=["GET"], endpoint="get_user_info"),
+            Rule("/api/v1/settings", methods=["GET"], endpoint="get_settings"),
+            Rule("/api/v1/applications", methods=["GET"], endpoint="list_applications"),
             Rule("/api/v1/projects", methods=["GET"], endpoint="list_projects"),
             Rule("/api/v1/projects", methods=["POST"], endpoint="create_project"),
             Rule("/api/v1/projects/<name>", methods=["GET"], endpoint="get_project"),
@@ -309,6 +318,37 @@ class ArgocdEmulator(EmulatorServer):
         with self.lock:
             self.sessions[token] = self.username
         return json_response({"token": token})
+
+    def _session_subject(self, request: Request) -> str | None:
+        with self.lock:
+            return self.sessions.get(self._presented_token(request))
+
+    def get_user_info(self, request: Request) -> Response:
+        subject = self._session_subject(request)
+        # An anonymous caller gets {}: loggedIn=false vanishes under Go's omitempty.
+        if subject is None:
+            return json_response({})
+        return json_response({"loggedIn": True, "username": subject, "iss": "argocd"})
+
+    def get_settings(self, request: Request) -> Response:
+        settings: dict[str, Any] = {
+            "url": request.host_url.rstrip("/"),
+            "appLabelKey": "app.kubernetes.io/instance",
+            "kustomizeOptions": {},
+            "googleAnalytics": {"anonymizeUsers": True},
+            "help": {},
+            "trackingMethod": "annotation",
+        }
+        if self._session_subject(request) is not None:
+            # Only a logged-in caller learns the controller's namespace and the password rule.
+            settings.update(controllerNamespace=NAMESPACE, passwordPattern="^.{8,32}$")
+        return json_response(settings)
+
+    def list_applications(self, request: Request) -> Response:
+        # No Application exists in the emulator; filters (projects, selector, repo) match nothing.
+        with self.lock:
+            resource_version = str(self._resource_version)
+        return json_response({"metadata": {"resourceVersion": resource_version}, "items": []})
 
     # -- projects ------------------------------------------------------------------------
 

@@ -272,6 +272,52 @@ def test_detailed_project_lists_the_clusters_scoped_to_it(argocd):
     assert [c["server"] for c in detailed["clusters"]] == [SERVER]
 
 
+# --- what the UI and the CLI ask first ---------------------------------------------------------------
+
+
+def test_userinfo_names_the_logged_in_subject(argocd):
+    assert api(argocd, "GET", "/api/v1/session/userinfo").json() == {
+        "loggedIn": True,
+        "username": "admin",
+        "iss": "argocd",
+    }
+
+
+def test_userinfo_of_a_project_token_names_the_role(argocd):
+    api(argocd, "POST", "/api/v1/projects", json={"project": project_body()})
+    issued = api(
+        argocd, "POST", "/api/v1/projects/acme/roles/admin/token", json={"project": "acme", "role": "admin"}
+    ).json()
+    info = requests.get(
+        f"{argocd.url}/api/v1/session/userinfo",
+        headers={"Authorization": f"Bearer {issued['token']}"},
+        timeout=5,
+    )
+    assert info.json()["username"] == "proj:acme:admin"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-session"}])
+def test_userinfo_without_a_valid_session_is_an_empty_answer_not_an_error(argocd, headers):
+    response = requests.get(f"{argocd.url}/api/v1/session/userinfo", headers=headers, timeout=5)
+    assert (response.status_code, response.json()) == (200, {})
+
+
+def test_settings_show_anonymous_callers_less_than_logged_in_ones(argocd):
+    anonymous = requests.get(f"{argocd.url}/api/v1/settings", timeout=5).json()
+    logged_in = api(argocd, "GET", "/api/v1/settings").json()
+    assert (anonymous["url"], anonymous["appLabelKey"]) == (argocd.url, "app.kubernetes.io/instance")
+    assert "controllerNamespace" not in anonymous and "passwordPattern" not in anonymous
+    assert (logged_in["controllerNamespace"], logged_in["trackingMethod"]) == ("argocd", "annotation")
+
+
+def test_application_list_is_empty_whatever_the_filters_and_needs_a_session(argocd):
+    filters = {"projects": ["acme", "default"], "selector": "team=a", "repo": "https://git.example.com/x"}
+    listing = api(argocd, "GET", "/api/v1/applications", params=filters)
+    assert (listing.status_code, listing.json()["items"]) == (200, [])
+    assert listing.json()["metadata"]["resourceVersion"]
+    assert requests.get(f"{argocd.url}/api/v1/applications", timeout=5).status_code == 401
+
+
 # --- the contract ---------------------------------------------------------------------------------
 
 
@@ -292,6 +338,9 @@ def test_injected_429_uses_the_grpc_resource_exhausted_shape(argocd):
 IMPLEMENTED_OPERATIONS = [
     "VersionService_Version",
     "SessionService_Create",
+    "SessionService_GetUserInfo",
+    "SettingsService_Get",
+    "ApplicationService_List",
     "ProjectService_List",
     "ProjectService_Create",
     "ProjectService_Get",
