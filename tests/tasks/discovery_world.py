@@ -62,6 +62,7 @@ class DiscoveryWorld:
         self.cluster = cluster
         self.namespace = cluster.namespace
         self.source_namespaces = [cluster.namespace]
+        self._seen = 0
         self.api = api
         self.clock = FakeClock(datetime(2026, 1, 6, 14, 30, tzinfo=UTC))
         self.core = kubernetes.client.CoreV1Api(api_client)
@@ -114,13 +115,16 @@ class DiscoveryWorld:
             self.cluster.reconciler.registry.register(handler, replace=True)
 
     def reconcile(self, key: ObjectKey) -> Outcome:
-        return self.cluster.reconcile(key)
+        """An event for `key` and the run of its task (the one already waiting, if a flow woke it)."""
+        self.cluster.queue.add(key)
+        task_id = next(t for k, t, _ in reversed(self.cluster.sender.sent) if k == key)
+        return self.cluster.reconciler.run(str(key), task_id)
 
     def woken(self) -> set[ObjectKey]:
         """Keys sent to the queue since the last call (the reconciles the flows asked for)."""
-        sent = {key for key, _, _ in self.cluster.sender.sent}
-        self.cluster.sender.sent.clear()
-        return sent
+        sent = self.cluster.sender.sent
+        new, self._seen = sent[self._seen :], len(sent)
+        return {key for key, _, _ in new}
 
     def settle(self, keys: Iterable[ObjectKey], *, rounds: int = 5) -> None:
         """Reconcile `keys`, then whatever they woke, until nothing more is woken."""

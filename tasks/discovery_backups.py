@@ -1,0 +1,261 @@
+"""Backup discovery: Velero Backups and Schedules → polycrate.io Backup/BackupSchedule → the API.
+
+Only Velero objects in `backup_discovery.velero_namespace` (and not ignored there) are
+mirrored, each into `velero-<name>` next to it and owned by it, so a Backup that Velero
+expires takes its CR and API object along. The Backup-Mapping table maps phase (Completed →
+completed, Failed → failed, ...), ttl → retention_policy, the timestamps and itemsBackedUp;
+the Schedule-Mapping table maps schedule, paused and the last backup. Velero itself records
+only the time of a schedule's last backup (`status.lastBackup`), so its name is the newest
+Backup labelled `velero.io/schedule-name=<schedule>`; a Backup therefore wakes its Schedule.
+(The `status.lastBackup.{startTime,name}` object of the spec's table is read as well.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from polycrate.models import DISCOVERED_LABEL, BackupScheduleSpec, BackupSpec, backup_state_from_velero
+from polycrate.models.config import BackupDiscovery
+from polycrate.models.discovery import MirroredBackupSpec
+from tasks.context import WorkerContext
+from tasks.discovered import (
+    ScopedDiscoveredHandler,
+    apply_discovered,
+    bounded_name,
+    delete_discovered,
+    label_value,
+    owner_reference,
+    serialized_spec,
+    wake,
+)
+from tasks.dispatch import KindHandler
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+from tasks.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
+from tasks.status import timestamp
+from workers.polycrate_api import PolycrateApiClient, ResourceCollection
+
+SECTION = "backup_discovery"
+VELERO_BACKUP = "velero.io/Backup"
+VELERO_SCHEDULE = "velero.io/Schedule"
+SCHEDULE_NAME_LABEL = "velero.io/schedule-name"
+BACKUP_SOURCE_LABEL = "backups.polycrate.io/source"
+SCHEDULE_SOURCE_LABEL = "backupschedules.polycrate.io/source"
+
+
+def mirror_name(velero_name: str) -> str:
+    """The CR of Velero Backup or Schedule `daily` is `velero-daily`."""
+    return bounded_name(f"velero-{velero_name}")
+
+
+def out_of_scope(section: BackupDiscovery, namespace: str) -> str | None:
+    """Why `backup_discovery` leaves Velero objects in `namespace` out, or None."""
+    if namespace != section.velero_namespace:
+        return f"namespace {namespace} is not spec.{SECTION}.velero_namespace ({section.velero_namespace})"
+    if not section.watches(namespace):
+        return f"namespace {namespace} is not watched by spec.{SECTION}"
+    return None
+
+
+def _source_ref(source: JsonObject) -> dict[str, Any]:
+    metadata = source.get("metadata") or {}
+    return {"name": metadata["name"], "namespace": metadata.get("namespace"), "uid": metadata.get("uid")}
+
+
+def _mirror_metadata(source: JsonObject, source_label: str) -> JsonObject:
+    metadata = source.get("metadata") or {}
+    return {
+        "name": mirror_name(str(metadata["name"])),
+        "namespace": metadata["namespace"],
+        "labels": {source_label: label_value(str(metadata["name"])), DISCOVERED_LABEL: "true"},
+        "ownerReferences": [owner_reference(source)],
+    }
+
+
+def desired_backup(source: JsonObject) -> JsonObject:
+    """The polycrate.io Backup that mirrors a Velero Backup, per the Backup-Mapping table."""
+    metadata = source.get("metadata") or {}
+    spec = source.get("spec") or {}
+    status = source.get("status") or {}
+    fields = {
+        "name": metadata["name"],
+        "source_velero": _source_ref(source),
+        "status": backup_state_from_velero(status.get("phase")),
+        "retention_policy": spec.get("ttl"),
+        "started_at": status.get("startTimestamp"),
+        "completed_at": status.get("completionTimestamp"),
+        "items_backed_up": (status.get("progress") or {}).get("itemsBackedUp"),
+        "schedule_name": (metadata.get("labels") or {}).get(SCHEDULE_NAME_LABEL),
+    }
+    return {
+        "metadata": _mirror_metadata(source, BACKUP_SOURCE_LABEL),
+        "spec": serialized_spec(
+            BackupSpec, fields, f"Velero Backup {metadata['namespace']}/{metadata['name']}"
+        ),
+    }
+
+
+def _started(backup: JsonObject) -> datetime:
+    moment = (backup.get("status") or {}).get("startTimestamp") or (backup.get("metadata") or {}).get(
+        "creationTimestamp"
+    )
+    return datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
+
+
+def last_backup(ctx: WorkerContext, schedule: JsonObject) -> tuple[str | None, str | None]:
+    """(last_backup_at, last_backup_name) of a Velero Schedule."""
+    metadata = schedule.get("metadata") or {}
+    recorded = (schedule.get("status") or {}).get("lastBackup")
+    if isinstance(recorded, dict):
+        return recorded.get("startTime"), recorded.get("name")
+    backups = [
+        backup
+        for backup in ctx.objects.list(VELERO_BACKUP, str(metadata["namespace"]))
+        if ((backup.get("metadata") or {}).get("labels") or {}).get(SCHEDULE_NAME_LABEL) == metadata["name"]
+    ]
+    newest = max(backups, key=_started, default=None)
+    if newest is None:
+        return recorded, None
+    started = recorded or (newest.get("status") or {}).get("startTimestamp")
+    return started, str(newest["metadata"]["name"])
+
+
+def desired_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
+    """The polycrate.io BackupSchedule that mirrors a Velero Schedule, per the Schedule-Mapping table."""
+    metadata = source.get("metadata") or {}
+    spec = source.get("spec") or {}
+    last_at, last_name = last_backup(ctx, source)
+    fields = {
+        "name": metadata["name"],
+        "source_velero": _source_ref(source),
+        "schedule_cron": spec.get("schedule"),
+        "paused": bool(spec.get("paused")),
+        "last_backup_at": last_at,
+        "last_backup_name": last_name,
+    }
+    return {
+        "metadata": _mirror_metadata(source, SCHEDULE_SOURCE_LABEL),
+        "spec": serialized_spec(
+            BackupScheduleSpec, fields, f"Velero Schedule {metadata['namespace']}/{metadata['name']}"
+        ),
+    }
+
+
+class VeleroBackupHandler(KindHandler):
+    """First stage: a Velero Backup → its polycrate.io Backup; wakes the Schedule that made it."""
+
+    kind = VELERO_BACKUP
+
+    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
+        self.queue_factory = queue_factory
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        config = read_operator_config(ctx)
+        section = config.section(SECTION) if config else None
+        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return  # discovery off, or going away: the garbage collector takes its CR along
+        excluded = out_of_scope(section, key.namespace)
+        if excluded:
+            delete_discovered(ctx, ObjectKey("Backup", key.namespace, mirror_name(key.name)), reason=excluded)
+            return
+        apply_discovered(ctx, "Backup", desired_backup(obj))
+        schedule = ((obj.get("metadata") or {}).get("labels") or {}).get(SCHEDULE_NAME_LABEL)
+        if schedule:
+            wake(
+                ctx,
+                self.queue_factory,
+                [ObjectKey(VELERO_SCHEDULE, key.namespace, schedule)],
+                reason="its backup changed",
+            )
+
+
+class VeleroScheduleHandler(KindHandler):
+    """First stage: a Velero Schedule → its polycrate.io BackupSchedule."""
+
+    kind = VELERO_SCHEDULE
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        config = read_operator_config(ctx)
+        section = config.section(SECTION) if config else None
+        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        excluded = out_of_scope(section, key.namespace)
+        if excluded:
+            cr_key = ObjectKey("BackupSchedule", key.namespace, mirror_name(key.name))
+            delete_discovered(ctx, cr_key, reason=excluded)
+            return
+        apply_discovered(ctx, "BackupSchedule", desired_schedule(ctx, obj))
+
+
+def _when(moment: datetime | None) -> str | None:
+    return timestamp(moment) if moment else None
+
+
+class _VeleroMirrorHandler(ScopedDiscoveredHandler):
+    section = SECTION
+
+    def out_of_scope(self, section: Any, key: ObjectKey, obj: JsonObject, spec: BaseModel) -> str | None:
+        assert isinstance(spec, MirroredBackupSpec)
+        return out_of_scope(section, key.namespace) if spec.source_velero else None
+
+    @staticmethod
+    def _identity(key: ObjectKey, spec: MirroredBackupSpec, target: ApiTarget) -> dict[str, Any]:
+        source = spec.source_velero or spec.source_cnpg
+        return {
+            "cluster": target.cluster_id,
+            "namespace": (source.namespace if source else None) or key.namespace,
+            "source": "velero" if spec.source_velero else "cnpg",
+        }
+
+
+class BackupHandler(_VeleroMirrorHandler):
+    """Second stage: a polycrate.io Backup → the Polycrate API's /backups/."""
+
+    kind = "Backup"
+
+    def collection(self, client: PolycrateApiClient) -> ResourceCollection:
+        return client.backups
+
+    def payload(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel, target: ApiTarget
+    ) -> dict[str, Any]:
+        assert isinstance(spec, BackupSpec)
+        return {
+            **self._identity(key, spec, target),
+            "name": spec.name,
+            "status": spec.status,
+            "retention_policy": spec.retention_policy,
+            "started_at": _when(spec.started_at),
+            "completed_at": _when(spec.completed_at),
+            "items_backed_up": spec.items_backed_up,
+            "schedule_name": spec.schedule_name,
+        }
+
+
+class BackupScheduleHandler(_VeleroMirrorHandler):
+    """Second stage: a polycrate.io BackupSchedule → the Polycrate API's /backup-schedules/."""
+
+    kind = "BackupSchedule"
+
+    def collection(self, client: PolycrateApiClient) -> ResourceCollection:
+        return client.backup_schedules
+
+    def payload(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel, target: ApiTarget
+    ) -> dict[str, Any]:
+        assert isinstance(spec, BackupScheduleSpec)
+        return {
+            **self._identity(key, spec, target),
+            "name": spec.name,
+            "schedule_cron": spec.schedule_cron,
+            "paused": spec.paused,
+            "last_backup_at": _when(spec.last_backup_at),
+            "last_backup_name": spec.last_backup_name,
+        }
+
+
+def handlers() -> list[KindHandler]:
+    return [VeleroBackupHandler(), VeleroScheduleHandler(), BackupHandler(), BackupScheduleHandler()]
