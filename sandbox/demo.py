@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gitlab
 import yaml
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from kubernetes import dynamic
 from kubernetes.client import ApiClient
 from kubernetes.dynamic.exceptions import NotFoundError
@@ -116,6 +119,47 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
             doc["spec"]["api_sync"]["api_url"] = state["polycrate_api"]["url"]
         out.append(doc)
     return out
+
+
+def seed_users(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[str]:
+    """Create the people the Contacts name in Keycloak and GitLab, through their official APIs.
+
+    In a real installation users appear in Keycloak and GitLab at their first login; the
+    sandbox plays that login so the Contacts have someone to map.
+    """
+    state = systems.state()["systems"]
+    seeded = []
+    for doc in documents:
+        if doc.get("kind") != "Contact":
+            continue
+        person = (doc.get("spec") or {}).get("keycloak") or {}
+        username, email = person.get("username"), person.get("email")
+        if not username:
+            continue
+        realms = {
+            (d.get("spec") or {}).get("keycloak", {}).get("realm")
+            for d in documents
+            if d.get("kind") == "SoftwareDeliveryPlatform"
+        } - {None}
+        for realm in sorted(realms):
+            admin = KeycloakAdmin(
+                connection=KeycloakOpenIDConnection(
+                    server_url=state["keycloak"]["url"],
+                    realm_name=realm,
+                    client_id=state["keycloak"]["client_id"],
+                    client_secret_key=state["keycloak"]["client_secret"],
+                )
+            )
+            if not admin.get_users({"username": username, "exact": True}):
+                admin.create_user({"username": username, "email": email, "enabled": True})
+        gl = gitlab.Gitlab(state["gitlab"]["url"], private_token=state["gitlab"]["token"])
+        if not gl.users.list(username=username):
+            gl.users.create(
+                {"username": username, "email": email or f"{username}@example.com", "name": username,
+                 "password": secrets.token_urlsafe(16), "skip_confirmation": True}
+            )  # fmt: skip
+        seeded.append(username)
+    return seeded
 
 
 def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -215,6 +259,9 @@ class Sandbox:
         install_crds(api_client, crd_manifests())
         self.echo(f"installed {len(KINDS)} CRDs")
         documents = point_at_emulators(load_manifests(), self.systems)
+        seeded = seed_users(documents, self.systems)
+        if seeded:
+            self.echo(f"users who logged in once (Keycloak, GitLab): {', '.join(seeded)}")
         self.applied = apply(api_client, documents)
         self.echo(f"applied {len(self.applied)} objects from {MANIFESTS_DIR}")
 
