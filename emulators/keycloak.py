@@ -772,7 +772,8 @@ class KeycloakEmulator(EmulatorServer):
     @_synchronized
     def list_realms(self, request: Request) -> Response:
         token = self._bearer(request)
-        assert token is not None  # authenticate() let the request through
+        if token is None:  # expired between authenticate() and here
+            return json_response({"error": "HTTP 401 Unauthorized"}, 401)
         # A master-realm administrator sees every realm; a realm's own admin only that realm.
         visible = [r for r in self.realms.values() if token.realm in (MASTER_REALM, r.name)]
         brief = _flag(request, "briefRepresentation", False)
