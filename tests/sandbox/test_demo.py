@@ -40,3 +40,63 @@ def test_manifests_are_pointed_at_the_running_emulators():
         assert secrets["keycloak-creds"]["client-secret"] == systems.keycloak.client_secret
         config = next(d for d in documents if d["kind"] == "OperatorConfig")
         assert config["spec"]["api_sync"]["api_url"] == systems.polycrate_api.url
+
+
+@pytest.mark.slow
+def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
+    """What a person sees through each system's own client once the sandbox is Ready."""
+    import gitlab
+    import requests
+    from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+
+    from sandbox.demo import Sandbox, SandboxOptions
+
+    with Sandbox(SandboxOptions(workdir=tmp_path, timeout=120), echo=lambda _: None) as demo:
+        demo.start()
+        report = demo.wait_until_reconciled()
+        assert report.ready, [(o.kind, o.name, o.phase, o.message) for o in report.objects if not o.settled]
+        systems = json.loads(report.state_file.read_text())["systems"]
+
+        kc = systems["keycloak"]
+        keycloak = KeycloakAdmin(
+            connection=KeycloakOpenIDConnection(
+                server_url=kc["url"],
+                realm_name="acme",
+                client_id=kc["client_id"],
+                client_secret_key=kc["client_secret"],
+            )
+        )
+        org_group = keycloak.get_group_by_path("/acme-corp")
+        subgroups = {g["name"] for g in keycloak.get_group_children(org_group["id"])}
+        assert subgroups == {"acme-corp-admins", "acme-corp-developers", "acme-corp-viewers"}
+        john = keycloak.get_user_id("john.doe")
+        john_groups = {g["path"] for g in keycloak.get_user_groups(john)}
+        assert {"/acme-corp/acme-corp-developers", "/shared-developers"} <= john_groups
+
+        gl = gitlab.Gitlab(systems["gitlab"]["url"], private_token=systems["gitlab"]["token"])
+        assert gl.groups.get("acme-corp").visibility == "private"
+        assert gl.groups.get("shared-libs").visibility == "internal"
+
+        hb = systems["harbor"]
+        auth = (hb["username"], hb["password"])
+        summary = requests.get(
+            f"{hb['url']}/api/v2.0/projects/acme-corp/summary", auth=auth, timeout=5
+        ).json()
+        assert summary["quota"]["hard"]["storage"] == 50 * 1024**3
+        assert (
+            requests.get(f"{hb['url']}/api/v2.0/projects/shared-images", auth=auth, timeout=5).status_code
+            == 200
+        )
+
+        argocd = systems["argocd"]
+        headers = {"Authorization": f"Bearer {argocd['token']}"}
+        project = requests.get(
+            f"{argocd['url']}/api/v1/projects/acme-corp", headers=headers, timeout=5
+        ).json()
+        roles = {role["name"]: role for role in project["spec"]["roles"]}
+        assert "acme-corp-admins" in roles["admin"]["groups"]
+        assert "p, proj:acme-corp:admin, applications, *, acme-corp/*, allow" in roles["admin"]["policies"]
+        clusters = requests.get(f"{argocd['url']}/api/v1/clusters", headers=headers, timeout=5).json()[
+            "items"
+        ]
+        assert "https://api.prod.example.com:6443" in {c["server"] for c in clusters}
