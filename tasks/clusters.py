@@ -25,7 +25,7 @@ from tasks.context import WorkerContext
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.standalone import OperatorState, enqueue
+from tasks.standalone import OperatorState, enqueue, list_objects
 from workers.argocd import ArgoCDClient, ClusterCredentials
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def cluster_credentials(ctx: WorkerContext, key: ObjectKey, spec: K8sClusterSpec
 def projects_using_cluster(ctx: WorkerContext, namespace: str, cluster: str) -> list[ObjectKey]:
     """ArgoCDProjects of the namespace whose destinations name the K8sCluster in clusterRef."""
     keys = []
-    for obj in ctx.objects.list("ArgoCDProject", namespace):
+    for obj in list_objects(ctx, "ArgoCDProject", namespace):
         spec = obj.get("spec") or {}
         if any(
             isinstance(d, dict) and d.get("clusterRef") == cluster for d in spec.get("destinations") or []

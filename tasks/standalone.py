@@ -36,7 +36,7 @@ from tasks.connections import PlatformConnections, platform
 from tasks.context import WorkerContext
 from tasks.handlers import CustomResourceHandler
 from tasks.keys import ObjectKey
-from tasks.objects import JsonObject
+from tasks.objects import JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
@@ -134,6 +134,14 @@ def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> No
             raise TransientError(f"could not enqueue {key.describe()} ({type(exc).__name__})") from None
 
 
+def list_objects(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
+    """The objects of a polycrate.io kind in the namespace; none when its CRD is not installed."""
+    try:
+        return ctx.objects.list(kind, namespace)
+    except NotFoundError:
+        return []
+
+
 def _raw_spec(obj: JsonObject) -> dict[str, Any]:
     """The spec as stored, for cleanup, which must work even when the spec no longer validates."""
     spec = obj.get("spec")
@@ -221,7 +229,7 @@ class KeycloakDirectory:
     def _organizations_of_sdp(self) -> list[tuple[str, OrganizationSpec, JsonObject]]:
         if self._organizations is None:
             found = []
-            for obj in self.ctx.objects.list("Organization", self.key.namespace):
+            for obj in list_objects(self.ctx, "Organization", self.key.namespace):
                 try:
                     spec = parse_spec(obj)
                 except InvalidSpecError:
@@ -265,7 +273,7 @@ class KeycloakDirectory:
     def _groups_declaring(self, name: str) -> list[tuple[str, str | None]]:
         """(owner, its phase) of each ContactGroup or Organization of this SDP that creates `name`."""
         declaring = []
-        for obj in self.ctx.objects.list("ContactGroup", self.key.namespace):
+        for obj in list_objects(self.ctx, "ContactGroup", self.key.namespace):
             try:
                 spec = parse_spec(obj)
             except InvalidSpecError:

@@ -78,8 +78,7 @@ def cluster(
     return Cluster(kube_api_client, redis_client, kube_namespace)
 
 
-@pytest.fixture
-def production(
+def production_platform(
     cluster: Cluster, systems: dict[str, Any], kube_api_client: kubernetes.client.ApiClient
 ) -> ObjectKey:
     """The spec's SDP "production" on the emulators, with the spec's Argo CD role templates."""
@@ -99,6 +98,13 @@ def production(
         },
     )
     return key
+
+
+@pytest.fixture
+def production(
+    cluster: Cluster, systems: dict[str, Any], kube_api_client: kubernetes.client.ApiClient
+) -> ObjectKey:
+    return production_platform(cluster, systems, kube_api_client)
 
 
 @pytest.fixture(scope="module")
