@@ -109,18 +109,19 @@ def combined_error(failures: list[tuple[str, PolycrateError]]) -> PolycrateError
     message = "; ".join(f'SDP "{sdp}": {error}' for sdp, error in failures)
     errors = [error for _, error in failures]
     if all(isinstance(error, PermanentError) for error in errors):
-        first = errors[0]
-        if isinstance(first, InvalidSpecError) and len(errors) == 1:
-            return InvalidSpecError(message)
-        if isinstance(first, DependencyNotFoundError) and len(errors) == 1:
-            return DependencyNotFoundError(message)
-        return PermanentError(message, reason=getattr(first, "reason", "Failed"))
+        kinds = {type(error) for error in errors}
+        if len(kinds) == 1 and kinds <= {InvalidSpecError, DependencyNotFoundError}:
+            return kinds.pop()(message)
+        return PermanentError(message, reason=getattr(errors[0], "reason", "Failed"))
     retry_after = max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0) or None
     return TransientError(message, retry_after=retry_after)
 
 
-def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
-    """The merge-patch value of a per-SDP status map: SDPs no longer wanted are set to null."""
+def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge-patch value of a per-SDP status map: SDPs no longer wanted are set to null
+    (a merge patch merges maps), and an empty map removes the field."""
+    if not wanted:
+        return None
     return {**{sdp: None for sdp in current if sdp not in wanted}, **wanted}
 
 
