@@ -63,6 +63,8 @@ ORGANIZATION_REFERRERS: dict[str, Callable[[Mapping[str, Any]], Iterable[str]]] 
     "GitLabGroup": lambda spec: (a.get("organization", "") for a in spec.get("organizationAccess") or ()),
     "HarborProject": lambda spec: (a.get("organization", "") for a in spec.get("organizationAccess") or ()),
 }
+# kinds whose spec.accessControl[].keycloakGroup may name a ContactGroup's Keycloak group
+ACCESS_CONTROL_KINDS = ("GitLabGroup", "HarborProject", "ArgoCDProject")
 
 
 def gitlab_access_level(role: str) -> str:
@@ -174,8 +176,8 @@ class DependencyNotifyingHandler(CustomResourceHandler):
         super().__init__(KINDS[kind])
         self._sender = sender
 
-    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
-        """Keys of the objects that refer to `key` and may be waiting for it."""
+    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
+        """Keys of the objects that refer to `obj` and may be waiting for it."""
         return []
 
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -184,7 +186,7 @@ class DependencyNotifyingHandler(CustomResourceHandler):
         if was_ready or (obj.get("metadata") or {}).get("deletionTimestamp"):
             return
         queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
-        for dependent in self.dependents(ctx, key):
+        for dependent in self.dependents(ctx, key, obj):
             try:
                 queue.add(dependent, reason=f"{key.describe()} is Ready")
             except Exception as exc:  # broker or Redis trouble: the key stays pending for the resync
@@ -500,7 +502,7 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if owned.keycloak_group_id is not None and keycloak_client is not None:
             _delete_keycloak_group(ctx, obj, keycloak_client, names.keycloak_group, owned.keycloak_group_id)
 
-    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
+    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
         found: list[ObjectKey] = []
         for kind, names_of in ORGANIZATION_REFERRERS.items():
             found += self.referrers(ctx, kind, key.namespace, lambda spec, n=names_of: key.name in n(spec))
@@ -578,13 +580,22 @@ class ContactGroupHandler(DependencyNotifyingHandler):
         if failures:
             raise _combined(failures)
 
-    def dependents(self, ctx: WorkerContext, key: ObjectKey) -> list[ObjectKey]:
-        return self.referrers(
+    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
+        found = self.referrers(
             ctx,
             "Contact",
             key.namespace,
             lambda spec: any(m.get("contactGroup") == key.name for m in spec.get("additionalGroups") or ()),
         )
+        group = str(((obj.get("spec") or {}).get("keycloak") or {}).get("groupName") or key.name)
+        for kind in ACCESS_CONTROL_KINDS:
+            found += self.referrers(
+                ctx,
+                kind,
+                key.namespace,
+                lambda spec: any(a.get("keycloakGroup") == group for a in spec.get("accessControl") or ()),
+            )
+        return found
 
 
 # --- Contact ----------------------------------------------------------------------------------

@@ -353,6 +353,25 @@ def test_contact_group_gets_a_keycloak_group_in_every_listed_sdp_and_loses_them_
     assert cluster.get(key) is None
 
 
+def test_contact_group_becoming_ready_enqueues_the_contacts_and_access_controls_that_name_it(
+    cluster: Cluster, kube_install_crd: Callable[..., dict[str, Any]]
+) -> None:
+    kube_install_crd(CRDS / "gitlabgroups.polycrate.io.yaml")
+    shared_libs = cluster.create("gitlabgroups", example("gitlabgroup-shared-libs.yaml", cluster.namespace))
+    elsewhere = _contact(cluster)  # in shared-developers
+    admin = example("contact-john-doe.yaml", cluster.namespace)
+    admin["metadata"]["name"] = "jane-roe"
+    admin["spec"]["additionalGroups"] = [{"contactGroup": "platform-admins"}]
+    jane = cluster.create("contacts", admin)
+    key = _contact_group(cluster, "platform-admins")
+
+    assert cluster.reconcile(key).result == "succeeded"
+
+    enqueued = {sent for sent, _, _ in cluster.sender.sent} - {key}
+    assert enqueued == {jane, shared_libs}
+    assert elsewhere not in enqueued
+
+
 # --- Contact ----------------------------------------------------------------------------------
 
 
