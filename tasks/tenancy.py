@@ -159,7 +159,8 @@ def _delete_keycloak_group(
 def _harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
     """The name of the Harbor project with this id, or None when it is gone."""
     what = f"get project {project_id}"
-    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(403, 404))
+    # Only 404 means gone; a 403 is a rights problem that must not make the operator forget the id.
+    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(404,))
     if response.status_code != 200:
         return None
     try:
