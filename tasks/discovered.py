@@ -68,6 +68,13 @@ def label_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:_MAX_LABEL_VALUE].strip("-_.")
 
 
+def moment(value: Any) -> datetime | None:
+    """A Kubernetes timestamp ("2026-01-06T14:30:00Z") as an aware datetime; None when absent."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def is_discovered(obj: JsonObject) -> bool:
     """Whether the operator wrote this CR from a source (and may therefore delete it)."""
     return ((obj.get("metadata") or {}).get("labels") or {}).get(DISCOVERED_LABEL) == "true"

@@ -12,7 +12,7 @@ Backup labelled `velero.io/schedule-name=<schedule>`; a Backup therefore wakes i
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from tasks.discovered import (
     bounded_name,
     delete_discovered,
     label_value,
+    moment,
     owner_reference,
     serialized_spec,
     wake,
@@ -99,10 +100,12 @@ def desired_backup(source: JsonObject) -> JsonObject:
 
 
 def _started(backup: JsonObject) -> datetime:
-    moment = (backup.get("status") or {}).get("startTimestamp") or (backup.get("metadata") or {}).get(
-        "creationTimestamp"
+    started = moment((backup.get("status") or {}).get("startTimestamp"))
+    return (
+        started
+        or moment((backup.get("metadata") or {}).get("creationTimestamp"))
+        or datetime.min.replace(tzinfo=UTC)
     )
-    return datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
 
 
 def last_backup(ctx: WorkerContext, schedule: JsonObject) -> tuple[str | None, str | None]:

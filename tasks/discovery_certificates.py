@@ -28,6 +28,7 @@ from tasks.discovered import (
     bounded_name,
     delete_discovered,
     label_value,
+    moment,
     owner_reference,
     serialized_spec,
 )
@@ -54,12 +55,6 @@ def certificate_name(namespace: str, name: str) -> str:
     return bounded_name(f"certmanager-{namespace}-{name}")
 
 
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
 def _condition(source: JsonObject, condition_type: str) -> JsonObject:
     conditions = (source.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c.get("type") == condition_type), {})
@@ -75,7 +70,7 @@ def certificate_state(source: JsonObject, now: datetime) -> tuple[bool, Certific
     """
     ready = _condition(source, "Ready")
     issuing = _condition(source, "Issuing")
-    not_after = _moment((source.get("status") or {}).get("notAfter"))
+    not_after = moment((source.get("status") or {}).get("notAfter"))
     expired = not_after is not None and not_after <= now
     if ready.get("status") == "True":
         if expired:

@@ -63,6 +63,7 @@ class DiscoveryWorld:
         self.namespace = cluster.namespace
         self.source_namespaces = [cluster.namespace]
         self._seen = 0
+        self._own_tasks: set[str] = set()
         self.api = api
         self.clock = FakeClock(datetime(2026, 1, 6, 14, 30, tzinfo=UTC))
         self.core = kubernetes.client.CoreV1Api(api_client)
@@ -98,8 +99,9 @@ class DiscoveryWorld:
             if exc.status != 409:
                 raise
 
-    def namespace_named(self, name: str) -> str:
-        """A further namespace for the test (e.g. velero), emptied of sources at the end."""
+    def extra_namespace(self, suffix: str) -> str:
+        """A further namespace for the test, deleted (after its sources) at the end."""
+        name = f"{self.namespace}-{suffix}"
         self._ensure_namespace(name)
         self.source_namespaces.append(name)
         return name
@@ -118,22 +120,23 @@ class DiscoveryWorld:
         """An event for `key` and the run of its task (the one already waiting, if a flow woke it)."""
         self.cluster.queue.add(key)
         task_id = next(t for k, t, _ in reversed(self.cluster.sender.sent) if k == key)
+        self._own_tasks.add(task_id)
         return self.cluster.reconciler.run(str(key), task_id)
 
     def woken(self) -> set[ObjectKey]:
         """Keys sent to the queue since the last call (the reconciles the flows asked for)."""
         sent = self.cluster.sender.sent
         new, self._seen = sent[self._seen :], len(sent)
-        return {key for key, _, _ in new}
+        return {key for key, task_id, _ in new if task_id not in self._own_tasks}
 
     def settle(self, keys: Iterable[ObjectKey], *, rounds: int = 5) -> None:
-        """Reconcile `keys`, then whatever they woke, until nothing more is woken."""
-        pending = set(keys)
+        """Reconcile `keys` in order, then whatever they woke, until nothing more is woken."""
+        pending = list(dict.fromkeys(keys))
         for _ in range(rounds):
             self.woken()
-            for key in sorted(pending):
+            for key in pending:
                 self.reconcile(key)
-            pending = self.woken()
+            pending = sorted(self.woken())
             if not pending:
                 return
         raise AssertionError(f"still waking {sorted(pending)} after {rounds} rounds")
@@ -185,7 +188,7 @@ class DiscoveryWorld:
             return [dict(o) for o in self.api.objects[family].values()]
 
     def remove_sources(self) -> None:
-        """Delete the sources (and so, by garbage collection, their CRs) before the namespace goes.
+        """Delete the sources (and so, by garbage collection, their CRs) before the namespaces go.
 
         The Kubernetes emulator's namespace deletion fails with a 500 when it meets a dependent
         the garbage collector removed a moment earlier in the same sweep.
@@ -203,6 +206,8 @@ class DiscoveryWorld:
                     )
         for namespace in self.source_namespaces:
             self.core.delete_collection_namespaced_secret(namespace, label_selector="polycrate.io/type=meta")
+        for namespace in self.source_namespaces[1:]:
+            self.core.delete_namespace(namespace)
 
 
 @pytest.fixture(name="world")

@@ -191,7 +191,7 @@ def test_schedule_that_never_ran_has_no_last_backup(flows: DiscoveryWorld) -> No
 
 def test_backups_outside_the_velero_namespace_are_not_discovered(flows: DiscoveryWorld) -> None:
     _velero(flows)
-    elsewhere = flows.namespace_named(f"{flows.namespace}-apps")
+    elsewhere = flows.extra_namespace("apps")
     source = _backup(flows, namespace=elsewhere)
 
     flows.reconcile(source)
