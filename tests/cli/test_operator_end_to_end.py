@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from polycrate.cli import main
 from tests.cli.operator_process import OperatorProcess, OperatorProcesses
 from tests.fixtures.kube import Kubectl
+from tests.tasks.support import platform_manifests
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 CRDS = REPOSITORY_ROOT / "deploy" / "crds"
@@ -62,10 +63,29 @@ def without_quota_pattern(crd: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def operator(
-    kubectl: Kubectl, kube_install_crd: Callable[..., dict], tmp_path: Path, kubeconfig: str, redis_url: str
+    kubectl: Kubectl,
+    kube_install_crd: Callable[..., dict],
+    tmp_path: Path,
+    kubeconfig: str,
+    redis_url: str,
+    keycloak_emulator: Any,
+    gitlab_emulator: Any,
+    harbor: Any,
+    argocd: Any,
 ) -> Iterator[OperatorProcess]:
     kubectl("apply", "-f", str(EXAMPLES / "00-namespaces.yaml"))
     kube_install_crd(CRDS / "organizations.polycrate.io.yaml")
+    kube_install_crd(CRDS / "softwaredeliveryplatforms.polycrate.io.yaml")
+    # The Organization's SDP "production", its systems being the emulators over HTTP.
+    platform = platform_manifests(
+        "polycrate",
+        "production",
+        keycloak=keycloak_emulator,
+        gitlab=gitlab_emulator,
+        harbor=harbor,
+        argocd=argocd,
+    )
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(platform))
     kube_install_crd(
         without_quota_pattern(yaml.safe_load((CRDS / "harborprojects.polycrate.io.yaml").read_text()))
     )
@@ -126,6 +146,8 @@ def test_an_organization_applied_with_kubectl_is_reconciled_and_shown_everywhere
     entry = json.loads(as_json.output)["kinds"]["Organization"]["objects"][0]
     assert (entry["name"], entry["phase"], entry["observedGeneration"]) == ("acme-corp", "Ready", 2)
     assert updated["status"]["observedGeneration"] == 2
+    # Provisioned for real, not only validated: the Organization's group exists in the emulated GitLab.
+    assert org["status"]["gitlabGroupID"]
 
 
 @pytest.mark.slow

@@ -51,3 +51,50 @@ def example(name: str, namespace: str) -> JsonObject:
     obj.pop("status", None)
     obj["metadata"]["namespace"] = namespace
     return obj
+
+
+def platform_manifests(
+    namespace: str, name: str, *, keycloak: Any, gitlab: Any, harbor: Any, argocd: Any
+) -> list[JsonObject]:
+    """Secrets and a SoftwareDeliveryPlatform `name` whose four systems are the given emulators."""
+
+    def secret(secret_name: str, data: dict[str, str]) -> JsonObject:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret_name, "namespace": namespace},
+            "stringData": data,
+        }
+
+    return [
+        secret("keycloak-creds", {"client-id": keycloak.client_id, "client-secret": keycloak.client_secret}),
+        secret("gitlab-creds", {"token": gitlab.admin_token}),
+        secret("harbor-creds", {"username": harbor.admin_username, "password": harbor.admin_password}),
+        secret("argocd-creds", {"token": argocd.token}),
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "SoftwareDeliveryPlatform",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "keycloak": {
+                    "url": keycloak.url,
+                    "realm": keycloak.realm,
+                    "credentialsRef": {"secretName": "keycloak-creds"},
+                },
+                "gitlab": {"url": gitlab.url, "credentialsRef": {"secretName": "gitlab-creds"}},
+                "harbor": {"url": harbor.url, "credentialsRef": {"secretName": "harbor-creds"}},
+                "argocd": {
+                    "url": argocd.url,
+                    "credentialsRef": {"secretName": "argocd-creds"},
+                    "roles": {
+                        "admin": {
+                            "policies": ["p, proj:{project}:admin, applications, *, {project}/*, allow"]
+                        },
+                        "developer": {
+                            "policies": ["p, proj:{project}:developer, applications, get, {project}/*, allow"]
+                        },
+                    },
+                },
+            },
+        },
+    ]

@@ -19,7 +19,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from tests.tasks.support import CRDS
-from tests.tasks.test_handlers import Cluster
+from tests.tasks.test_handlers import Cluster, spec_example_of
 from workers import argocd, gitlab, harbor, keycloak
 
 
@@ -218,3 +218,17 @@ def test_no_credential_reaches_logs_redis_status_or_events(
     texts += [repr(event) for event in cluster.events(key)]
     for secret in secrets:
         assert not any(secret in text for text in texts), "a credential leaked"
+
+
+def test_spec_example_platform_without_its_secrets_ends_in_error_naming_the_secret(
+    cluster: Cluster, kube_install_crd: Callable[..., dict[str, Any]]
+) -> None:
+    kube_install_crd(CRDS / "softwaredeliveryplatforms.polycrate.io.yaml")
+    obj = spec_example_of("SoftwareDeliveryPlatform")
+    obj["metadata"]["namespace"] = cluster.namespace
+    key = cluster.create("softwaredeliveryplatforms", obj)
+
+    assert cluster.reconcile(key).result == "failed"
+
+    ready = next(c for c in cluster.get(key)["status"]["conditions"] if c["type"] == "Ready")
+    assert f"Secret {cluster.namespace}/keycloak-creds not found" in ready["message"]

@@ -28,11 +28,12 @@ from celery import Celery
 from polycrate.settings import Settings
 from tasks.app import RECONCILE_TASK_NAME, create_app
 from tasks.keys import ObjectKey
+from tasks.objects import ObjectAPI
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.redis import RedisServer
 from tests.fixtures.workers import WorkerPool
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects
-from tests.tasks.support import CRDS, example, without_spec_validation
+from tests.tasks.support import CRDS, example, platform_manifests, without_spec_validation
 
 pytestmark = pytest.mark.slow
 
@@ -231,8 +232,23 @@ def test_organization_goes_from_queue_to_worker_to_ready_status(
     kube_install_crd: Callable[..., dict[str, Any]],
     kube_api_client: kubernetes.client.ApiClient,
     kube_namespace: str,
+    keycloak_emulator: Any,
+    gitlab_emulator: Any,
+    harbor: Any,
+    argocd: Any,
 ) -> None:
     kube_install_crd(CRDS / "organizations.polycrate.io.yaml")
+    kube_install_crd(CRDS / "softwaredeliveryplatforms.polycrate.io.yaml")
+    objects = ObjectAPI(kube_api_client)
+    for manifest in platform_manifests(
+        kube_namespace,
+        "production",
+        keycloak=keycloak_emulator,
+        gitlab=gitlab_emulator,
+        harbor=harbor,
+        argocd=argocd,
+    ):
+        objects.create(manifest["kind"], manifest)
     organization = example("organization-acme-corp.yaml", kube_namespace)
     custom = kubernetes.client.CustomObjectsApi(kube_api_client)
     custom.create_namespaced_custom_object(
@@ -248,8 +264,9 @@ def test_organization_goes_from_queue_to_worker_to_ready_status(
         )
         return {**obj.get("status", {}), "generation": obj["metadata"]["generation"]}
 
-    wait_until(lambda: status().get("phase") == "Ready", 20, "the Organization never became Ready")
+    wait_until(lambda: status().get("phase") == "Ready", 30, "the Organization never became Ready")
     assert status()["observedGeneration"] == status()["generation"]
+    assert status()["harborProjectID"], "the worker provisioned the Organization in the emulated Harbor"
 
 
 def test_invalid_spec_ends_in_error_with_an_event_and_is_not_reconciled_in_a_hot_loop(
