@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from polycrate.errors import InvalidSpecError, TransientError
+from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
@@ -205,9 +205,8 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
     deleted), `observe` (status fields read from the cluster, e.g. pod counts; also projected
     into the object `payload` sees), `retire_reason` (the observation says the CR has served
     its time), `not_synced_because` (a section may keep its CRs out of the API),
-    `status_from_payload`
-    (status fields learnt while building the payload) and `after_write` (wake the objects
-    whose status derives from this one, once its new status is readable).
+    `status_from_payload` (status fields learnt while building the payload) and `after_write`
+    (wake the objects whose status derives from this one, once its new status is readable).
     """
 
     def __init__(self, *, clock: Clock = utc_now, queue_factory: QueueFactory = default_queue) -> None:
@@ -304,6 +303,23 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
         )
         self._announce(ctx, change, phase, condition.message)
         self.after_write(ctx, key, current, change.object or current)
+
+    def report_failure(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        obj: JsonObject | None,
+        error: PolycrateError,
+        *,
+        retrying: bool,
+    ) -> None:
+        # `kubectl get` shows sync_status next to the phase: it must not keep saying "synced".
+        if obj is not None and self.names.sync_status:
+            try:
+                ctx.status.write(key, StatusUpdate(fields={self.names.sync_status: "error"}))
+            except PolycrateError as exc:
+                log.warning("could not mark the sync of %s failed: %s", key, exc)
+        super().report_failure(ctx, key, obj, error, retrying=retrying)
 
     def _unsynced_condition(self, config: DiscoveryConfig | None, section: Any) -> ConditionUpdate:
         if config is None:

@@ -45,6 +45,7 @@ SPEC_EXAMPLE_META = {
 
 @pytest.fixture
 def flows(world: DiscoveryWorld) -> DiscoveryWorld:
+    world.install("K8sApp", "Artifact")
     world.use(
         MetaSecretHandler(),
         PodHandler(queue_factory=world.queue_for),

@@ -18,11 +18,13 @@ from tasks.discovery_backups import (
 )
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
+from tests.fixtures.kube import VELERO_BACKUP_CRD, VELERO_SCHEDULE_CRD
 from tests.tasks.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 
 @pytest.fixture
 def flows(world: DiscoveryWorld) -> DiscoveryWorld:
+    world.install("Backup", "BackupSchedule", foreign=[VELERO_BACKUP_CRD, VELERO_SCHEDULE_CRD])
     world.use(
         VeleroBackupHandler(queue_factory=world.queue_for),
         VeleroScheduleHandler(),

@@ -14,6 +14,8 @@ import pytest
 from tasks.discovery_certificates import CertificateHandler, CertManagerCertificateHandler, certificate_state
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
+from tasks.operator_config import OperatorConfigHandler
+from tests.fixtures.kube import CERT_MANAGER_CERTIFICATE_CRD
 from tests.tasks.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 NOW = datetime(2026, 1, 6, 14, 30, tzinfo=UTC)
@@ -49,6 +51,7 @@ def _cert_manager_status(
 
 @pytest.fixture
 def flows(world: DiscoveryWorld) -> DiscoveryWorld:
+    world.install("Certificate", foreign=[CERT_MANAGER_CERTIFICATE_CRD])
     world.use(
         CertManagerCertificateHandler(clock=world.clock),
         CertificateHandler(clock=world.clock, queue_factory=world.queue_for),
@@ -347,7 +350,7 @@ def test_unresolved_workspace_parks_the_certificate_naming_the_operator_config(f
 
     status = flows.get(_mirror(flows.namespace))["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert status["phase"] == "Error"
+    assert (status["phase"], status["sync_status"]) == ("Error", "error")
     assert "OperatorConfig polycrate/default" in ready["message"] and "workspace" in ready["message"]
 
 
@@ -385,3 +388,19 @@ def test_issuer_excluded_later_removes_the_certificate_from_cluster_and_api(flow
 
     assert flows.get(_mirror(flows.namespace)) is None
     assert flows.api_objects("certificates") == []
+
+
+def test_parked_certificate_is_synced_as_soon_as_the_operator_config_resolves(flows: DiscoveryWorld) -> None:
+    flows.use(OperatorConfigHandler(queue_factory=flows.queue_for))
+    flows.operator_config(
+        resolved=False, certificate_discovery={}, local_cluster={"cluster_name": "test-cluster"}
+    )
+    flows.reconcile(_source(flows))
+    assert flows.reconcile(_mirror(flows.namespace)).result == "failed"
+
+    assert flows.reconcile(ObjectKey("OperatorConfig", "polycrate", "default")).result == "succeeded"
+    flows.settle(flows.woken())
+
+    status = flows.get(_mirror(flows.namespace))["status"]
+    assert (status["phase"], status["sync_status"]) == ("Synced", "synced")
+    assert [c["name"] for c in flows.api_objects("certificates")] == ["api-example-com-tls"]
