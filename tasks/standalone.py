@@ -446,20 +446,13 @@ class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
             ctx.events.record(obj, "Warning", "CleanupSkipped", message)
 
 
-# --- GitLabGroup ------------------------------------------------------------------------------
-
-
-class GitLabGroupHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
-    """The GitLab group in each SDP, with the people of the named Keycloak groups as members."""
-
-    kind = "GitLabGroup"
-    status_field = "gitlabGroupIDs"
-    state_section = "gitlabMembers"
+class OrganizationAccessHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
+    """A multi-SDP kind whose `spec.organizationAccess` names Organizations to resolve first."""
 
     def prepare(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any
     ) -> dict[str, OrganizationRef]:
-        assert isinstance(spec, GitLabGroupSpec)
+        assert isinstance(spec, GitLabGroupSpec | HarborProjectSpec)
         return organization_refs(
             ctx,
             key,
@@ -469,6 +462,17 @@ class GitLabGroupHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
                 for i, a in enumerate(spec.organizationAccess)
             ),
         )
+
+
+# --- GitLabGroup ------------------------------------------------------------------------------
+
+
+class GitLabGroupHandler(OrganizationAccessHandler):
+    """The GitLab group in each SDP, with the people of the named Keycloak groups as members."""
+
+    kind = "GitLabGroup"
+    status_field = "gitlabGroupIDs"
+    state_section = "gitlabMembers"
 
     def provision_in(
         self,
@@ -586,26 +590,12 @@ class GitLabGroupHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
 # --- HarborProject ----------------------------------------------------------------------------
 
 
-class HarborProjectHandler(MultiPlatformHandler[dict[str, OrganizationRef]]):
+class HarborProjectHandler(OrganizationAccessHandler):
     """The Harbor project in each SDP, with OIDC group members named after Keycloak groups."""
 
     kind = "HarborProject"
     status_field = "harborProjectIDs"
     state_section = "harborGroups"
-
-    def prepare(
-        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any
-    ) -> dict[str, OrganizationRef]:
-        assert isinstance(spec, HarborProjectSpec)
-        return organization_refs(
-            ctx,
-            key,
-            list(spec.sdp),
-            (
-                (f"spec.organizationAccess[{i}].organization", a.organization)
-                for i, a in enumerate(spec.organizationAccess)
-            ),
-        )
 
     def provision_in(
         self,
