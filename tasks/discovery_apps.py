@@ -30,7 +30,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError
-from polycrate.models import DISCOVERED_LABEL, ArtifactSpec, K8sAppSpec, artifact_name, parse_image
+from polycrate.models import (
+    API_VERSION,
+    DISCOVERED_LABEL,
+    ArtifactSpec,
+    K8sAppSpec,
+    artifact_name,
+    parse_image,
+)
 from polycrate.models.config import ArtifactDiscovery
 from polycrate.models.fieldtypes import OBJECT_NAME_PATTERN
 from tasks.context import WorkerContext
@@ -306,9 +313,12 @@ class PodHandler(KindHandler):
         (nginx, docker.io/library/nginx:latest), and the first spelling seen stays.
         """
         try:
-            apply_discovered(ctx, "Artifact", desired_artifact(spec))
+            ctx.objects.create(
+                "Artifact", {"apiVersion": API_VERSION, "kind": "Artifact", **desired_artifact(spec)}
+            )
         except ConflictError:
             return [key]
+        log.info("created %s", key)
         return []
 
 

@@ -345,6 +345,21 @@ def test_images_of_a_pod_become_artifacts_with_the_spec_labels(flows: DiscoveryW
     }
 
 
+def test_one_image_spelt_two_ways_is_one_artifact_keeping_the_first_spelling(flows: DiscoveryWorld) -> None:
+    _artifacts(flows)
+    artifact = ObjectKey("Artifact", "", "docker-io-library-nginx-1-25")
+    flows.reconcile(_pod(flows, "short", "nginx:1.25"))
+    before = flows.get(artifact)
+
+    flows.reconcile(_pod(flows, "long", "docker.io/library/nginx:1.25"))
+    flows.reconcile(artifact)
+
+    after = flows.get(artifact)
+    assert after["spec"]["image"] == "nginx:1.25"
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["status"]["total_pod_count"] == 2
+
+
 def test_excluded_registry_and_ignored_namespace_make_no_artifact(flows: DiscoveryWorld) -> None:
     ignored = flows.extra_namespace("system")
     _artifacts(flows, exclude_registries=["registry.k8s.io"], ignore_namespaces=[ignored])
