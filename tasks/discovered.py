@@ -1,16 +1,11 @@
 """Discovered CRs: mirrored from their sources, kept in scope, linked, and synced to the API.
 
-Discovery has two stages. A source handler (cert-manager Certificate, Velero Backup/Schedule,
-meta Secret, Pod) maps its object to the desired polycrate.io CR, and `apply_discovered`
-creates it or patches only what differs (spec and our labels): an unchanged source costs one
-GET and no write. Namespaced CRs carry an ownerReference to their source, so Kubernetes'
-garbage collector deletes them with it and their own finalizer then deletes the API object;
-that is why no finalizer is put on objects we do not own (Pods, user Secrets, cert-manager and
-Velero objects), where it would block their deletion whenever the operator is down.
-The second stage, `ScopedDiscoveredHandler`, syncs a CR with operator_config's hash-checked
-sync and first asks whether the CR is still in scope of the OperatorConfig: a namespace,
-issuer or registry filtered out later deletes the CR (and thereby its API object), which a
-source handler could never do because the watcher drops the filtered-out sources' events.
+A source handler maps its object to the desired CR; `apply_discovered` creates it or patches
+only what differs, so an unchanged source costs one GET and no write. Namespaced CRs are owned
+by their source: the garbage collector deletes them with it and their own finalizer cleans up
+the API, so objects we do not own (Pods, user Secrets, Velero, cert-manager) never carry our
+finalizer and never hang on an absent operator. `ScopedDiscoveredHandler` re-checks the
+OperatorConfig's filters on each sync, since the watcher drops filtered-out sources' events.
 """
 
 from __future__ import annotations

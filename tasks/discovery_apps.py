@@ -1,19 +1,11 @@
 """K8sApp and Artifact discovery: meta Secrets and Pods → K8sApp and Artifact CRs → the API.
 
-A Secret labelled `polycrate.io/type=meta` describes one deployed block. Its data keys
-`organization`, `workspace`, `block` and `name` are required; `display_name`, `version`,
-`app_version`, `from`, `type`, `flavor`, `kind` (e.g. helm), `chart_name`, `chart_version`,
-`chart_repo_url`, `action_name`, `action_status` and `action_last_executed_at` are optional.
-It becomes K8sApp `<name>` next to it, owned by it. The K8sApp handler derives the
-installation flags from the last action, resolves the block id (workspace by name and
-organization, block by name) and syncs to /k8sapps/.
-Each image a running Pod uses becomes a cluster-scoped Artifact (no owner: many Pods in many
-namespaces share it), unless its registry is excluded. The Artifact handler counts the active
-Pods per namespace that run it; `last_seen_at` moves only when those counts change, so a
-steady cluster writes nothing, and an Artifact without Pods for `stale_threshold_hours` is
-deleted (its API object stays as an archive). Artifacts and K8sApps are linked by namespace
-in both directions; each side wakes the other when the link changes, after its own status
-write, so neither reads a stale partner.
+A meta Secret (data keys in `META_KEYS`) becomes a K8sApp owned by it; its handler derives the
+installation flags, resolves the block id and syncs to /k8sapps/. Each image of an active Pod
+becomes a cluster-scoped Artifact (no owner) counting its Pods per namespace; `last_seen_at`
+moves only when the counts do, and an Artifact without Pods for `stale_threshold_hours` is
+deleted while the API keeps it as an archive. K8sApps and Artifacts are linked by namespace;
+each side wakes the other after its own status write, so neither reads a stale partner.
 """
 
 from __future__ import annotations
@@ -78,6 +70,24 @@ REPOSITORY_LABEL = "artifacts.polycrate.io/repository"
 TAG_LABEL = "artifacts.polycrate.io/tag"
 
 REQUIRED_META_KEYS = ("organization", "workspace", "block", "name")
+# Every key a meta Secret's data may hold; `kind` (e.g. helm) only labels the K8sApp.
+META_KEYS = (
+    *REQUIRED_META_KEYS,
+    "namespace",
+    "display_name",
+    "version",
+    "app_version",
+    "from",
+    "type",
+    "flavor",
+    "kind",
+    "chart_name",
+    "chart_version",
+    "chart_repo_url",
+    "action_name",
+    "action_status",
+    "action_last_executed_at",
+)
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -105,15 +115,22 @@ def is_meta_secret(secret: JsonObject) -> bool:
 
 
 def meta_data(secret: JsonObject) -> dict[str, str]:
-    """The meta Secret's data, decoded. Errors name the key, never a value."""
+    """The known keys of the meta Secret's data, decoded; other keys are never read.
+
+    Errors name the key, never a value.
+    """
     metadata = secret.get("metadata") or {}
+    data = secret.get("data") or {}
     decoded: dict[str, str] = {}
-    for key, value in (secret.get("data") or {}).items():
+    for key in META_KEYS:
+        if key not in data:
+            continue
         try:
-            decoded[key] = base64.b64decode(value, validate=True).decode().strip()
+            decoded[key] = base64.b64decode(data[key], validate=True).decode().strip()
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidSpecError(
-                f"meta Secret {metadata.get('namespace')}/{metadata.get('name')}: data.{key} is not base64-encoded UTF-8 text"
+                f"meta Secret {metadata.get('namespace')}/{metadata.get('name')}: "
+                f"data.{key} is not base64-encoded UTF-8 text"
             ) from None
     return decoded
 

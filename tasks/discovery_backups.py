@@ -1,13 +1,10 @@
 """Backup discovery: Velero Backups and Schedules → polycrate.io Backup/BackupSchedule → the API.
 
-Only Velero objects in `backup_discovery.velero_namespace` (and not ignored there) are
-mirrored, each into `velero-<name>` next to it and owned by it, so a Backup that Velero
-expires takes its CR and API object along. The Backup-Mapping table maps phase (Completed →
-completed, Failed → failed, ...), ttl → retention_policy, the timestamps and itemsBackedUp;
-the Schedule-Mapping table maps schedule, paused and the last backup. Velero itself records
-only the time of a schedule's last backup (`status.lastBackup`), so its name is the newest
-Backup labelled `velero.io/schedule-name=<schedule>`; a Backup therefore wakes its Schedule.
-(The `status.lastBackup.{startTime,name}` object of the spec's table is read as well.)
+Velero objects in `backup_discovery.velero_namespace` (unless ignored) are mirrored into
+`velero-<name>` next to them and owned by them, so a Backup that Velero expires takes its CR
+and API object along. Velero records only the time of a Schedule's last backup, so its name is
+that of the newest Backup labelled `velero.io/schedule-name` (the spec's `status.lastBackup.
+{startTime,name}` object is read too), and a Backup wakes its Schedule.
 """
 
 from __future__ import annotations

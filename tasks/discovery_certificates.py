@@ -1,13 +1,11 @@
 """Certificate discovery: cert-manager Certificates → polycrate.io Certificate CRs → /certificates/.
 
-The source handler mirrors each cert-manager Certificate in scope of
-`certificate_discovery` (namespaces, issuer include/exclude) into `certmanager-<ns>-<name>`
-next to it, owned by it (deleted with it), per the spec's API-Mapping and Status-Mapping
-tables. `certificate_status` is judged against the current time (expired once notAfter has
-passed, expiring_soon within 30 days of it), yet it is a state, not a clock reading: it moves
-only when a threshold is crossed, which the periodic resync notices, so steady reconciles
-write nothing. The Certificate handler syncs the CR to the API and deletes the API object
-with the CR.
+Each cert-manager Certificate in scope of `certificate_discovery` (namespaces, issuer filter)
+is mirrored into `certmanager-<ns>-<name>` next to it and owned by it, per the spec's API and
+Status mapping tables. `certificate_status` is judged against the current time (expired after
+notAfter, expiring_soon within 30 days of it) but is a state, not a clock reading: it moves
+only when a threshold is crossed (noticed at the periodic resync), so steady reconciles write
+nothing. The Certificate handler syncs to the API and deletes the API object with the CR.
 """
 
 from __future__ import annotations
