@@ -732,18 +732,22 @@ class ApiServer:
                     self._delete_object(dependent_key, dependent, "Foreground")
         if is_namespace:
             for content_key, content in self.store.in_namespace(metadata["name"]):
-                if not _meta(content).get("deletionTimestamp"):
-                    self._delete_object(content_key, content, "Background")
+                self._delete_if_still_there(content_key, content)
         if key == CRD_RESOURCE.storage_key:
             instance_key = (obj["spec"]["group"], obj["spec"]["names"]["plural"])
             for instance in self.store.list(instance_key):
-                if not _meta(instance).get("deletionTimestamp"):
-                    self._delete_object(instance_key, instance, "Background")
+                self._delete_if_still_there(instance_key, instance)
         current = self.store.by_uid(uid)
         if current is None or self._try_finalize(key, current[1]) is not None:
             return None
         still_there = self.store.by_uid(uid)
         return still_there[1] if still_there else None
+
+    def _delete_if_still_there(self, key: StorageKey, listed: JsonObject) -> None:
+        """Part of a sweep: garbage collection earlier in the same sweep may already have taken it."""
+        current = self.store.by_uid(_meta(listed)["uid"])
+        if current is not None and not _meta(current[1]).get("deletionTimestamp"):
+            self._delete_object(key, current[1], "Background")
 
     def _try_finalize(self, key: StorageKey, obj: JsonObject) -> JsonObject | None:
         """Drop the system finalizers whose work is done; remove the object once none remain.

@@ -432,6 +432,29 @@ def test_deleting_a_namespace_deletes_its_objects(core: kubernetes.client.CoreV1
     assert not core.list_namespaced_config_map("doomed-ns").items
 
 
+def test_deleting_a_namespace_whose_objects_own_each_other_collects_each_once(
+    core: kubernetes.client.CoreV1Api,
+) -> None:
+    core.create_namespace({"metadata": {"name": "owned-ns"}})
+    owner = core.create_namespaced_secret("owned-ns", {"metadata": {"name": "a-owner"}})
+    core.create_namespaced_config_map(
+        "owned-ns",
+        {
+            "metadata": {
+                "name": "z-dependent",
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Secret", "name": "a-owner", "uid": owner.metadata.uid}
+                ],
+            }
+        },
+    )
+
+    core.delete_namespace("owned-ns")  # the sweep meets the dependent after collecting it with its owner
+
+    assert not core.list_namespaced_config_map("owned-ns").items
+    assert not core.list_namespaced_secret("owned-ns").items
+
+
 def test_a_terminating_namespace_refuses_new_content_and_waits_for_finalizers(
     core: kubernetes.client.CoreV1Api, kube_namespace: str
 ) -> None:
