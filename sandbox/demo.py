@@ -28,7 +28,7 @@ import gitlab
 import yaml
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from kubernetes import dynamic
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from emulators.kubernetes import KubeEmulator
@@ -41,7 +41,9 @@ from sandbox.systems import EmulatedSystems
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = Path(__file__).parent / "manifests"
-SETTLED_PHASES = {"Ready", "Synced", "Discovered"}
+SETTLED_PHASES = {"Ready", "Synced", "synced", "Discovered"}
+# What discovery must have produced from sandbox/manifests/60-discovery-sources.yaml.
+EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2}
 
 
 @dataclass
@@ -173,6 +175,11 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
             resource.get(name=doc["metadata"]["name"], namespace=namespace)
         except NotFoundError:
             resource.create(body=doc, namespace=namespace)
+            if doc.get("status") and doc["kind"] == "Node":
+                # What a kubelet reports; the API ignores status on create.
+                CoreV1Api(api_client).patch_node_status(
+                    doc["metadata"]["name"], {"status": doc["status"]}, _preload_content=False
+                )
         else:
             resource.patch(
                 body=doc,
@@ -182,6 +189,16 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
             )
         applied.append((doc["kind"], namespace or "", doc["metadata"]["name"]))
     return applied
+
+
+def discovered_keys(api_client: ApiClient) -> list[tuple[str, str, str]]:
+    """The polycrate.io objects discovery has created so far, of the kinds the sandbox expects."""
+    client = dynamic.DynamicClient(api_client)
+    keys = []
+    for kind in EXPECTED_DISCOVERED:
+        for obj in client.resources.get(api_version=API_VERSION, kind=kind).get().to_dict()["items"]:
+            keys.append((kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+    return keys
 
 
 def object_states(api_client: ApiClient, keys: list[tuple[str, str, str]]) -> list[ObjectState]:
@@ -298,8 +315,11 @@ class Sandbox:
         api_client = load_api_client(str(self.kubeconfig))
         deadline = time.monotonic() + self.options.timeout
         while True:
-            report.objects = object_states(api_client, self.applied)
-            if report.ready or time.monotonic() > deadline:
+            discovered = discovered_keys(api_client)
+            report.objects = object_states(api_client, self.applied + discovered)
+            counts = {kind: sum(1 for k in discovered if k[0] == kind) for kind in EXPECTED_DISCOVERED}
+            complete = all(counts[kind] >= wanted for kind, wanted in EXPECTED_DISCOVERED.items())
+            if (report.ready and complete) or time.monotonic() > deadline:
                 return report
             if self._operator is not None and self._operator.poll() is not None:
                 raise RuntimeError(
