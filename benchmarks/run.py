@@ -1,9 +1,11 @@
 """Benchmarks of the runtime: throughput, coalescing and cost, each against a baseline
 measured in the same run on the same machine.
 
-Everything is real: redis-server, the Kubernetes API emulator over HTTP (with injected
-latency, so a reconcile costs what API round trips cost), `polycrate operator run --workers 0`
-as the watcher and `polycrate operator worker` processes. Numbers are medians of repeated
+Everything is real: redis-server, the Kubernetes API emulator and the emulated Keycloak,
+GitLab, Harbor and Argo CD over HTTP (each with injected latency, so a reconcile costs what
+API round trips cost), `polycrate operator run --workers 0` as the watcher and
+`polycrate operator worker` processes. Each Organization is a full tenant: a Keycloak group
+with three role subgroups, a GitLab group, a Harbor project with quota, an Argo CD project. Numbers are medians of repeated
 rounds; the machine is shared and noisy, so read the ratios, not the absolute seconds.
 
   throughput   N Organizations from creation to Ready: 1 worker process with concurrency 1
@@ -35,18 +37,71 @@ from kubernetes import client as k8s
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
+from sandbox.demo import apply
 from sandbox.redis_server import LocalRedis, free_port
+from sandbox.systems import EmulatedSystems
 
 GROUP, VERSION, NAMESPACE = "polycrate.io", "v1alpha1", "bench"
 
 
 def organization(name: str) -> dict[str, Any]:
+    """A tenant in all four systems, like the spec's acme-corp."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Organization",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"sdp": "production", "displayName": name, "keycloak": {"groupName": name}},
+        "spec": {
+            "sdp": "production",
+            "displayName": name,
+            "keycloak": {"groupName": name},
+            "gitlab": {"enabled": True, "groupPath": name, "visibility": "private"},
+            "harbor": {"enabled": True, "projectName": name, "storageQuota": "10Gi"},
+            "argocd": {
+                "enabled": True,
+                "projectName": name,
+                "sourceRepos": [f"https://gitlab.example.com/{name}/*"],
+                "roleBindings": [{"role": "admin", "keycloakGroups": [f"{name}-admins"]}],
+            },
+        },
     }
+
+
+def platform(systems: EmulatedSystems) -> list[dict[str, Any]]:
+    """The SDP `production` and its Secrets, pointed at the emulated systems."""
+    state = systems.state()["systems"]
+
+    def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "stringData": data,
+        }
+
+    return [
+        secret("kc", {"client-id": state["keycloak"]["client_id"], "client-secret": state["keycloak"]["client_secret"]}),
+        secret("gl", {"token": state["gitlab"]["token"]}),
+        secret("hb", {"username": state["harbor"]["username"], "password": state["harbor"]["password"]}),
+        secret("ac", {"token": state["argocd"]["token"]}),
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SoftwareDeliveryPlatform",
+            "metadata": {"name": "production", "namespace": NAMESPACE},
+            "spec": {
+                "keycloak": {"url": state["keycloak"]["url"], "realm": state["keycloak"]["realm"],
+                             "credentialsRef": {"secretName": "kc"}},
+                "gitlab": {"url": state["gitlab"]["url"], "credentialsRef": {"secretName": "gl"}},
+                "harbor": {"url": state["harbor"]["url"], "credentialsRef": {"secretName": "hb"}},
+                "argocd": {
+                    "url": state["argocd"]["url"],
+                    "credentialsRef": {"secretName": "ac"},
+                    "roles": {"admin": {"policies": ["p, proj:{project}:admin, applications, *, {project}/*, allow"]}},
+                },
+                # The benchmark measures the operator, not a polite client: no request throttling.
+                "settings": {"rateLimit": {"requestsPerSecond": 10000, "burst": 10000}},
+            },
+        },
+    ]  # fmt: skip
 
 
 class World:
@@ -56,6 +111,7 @@ class World:
         self.workdir = workdir
         self.redis = LocalRedis(workdir / "redis").start()
         self.kube = KubeEmulator(latency_ms=latency_ms).start()
+        self.systems = EmulatedSystems(latency_ms=latency_ms).start()
         self.kubeconfig = self.kube.write_kubeconfig(workdir / "kubeconfig")
         self.api_client = load_api_client(str(self.kubeconfig))
         self.custom = k8s.CustomObjectsApi(self.api_client)
@@ -71,8 +127,11 @@ class World:
         self.stop_processes()
         self.kube.reset()
         redis.Redis.from_url(self.redis.url).flushall()
+        for server in self.systems.servers.values():
+            server.reset()
         install_crds(self.api_client, crd_manifests())
         k8s.CoreV1Api(self.api_client).create_namespace({"metadata": {"name": NAMESPACE}})
+        apply(self.api_client, platform(self.systems))
 
     def spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("ab")
@@ -146,6 +205,7 @@ class World:
     def close(self) -> None:
         self.stop_processes()
         self.kube.stop()
+        self.systems.stop()
         self.redis.stop()
 
 
@@ -237,7 +297,7 @@ def main() -> int:
 
     b, s, c = statistics.median(baseline), statistics.median(scaled), statistics.median(coalesced)
     print()
-    print(f"machine: {os.cpu_count()} cores; kube emulator latency {args.latency_ms:.0f} ms/request; "
+    print(f"machine: {os.cpu_count()} cores; emulator latency {args.latency_ms:.0f} ms/request (all systems); "
           f"{args.rounds} rounds, medians")  # fmt: skip
     print(f"throughput  {args.objects} Organizations to Ready")
     print(f"  baseline  1 worker × 1 (one reconcile at a time)  {b:7.2f} s  {args.objects / b:6.1f}/s")
