@@ -157,15 +157,15 @@ class DiscoverySourceHandler(KindHandler):
 
 # Modules whose `handlers()` replace the generic handler of their kinds with the real flows.
 FLOW_MODULES: tuple[str, ...] = (
-    "tasks.platform",
-    "tasks.operator_config",
-    "tasks.discovery_endpoints",
-    "tasks.discovery_certificates",
-    "tasks.discovery_backups",
-    "tasks.discovery_apps",
-    "tasks.standalone",
-    "tasks.clusters",
-    "tasks.tenancy",
+    "tasks.flows.platform",
+    "tasks.flows.operator_config",
+    "tasks.flows.discovery_endpoints",
+    "tasks.flows.discovery_certificates",
+    "tasks.flows.discovery_backups",
+    "tasks.flows.discovery_apps",
+    "tasks.flows.standalone",
+    "tasks.flows.clusters",
+    "tasks.flows.tenancy",
 )
 
 

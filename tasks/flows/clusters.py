@@ -20,12 +20,12 @@ from pydantic import BaseModel
 from polycrate.errors import DependencyNotFoundError
 from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
-from tasks.connections import platform
 from tasks.context import WorkerContext
+from tasks.flows.connections import platform
+from tasks.flows.standalone import OperatorState, enqueue, list_objects
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.standalone import OperatorState, enqueue, list_objects
 from workers.argocd import ArgoCDClient, ClusterCredentials
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from polycrate.models import KINDS, parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, HarborProjectSpec
 from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
-from tasks.connections import PlatformConnections, platform
 from tasks.context import WorkerContext
+from tasks.flows.connections import PlatformConnections, platform
 from tasks.handlers import CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, NotFoundError

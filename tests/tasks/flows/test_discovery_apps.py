@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from tasks.discovery_apps import ArtifactHandler, K8sAppHandler, MetaSecretHandler, PodHandler
+from tasks.flows.discovery_apps import ArtifactHandler, K8sAppHandler, MetaSecretHandler, PodHandler
 from tasks.keys import ObjectKey
-from tests.tasks.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
+from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 NGINX = "cargo.ayedo.cloud/library/nginx:1.25.3"
 NGINX_ARTIFACT = ObjectKey("Artifact", "", "cargo-ayedo-cloud-library-nginx-1-25-3")

@@ -18,7 +18,8 @@ from polycrate.models import DISCOVERED_LABEL, BackupScheduleSpec, BackupSpec, b
 from polycrate.models.config import BackupDiscovery
 from polycrate.models.discovery import MirroredBackupSpec
 from tasks.context import WorkerContext
-from tasks.discovered import (
+from tasks.dispatch import KindHandler
+from tasks.flows.discovered import (
     ScopedDiscoveredHandler,
     apply_discovered,
     bounded_name,
@@ -29,10 +30,9 @@ from tasks.discovered import (
     serialized_spec,
     wake,
 )
-from tasks.dispatch import KindHandler
+from tasks.flows.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 

@@ -33,7 +33,8 @@ from polycrate.models import (
 from polycrate.models.config import ArtifactDiscovery
 from polycrate.models.fieldtypes import OBJECT_NAME_PATTERN
 from tasks.context import WorkerContext
-from tasks.discovered import (
+from tasks.dispatch import KindHandler
+from tasks.flows.discovered import (
     ScopedDiscoveredHandler,
     apply_discovered,
     delete_discovered,
@@ -43,16 +44,15 @@ from tasks.discovered import (
     serialized_spec,
     wake,
 )
-from tasks.dispatch import KindHandler
-from tasks.keys import ObjectKey
-from tasks.objects import ConflictError, JsonObject, NotFoundError
-from tasks.operator_config import (
+from tasks.flows.operator_config import (
     SNAKE_CASE_SYNC,
     ApiTarget,
     QueueFactory,
     default_queue,
     read_operator_config,
 )
+from tasks.keys import ObjectKey
+from tasks.objects import ConflictError, JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.models import KINDS
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
-from tasks.connections import PlatformConnections
 from tasks.context import WorkerContext
+from tasks.flows.connections import PlatformConnections
 from tasks.handlers import CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject

@@ -23,10 +23,10 @@ from polycrate.settings import Settings
 from tasks.app import app, configure
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
+from tests.tasks.flows.test_platform import _secret
+from tests.tasks.flows.test_standalone import production_platform
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
-from tests.tasks.test_platform import _secret
-from tests.tasks.test_standalone import production_platform
 from workers import argocd as argocd_worker
 from workers import gitlab as gitlab_worker
 from workers import harbor as harbor_worker

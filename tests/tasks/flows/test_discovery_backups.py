@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tasks.discovery_backups import (
+from tasks.flows.discovery_backups import (
     BackupHandler,
     BackupScheduleHandler,
     VeleroBackupHandler,
@@ -19,7 +19,7 @@ from tasks.discovery_backups import (
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.fixtures.kube import VELERO_BACKUP_CRD, VELERO_SCHEDULE_CRD
-from tests.tasks.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
+from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 
 @pytest.fixture

@@ -28,9 +28,7 @@ from polycrate.models.config import EndpointDiscovery, NodeDiscovery
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
 from tasks.finalizers import ensure_finalizer, remove_finalizer
-from tasks.keys import ObjectKey
-from tasks.objects import ConflictError, JsonObject
-from tasks.operator_config import (
+from tasks.flows.operator_config import (
     CAMEL_CASE_SYNC,
     ApiTarget,
     DiscoveredResourceHandler,
@@ -42,6 +40,8 @@ from tasks.operator_config import (
     read_operator_config,
     sync_resource,
 )
+from tasks.keys import ObjectKey
+from tasks.objects import ConflictError, JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 

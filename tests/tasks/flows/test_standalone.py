@@ -22,12 +22,12 @@ from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from polycrate.models import FINALIZER
+from tasks.flows.standalone import STATE_ANNOTATION
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.standalone import STATE_ANNOTATION
+from tests.tasks.flows.test_platform import _platform, _secret
 from tests.tasks.support import CRDS, example, without_spec_validation
 from tests.tasks.test_handlers import Cluster
-from tests.tasks.test_platform import _platform, _secret
 from workers import argocd as argocd_worker
 from workers import gitlab as gitlab_worker
 from workers import harbor as harbor_worker

@@ -19,7 +19,8 @@ from polycrate.models import DISCOVERED_LABEL, CertificateSpec
 from polycrate.models.config import CertificateDiscovery
 from polycrate.models.discovery import CertificateState
 from tasks.context import WorkerContext
-from tasks.discovered import (
+from tasks.dispatch import KindHandler
+from tasks.flows.discovered import (
     Clock,
     ScopedDiscoveredHandler,
     apply_discovered,
@@ -30,10 +31,9 @@ from tasks.discovered import (
     owner_reference,
     serialized_spec,
 )
-from tasks.dispatch import KindHandler
+from tasks.flows.operator_config import ApiTarget, read_operator_config
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.operator_config import ApiTarget, read_operator_config
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 

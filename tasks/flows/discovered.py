@@ -23,9 +23,7 @@ from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
-from tasks.keys import ObjectKey
-from tasks.objects import ConflictError, JsonObject
-from tasks.operator_config import (
+from tasks.flows.operator_config import (
     OPERATOR_CONFIG,
     DiscoveredResourceHandler,
     DiscoveryConfig,
@@ -35,6 +33,8 @@ from tasks.operator_config import (
     read_operator_config,
     sync_resource,
 )
+from tasks.keys import ObjectKey
+from tasks.objects import ConflictError, JsonObject
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from polycrate.models.tenancy import (
     OrganizationSpec,
     OrganizationStatus,
 )
-from tasks.connections import PlatformConnections, platform
 from tasks.context import WorkerContext
+from tasks.flows.connections import PlatformConnections, platform
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject

@@ -23,13 +23,13 @@ from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from polycrate.models import FINALIZER
-from tasks import tenancy
+from tasks.flows import tenancy
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.reconcile import Outcome
+from tests.tasks.flows.test_platform import _platform
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
-from tests.tasks.test_platform import _platform
 from workers import argocd, gitlab, harbor, keycloak
 
 GROUP, VERSION = "polycrate.io", "v1alpha1"

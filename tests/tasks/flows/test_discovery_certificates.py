@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 
-from tasks.discovery_certificates import CertificateHandler, CertManagerCertificateHandler, certificate_state
+from tasks.flows.discovery_certificates import (
+    CertificateHandler,
+    CertManagerCertificateHandler,
+    certificate_state,
+)
+from tasks.flows.operator_config import OperatorConfigHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
-from tasks.operator_config import OperatorConfigHandler
 from tests.fixtures.kube import CERT_MANAGER_CERTIFICATE_CRD
-from tests.tasks.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
+from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 NOW = datetime(2026, 1, 6, 14, 30, tzinfo=UTC)
 

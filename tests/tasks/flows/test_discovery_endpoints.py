@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from polycrate.models import DISCOVERED_LABEL
-from tasks.discovery_endpoints import (
+from tasks.flows.discovery_endpoints import (
     ENDPOINT_FINALIZER,
     HOST_API_ID_ANNOTATION,
     HOST_FINALIZER,
@@ -24,8 +24,8 @@ from tasks.discovery_endpoints import (
 )
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
+from tests.tasks.flows.test_operator_config import DiscoveryWorld, fresh_api_clients, world  # noqa: F401
 from tests.tasks.support import CRDS
-from tests.tasks.test_operator_config import DiscoveryWorld, fresh_api_clients, world  # noqa: F401
 
 INGRESS_EXAMPLES = Path(__file__).parent / "ingress_examples.yaml"
 

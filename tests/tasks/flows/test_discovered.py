@@ -8,7 +8,7 @@ import pytest
 
 from polycrate.errors import InvalidSpecError
 from polycrate.models import BackupScheduleSpec
-from tasks.discovered import bounded_name, label_value, merge_patch, moment, serialized_spec
+from tasks.flows.discovered import bounded_name, label_value, merge_patch, moment, serialized_spec
 
 
 def test_merge_patch_of_equal_objects_is_empty() -> None:
