@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -159,6 +160,20 @@ def raise_for_response(response: requests.Response, *, what: str) -> None:
         detail=_error_detail(response),
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def json_body(response: requests.Response, *, what: str) -> Any:
+    """The decoded JSON of a successful answer ({} when empty).
+
+    A 2xx that is not JSON is usually a proxy's or load balancer's error page, so it is worth
+    a retry rather than a crash.
+    """
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise TransientError(f"{what}: answer is not JSON (HTTP {response.status_code})") from None
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
-from polycrate.httppolicy import HttpPolicy, new_session, raise_for_response, transport_errors
+from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
@@ -297,12 +297,7 @@ class ArgoCDClient:
     @staticmethod
     def _decoded(response: requests.Response, what: str) -> Any:
         raise_for_response(response, what=f"{SYSTEM}: {what}")
-        try:
-            return response.json() if response.content else {}
-        except ValueError:
-            raise TransientError(
-                f"{SYSTEM}: {what}: answer is not JSON (HTTP {response.status_code})"
-            ) from None
+        return json_body(response, what=f"{SYSTEM}: {what}")
 
     def _call(
         self,

@@ -24,7 +24,7 @@ from urllib.parse import quote, urljoin
 import requests
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
-from polycrate.httppolicy import HttpPolicy, new_session, raise_for_response, transport_errors
+from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
@@ -199,13 +199,7 @@ class HarborClient:
 
     @staticmethod
     def _json(response: requests.Response, what: str) -> Any:
-        """The decoded answer; a 2xx that is not JSON (a proxy's error page) is worth a retry."""
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientError(
-                f"{SYSTEM}: {what}: answer is not JSON (HTTP {response.status_code})"
-            ) from None
+        return json_body(response, what=f"{SYSTEM}: {what}")
 
     def _all_pages(
         self, path: str, *, what: str, params: Mapping[str, str | int] | None = None, by_name: bool = False

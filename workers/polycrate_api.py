@@ -25,7 +25,14 @@ import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from polycrate.errors import PermanentError, TransientError
-from polycrate.httppolicy import HttpPolicy, classify_status, new_session, parse_retry_after, transport_errors
+from polycrate.httppolicy import (
+    HttpPolicy,
+    classify_status,
+    json_body,
+    new_session,
+    parse_retry_after,
+    transport_errors,
+)
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
@@ -216,12 +223,7 @@ class PolycrateApiClient:
                 detail=_error_detail(response),
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
-        try:
-            return response.json() if response.content else {}
-        except ValueError:
-            raise TransientError(
-                f"{SYSTEM}: {what}: answer is not JSON (HTTP {response.status_code})"
-            ) from None
+        return json_body(response, what=f"{SYSTEM}: {what}")
 
     def call(
         self,

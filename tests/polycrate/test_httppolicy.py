@@ -10,6 +10,7 @@ from polycrate.errors import PermanentError, TransientError
 from polycrate.httppolicy import (
     HttpPolicy,
     classify_status,
+    json_body,
     new_session,
     parse_retry_after,
     raise_for_response,
@@ -92,3 +93,18 @@ def test_before_send_runs_for_every_request(server):
     session.get(f"{server}/a")
     session.get(f"{server}/b")
     assert len(sent) == 2
+
+
+def test_a_successful_answer_that_is_not_json_is_worth_a_retry():
+    response = requests.Response()
+    response.status_code = 200
+    response._content = b"<html>502 from the load balancer</html>"
+    with pytest.raises(TransientError, match="answer is not JSON"):
+        json_body(response, what="Harbor: get project")
+
+
+def test_an_empty_successful_answer_decodes_to_an_empty_object():
+    response = requests.Response()
+    response.status_code = 204
+    response._content = b""
+    assert json_body(response, what="Argo CD: delete project") == {}
