@@ -186,12 +186,6 @@ class GitLabEmulator(EmulatorServer):
             "max_per_page": self.max_per_page,
         }
 
-    def take_violations(self) -> list[dict[str, Any]]:
-        """The recorded contract violations, cleared (for tests that provoke one on purpose)."""
-        with self.lock:
-            taken, self.violations[:] = list(self.violations), []
-        return taken
-
     def _add_user(self, username: str, name: str, email: str, **attributes: Any) -> _User:
         user = _User(id=self._next_user_id, username=username, name=name, email=email, **attributes)
         self._next_user_id += 1

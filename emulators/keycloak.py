@@ -298,13 +298,6 @@ class KeycloakEmulator(EmulatorServer):
         with self.lock:
             self.tokens.clear()
 
-    def take_violations(self) -> list[dict[str, Any]]:
-        """Return and clear the recorded violations (for a test that provokes one on purpose)."""
-        with self.lock:
-            taken = list(self.violations)
-            self.violations.clear()
-            return taken
-
     def snapshot(self) -> dict[str, Any]:
         # Never includes secrets or passwords: the state endpoint is for looking, not logging in.
         return {

@@ -169,6 +169,13 @@ class EmulatorServer(abc.ABC):
             self.violations.clear()
             self.faults = FaultPlan()
 
+    def take_violations(self) -> list[dict[str, Any]]:
+        """Return and clear the recorded violations (for a test that provokes one on purpose)."""
+        with self.lock:
+            taken = list(self.violations)
+            self.violations.clear()
+        return taken
+
     def set_faults(self, **settings: Any) -> None:
         self.faults.update(settings)
 

@@ -16,9 +16,6 @@ import redis
 import requests
 
 from emulators.argocd import ArgocdEmulator
-from emulators.gitlab import GitLabEmulator
-from emulators.harbor import HarborEmulator
-from emulators.keycloak import KeycloakEmulator
 from polycrate.settings import Settings
 from tasks.app import app, configure
 from tasks.keys import ObjectKey
@@ -27,29 +24,9 @@ from tests.tasks.flows.test_platform import _secret
 from tests.tasks.flows.test_standalone import production_platform
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
-from workers import argocd as argocd_worker
-from workers import gitlab as gitlab_worker
-from workers import harbor as harbor_worker
-from workers import keycloak as keycloak_worker
 
 SERVER = "https://api.prod.example.com:6443"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZmFrZQ==\n-----END CERTIFICATE-----\n"
-
-
-@pytest.fixture(autouse=True)
-def fresh_client_caches() -> None:
-    for module in (keycloak_worker, gitlab_worker, harbor_worker, argocd_worker):
-        module.clear_clients()
-
-
-@pytest.fixture
-def systems(
-    keycloak_emulator: KeycloakEmulator,
-    gitlab_emulator: GitLabEmulator,
-    harbor: HarborEmulator,
-    argocd: ArgocdEmulator,
-) -> dict[str, Any]:
-    return {"keycloak": keycloak_emulator, "gitlab": gitlab_emulator, "harbor": harbor, "argocd": argocd}
 
 
 @pytest.fixture

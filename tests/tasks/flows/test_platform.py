@@ -14,29 +14,8 @@ import kubernetes
 import pytest
 import redis
 
-from emulators.argocd import ArgocdEmulator
-from emulators.gitlab import GitLabEmulator
-from emulators.harbor import HarborEmulator
-from emulators.keycloak import KeycloakEmulator
 from tests.tasks.support import CRDS
 from tests.tasks.test_handlers import Cluster, spec_example_of
-from workers import argocd, gitlab, harbor, keycloak
-
-
-@pytest.fixture(autouse=True)
-def fresh_client_caches() -> None:
-    for module in (keycloak, gitlab, harbor, argocd):
-        module.clear_clients()
-
-
-@pytest.fixture
-def systems(
-    keycloak_emulator: KeycloakEmulator,
-    gitlab_emulator: GitLabEmulator,
-    harbor: HarborEmulator,
-    argocd: ArgocdEmulator,
-) -> dict[str, Any]:
-    return {"keycloak": keycloak_emulator, "gitlab": gitlab_emulator, "harbor": harbor, "argocd": argocd}
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from keycloak import KeycloakAdmin
 from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
-from emulators.keycloak import KeycloakEmulator
 from polycrate.models import FINALIZER
 from tasks.flows.standalone import STATE_ANNOTATION
 from tasks.keys import ObjectKey
@@ -28,9 +27,6 @@ from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _platform, _secret
 from tests.tasks.support import CRDS, example, without_spec_validation
 from tests.tasks.test_handlers import Cluster
-from workers import argocd as argocd_worker
-from workers import gitlab as gitlab_worker
-from workers import harbor as harbor_worker
 from workers import keycloak as keycloak_worker
 
 SPEC_ROLES = {
@@ -48,22 +44,6 @@ SPEC_ROLES = {
     },
     "viewer": {"policies": ["p, proj:{project}:viewer, applications, get, {project}/*, allow"]},
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_client_caches() -> None:
-    for module in (keycloak_worker, gitlab_worker, harbor_worker, argocd_worker):
-        module.clear_clients()
-
-
-@pytest.fixture
-def systems(
-    keycloak_emulator: KeycloakEmulator,
-    gitlab_emulator: GitLabEmulator,
-    harbor: HarborEmulator,
-    argocd: ArgocdEmulator,
-) -> dict[str, Any]:
-    return {"keycloak": keycloak_emulator, "gitlab": gitlab_emulator, "harbor": harbor, "argocd": argocd}
 
 
 @pytest.fixture

@@ -30,26 +30,9 @@ from tasks.reconcile import Outcome
 from tests.tasks.flows.test_platform import _platform
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
-from workers import argocd, gitlab, harbor, keycloak
 
 GROUP, VERSION = "polycrate.io", "v1alpha1"
 GIB = 2**30
-
-
-@pytest.fixture(autouse=True)
-def fresh_client_caches() -> None:
-    for module in (keycloak, gitlab, harbor, argocd):
-        module.clear_clients()
-
-
-@pytest.fixture
-def systems(
-    keycloak_emulator: KeycloakEmulator,
-    gitlab_emulator: GitLabEmulator,
-    harbor: HarborEmulator,
-    argocd: ArgocdEmulator,
-) -> dict[str, Any]:
-    return {"keycloak": keycloak_emulator, "gitlab": gitlab_emulator, "harbor": harbor, "argocd": argocd}
 
 
 @pytest.fixture
