@@ -21,6 +21,7 @@ from schemathesis.checks import (
 from emulators.argocd import ArgocdEmulator
 from emulators.contract import SPEC_DIR
 from tests.fixtures.argocd import fail_on_violations, take_violations
+from tests.fixtures.emulation import CONFORMANCE_EXAMPLES
 
 ADMIN_POLICY = "p, proj:acme:admin, applications, *, acme/*, allow"
 
@@ -377,7 +378,10 @@ conformance_schema = schemathesis.openapi.from_dict(
 ).include(operation_id=IMPLEMENTED_OPERATIONS)
 conformance_schema.config.phases.update(phases=["examples", "fuzzing"])
 conformance_schema.config.generation.update(
-    modes=[schemathesis.GenerationMode.POSITIVE], max_examples=20, deterministic=True, allow_x00=False
+    modes=[schemathesis.GenerationMode.POSITIVE],
+    max_examples=CONFORMANCE_EXAMPLES,
+    deterministic=True,
+    allow_x00=False,
 )
 
 

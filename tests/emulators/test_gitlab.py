@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from emulators.contract import SPEC_DIR
 from emulators.gitlab import EMULATED_REVISION, EMULATED_VERSION, GitLabEmulator
+from tests.fixtures.emulation import CONFORMANCE_EXAMPLES
 
 
 class Api:
@@ -465,7 +466,7 @@ def aim_at_existing_objects(case: schemathesis.Case) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=CONFORMANCE_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_emulator_answers_conform_to_the_contract(case, gitlab_emulator_server):
     gitlab_emulator_server.reset()
     seed_world(Api(gitlab_emulator_server))

@@ -18,6 +18,7 @@ from schemathesis.config import SchemathesisConfig
 
 from emulators.contract import SPEC_DIR
 from emulators.harbor import HARBOR_VERSION, SPEC_DEVIATIONS, HarborEmulator
+from tests.fixtures.emulation import CONFORMANCE_EXAMPLES
 from tests.fixtures.harbor import take_violations
 
 BY_NAME = {"X-Is-Resource-Name": "true"}
@@ -582,7 +583,7 @@ def _stage(harbor: HarborEmulator) -> None:
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=20,
+    max_examples=CONFORMANCE_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,

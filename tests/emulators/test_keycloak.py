@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from emulators.contract import SPEC_DIR, ApiContract
 from emulators.keycloak import ADMIN_CLI, MASTER_REALM, UNDECLARED_ERROR_STATUSES, KeycloakEmulator
+from tests.fixtures.emulation import CONFORMANCE_EXAMPLES
 
 TIMEOUT = 5
 
@@ -602,7 +603,9 @@ def staged(keycloak_emulator: KeycloakEmulator) -> Iterator[str]:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=CONFORMANCE_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
 def test_emulated_operations_conform_to_the_official_spec(case, keycloak_emulator, staged):
     response = case.call(
         base_url=keycloak_emulator.url, headers={"Authorization": f"Bearer {staged}"}, timeout=TIMEOUT

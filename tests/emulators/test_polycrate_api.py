@@ -17,6 +17,7 @@ from schemathesis.checks import (
 
 from emulators.contract import SPEC_DIR
 from emulators.polycrate_api import PolycrateApiEmulator
+from tests.fixtures.emulation import CONFORMANCE_EXAMPLES
 from tests.fixtures.polycrate_api import fail_on_violations, take_violations
 
 
@@ -185,7 +186,10 @@ def test_request_off_our_spec_is_refused_and_recorded(polycrate_api):
 conformance_schema = schemathesis.openapi.from_path(SPEC_DIR / "polycrate-api.yaml")
 conformance_schema.config.phases.update(phases=["examples", "fuzzing"])
 conformance_schema.config.generation.update(
-    modes=[schemathesis.GenerationMode.POSITIVE], max_examples=8, deterministic=True, allow_x00=False
+    modes=[schemathesis.GenerationMode.POSITIVE],
+    max_examples=CONFORMANCE_EXAMPLES,
+    deterministic=True,
+    allow_x00=False,
 )
 
 
