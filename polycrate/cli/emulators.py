@@ -8,14 +8,13 @@ official API with its usual client.
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
 import click
 import requests
 
-from polycrate.cli.root import CliError, operator
+from polycrate.cli.root import CliError, operator, stop_on_signals
 
 
 def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None:
@@ -30,10 +29,6 @@ def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None
                 if time.monotonic() > deadline:
                     raise CliError(f"emulator {name} at {url} does not answer: {exc}") from exc
                 time.sleep(0.05)
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    raise KeyboardInterrupt
 
 
 @operator.command("emulators")
@@ -71,7 +66,7 @@ def emulators(
         systems.start()
     except OSError as exc:
         raise CliError(f"cannot start the emulators on {host} (port base {port_base}): {exc}") from exc
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop_on_signals()
     try:
         wait_until_answering({name: server.url for name, server in systems.servers.items()})
         path = systems.write_state(state_file)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from emulators.kubernetes import KubeEmulator
-from polycrate.cli.root import CliError, operator
+from polycrate.cli.root import CliError, operator, stop_on_signals
 
 
 @operator.command("kube-emulator")
@@ -58,6 +58,7 @@ def kube_emulator(
         emulator.start()
     except OSError as exc:
         raise CliError(f"cannot serve the Kubernetes emulator on {host}:{port}: {exc}") from exc
+    stop_on_signals()
     try:
         if kubeconfig_out is None:
             kubeconfig_out = Path(tempfile.mkdtemp(prefix="polycrate-kube-")) / "kubeconfig"

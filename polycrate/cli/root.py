@@ -8,6 +8,7 @@ printed as one line with a non-zero exit; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -36,6 +37,17 @@ class _FriendlyGroup(click.Group):
             if ctx.find_root().params.get("debug"):
                 raise
             raise CliError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM (docker stop, kill) and SIGINT into KeyboardInterrupt, so long-running commands
+    shut down cleanly; SIGINT explicitly, since a process started in the background ignores it."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
 
 
 @click.group(cls=_FriendlyGroup)

@@ -9,7 +9,6 @@ smoke test: exit 0 once everything is reconciled, 1 if not within `--timeout`.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,11 +16,7 @@ from pathlib import Path
 
 import click
 
-from polycrate.cli.root import CliError, operator
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    raise KeyboardInterrupt
+from polycrate.cli.root import CliError, operator, stop_on_signals
 
 
 @operator.command("sandbox")
@@ -56,7 +51,7 @@ def sandbox(
     options = SandboxOptions(
         workdir=workdir, workers=workers, timeout=timeout, latency_ms=latency_ms, redis_url=redis_url
     )
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop_on_signals()
     with Sandbox(options, echo=click.echo) as demo:
         try:
             try:

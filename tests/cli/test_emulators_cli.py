@@ -101,3 +101,20 @@ def test_busy_port_is_one_line_and_non_zero(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: cannot start the emulators")
+
+
+def test_sigint_stops_it_even_when_started_in_the_background(tmp_path):
+    # A shell's background job starts with SIGINT ignored; `kill -INT` must still stop it.
+    state_file = tmp_path / "state.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "polycrate", "operator", "emulators", "--state-file", str(state_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 30
+    while not state_file.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
