@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from emulators.kubernetes import openapi, protobuf, resources, tables
 from emulators.kubernetes import status as statuses
+from emulators.kubernetes.access import AccessControl, RequestAttributes
 from emulators.kubernetes.apiserver import ApiServer, DeleteOptions, ListResult, WriteOptions, WriteResult
 from emulators.kubernetes.resources import ResourceType
 from emulators.kubernetes.selectors import parse_field_selector, parse_label_selector
@@ -145,8 +146,10 @@ class KubeApiApp:
         epoch: Callable[[], int],
         bookmark_interval: Callable[[], float],
         server_address: Callable[[], str],
+        access: AccessControl | None = None,
     ):
         self.api = api
+        self.access = access or AccessControl(api.store)
         self.registry = api.registry
         self.latency_seconds = latency_seconds
         self.epoch = epoch
@@ -173,16 +176,45 @@ class KubeApiApp:
     # --- routing ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
+        user = self.access.authenticate(request.headers.get("Authorization"))
         parts = [part for part in request.path.split("/") if part]
-        if request.method == "GET":
-            fixed = self._non_resource(request, parts)
+        route = None
+        if len(parts) >= 3 and parts[0] == "api":
+            route = self._route("", parts[1], parts[2:])
+        elif len(parts) >= 4 and parts[0] == "apis":
+            route = self._route(parts[1], parts[2], parts[3:])
+        if route is None:
+            verb = request.method.lower()
+            self.access.authorize(user, RequestAttributes(verb, request.path, resource_request=False))
+            fixed = self._non_resource(request, parts) if request.method == "GET" else None
             if fixed is not None:
                 return fixed
-        if len(parts) >= 3 and parts[0] == "api":
-            return self._resource(request, self._route("", parts[1], parts[2:]))
-        if len(parts) >= 4 and parts[0] == "apis":
-            return self._resource(request, self._route(parts[1], parts[2], parts[3:]))
-        raise statuses.path_not_found()
+            raise statuses.path_not_found()
+        self.access.authorize(user, self._attributes(request, route))
+        return self._resource(request, route)
+
+    @staticmethod
+    def _attributes(request: Request, route: ResourceRoute) -> RequestAttributes:
+        """The verb and resource of a request, as kube-apiserver's RequestInfo derives them."""
+        method = request.method
+        if method == "GET":
+            verb = "get" if route.name else ("watch" if _flag(request.args, "watch") else "list")
+        elif method == "DELETE":
+            verb = "delete" if route.name else "deletecollection"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        namespace = route.namespace or ""
+        if route.group == "" and route.plural == "namespaces" and route.name:
+            namespace = route.name  # a Namespace is authorized within itself
+        return RequestAttributes(
+            verb,
+            request.path,
+            group=route.group,
+            resource=route.plural,
+            subresource=route.subresource or "",
+            name=route.name or "",
+            namespace=namespace,
+        )
 
     def _non_resource(self, request: Request, parts: list[str]) -> Response | None:
         accept = request.headers.get("Accept")
@@ -253,6 +285,12 @@ class KubeApiApp:
         rt = self.registry.lookup(route.group, route.version, route.plural)
         if rt is None or (route.namespace is not None and not rt.namespaced):
             raise statuses.path_not_found()
+        if route.subresource is not None and route.subresource in dict(rt.extra_subresources):
+            if request.method != "POST":
+                raise statuses.method_not_allowed(
+                    request.method, f"{rt.plural}/{route.subresource}", rt.group
+                )
+            return self._token_request(request, rt, route)
         if route.subresource is not None and not (route.subresource == "status" and rt.status_subresource):
             raise statuses.path_not_found()
         method = request.method
@@ -301,6 +339,29 @@ class KubeApiApp:
                 self.api.delete(rt, route.namespace, route.name, self._delete_options(request))
             )
         raise statuses.method_not_allowed(method, rt.plural, rt.group)
+
+    def _token_request(self, request: Request, rt: ResourceType, route: ResourceRoute) -> Response:
+        """TokenRequest: a bearer token for the ServiceAccount (what `kubectl create token` asks for)."""
+        account = self.api.get(rt, route.namespace, str(route.name))
+        body = self._body(request) if request.get_data() else {}
+        spec = dict((body or {}).get("spec") or {}) if isinstance(body, dict) else {}
+        spec.setdefault("audiences", ["https://kubernetes.default.svc.cluster.local"])
+        spec["expirationSeconds"] = int(spec.get("expirationSeconds") or 3600)
+        spec.setdefault("boundObjectRef", None)
+        expires = time.gmtime(time.time() + spec["expirationSeconds"])
+        return json_response(
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": route.name, "namespace": route.namespace, "creationTimestamp": None},
+                "spec": spec,
+                "status": {
+                    "token": self.access.issue_token(account),
+                    "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", expires),
+                },
+            },
+            201,
+        )
 
     def _body(self, request: Request) -> Any:
         raw = request.get_data()
