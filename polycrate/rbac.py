@@ -27,6 +27,10 @@ SERVICE_ACCOUNT = NAME
 DEFAULT_NAMESPACE = "polycrate"
 CLUSTER_OBJECT_EVENTS_NAMESPACE = "default"
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
+# Appended to a 403's message (which names user, verb and resource): where the fix goes.
+RBAC_HINT = (
+    " (the operator's ServiceAccount lacks this permission: see deploy/rbac.yaml, `polycrate operator rbac`)"
+)
 
 
 class Scope(enum.Enum):

@@ -3,12 +3,15 @@
 Workers never receive credentials through Redis or task arguments: a handler names the
 Secret (namespace, name, key) and this reader fetches it from the API, caching the decoded
 data for a short time per process so a burst of reconciles costs one read. A missing Secret
-or key is a DependencyNotFoundError naming the Secret and key, never the value.
+or key is a DependencyNotFoundError naming the Secret and key, never the value; a Secret the
+operator may not read (401/403) is a permanent error quoting the API server's reason, which names
+the missing permission, so it is reported once instead of retried.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +19,8 @@ from collections.abc import Callable
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from polycrate.errors import DependencyNotFoundError, TransientError
+from polycrate.errors import DependencyNotFoundError, PermanentError, TransientError
+from polycrate.rbac import RBAC_HINT
 
 
 class SecretReader:
@@ -59,9 +63,24 @@ class SecretReader:
         except ApiException as exc:
             if exc.status == 404:
                 raise DependencyNotFoundError(f"Secret {namespace}/{name} not found") from None
+            if exc.status in (401, 403):
+                raise PermanentError(
+                    f"reading Secret {namespace}/{name}: {exc.status} {_server_message(exc)}{RBAC_HINT}",
+                    reason="Forbidden" if exc.status == 403 else "Unauthorized",
+                    status_code=exc.status,
+                ) from None
             raise TransientError(f"reading Secret {namespace}/{name}: HTTP {exc.status}") from None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         data.update(secret.string_data or {})
         with self._lock:
             self._cache[(namespace, name)] = (now + self._ttl, data)
         return data
+
+
+def _server_message(exc: ApiException) -> str:
+    """The message of the API server's Status body (it names user, verb and resource), else the reason."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    return str(body.get("message") or exc.reason or "") if isinstance(body, dict) else str(exc.reason or "")

@@ -4,7 +4,9 @@
 system emulators (Keycloak, GitLab, Harbor, Argo CD, Polycrate API), installs the CRDs, applies
 the manifests in `sandbox/manifests/` (the spec's examples, with the SDP and OperatorConfig
 pointed at the emulators and the Secrets holding the emulators' real credentials), then starts
-`polycrate operator run` as its own process over real HTTP and Redis, and waits until every
+`polycrate operator run` as its own process over real HTTP and Redis, as the operator's
+ServiceAccount with exactly the RBAC of deploy/rbac.yaml (the emulator enforces it; the
+sandbox itself sets up the world as the admin), and waits until every
 applied polycrate.io object is reconciled (phase Ready and observedGeneration = generation).
 The kubeconfig and the emulators' state file land in the sandbox directory so kubectl and
 the official clients can be pointed at everything while it runs.
@@ -36,6 +38,7 @@ from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
 from polycrate.models import API_VERSION, KINDS
 from sandbox.redis_server import LocalRedis, free_port
+from sandbox.service_account import operator_kubeconfig
 from sandbox.systems import EmulatedSystems
 
 log = logging.getLogger(__name__)
@@ -230,6 +233,7 @@ class Sandbox:
         self.echo = echo
         self.workdir = options.workdir.resolve()
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.operator_kubeconfig = self.workdir / "operator-kubeconfig"
         self.state_file = self.workdir / "emulators.json"
         self.operator_log = self.workdir / "operator.log"
         self._stack = ExitStack()
@@ -282,13 +286,16 @@ class Sandbox:
         self.applied = apply(api_client, documents)
         self.echo(f"applied {len(self.applied)} objects from {MANIFESTS_DIR}")
 
+        operator_kubeconfig(api_client, self.kubeconfig, self.operator_kubeconfig)
+        self.echo(f"operator RBAC  deploy/rbac.yaml (kubeconfig {self.operator_kubeconfig})")
+
         self._start_operator()
 
     def _start_operator(self) -> None:
-        env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
         command = [
             sys.executable, "-m", "polycrate", "operator", "run",
-            "--kubeconfig", str(self.kubeconfig),
+            "--kubeconfig", str(self.operator_kubeconfig),
             "--workers", str(self.options.workers),
             "--metrics-bind-address", f"127.0.0.1:{free_port()}",
             "--health-probe-bind-address", f"127.0.0.1:{free_port()}",

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from polycrate.errors import PermanentError, TransientError
 from polycrate.models import GROUP, KINDS, VERSION
+from polycrate.rbac import RBAC_HINT
 from tasks.keys import ObjectKey
 
 JsonObject = dict[str, Any]
@@ -178,6 +179,8 @@ class ObjectAPI:
         if status in _TRANSIENT_STATUS:
             raise TransientError(text, retry_after=_retry_after(response.headers), status_code=status)
         permanent_reason = {401: "Unauthorized", 403: "Forbidden"}.get(status, reason or "Invalid")
+        if status == 403:
+            text += RBAC_HINT  # the server's message names user, verb and resource: what to grant
         raise PermanentError(text, reason=permanent_reason, status_code=status)
 
     def get(self, key: ObjectKey) -> JsonObject | None:

@@ -2,7 +2,8 @@
 status in the cluster → `kubectl get` and `polycrate operator status`.
 
 One `polycrate operator run --workers 1` process (watcher plus embedded Celery worker) against
-the Kubernetes emulator and the test's redis-server; everything is applied with the real kubectl.
+the Kubernetes emulator and the test's redis-server, running as the ServiceAccount of deploy/
+with exactly the RBAC of deploy/rbac.yaml; everything is applied with the real kubectl (admin).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from polycrate.cli import main
+from sandbox.service_account import operator_kubeconfig
 from tests.cli.operator_process import OperatorProcess, OperatorProcesses
 from tests.fixtures.kube import Kubectl
 from tests.tasks.support import platform_manifests
@@ -89,7 +92,9 @@ def operator(
     kube_install_crd(
         without_quota_pattern(yaml.safe_load((CRDS / "harborprojects.polycrate.io.yaml").read_text()))
     )
-    processes = OperatorProcesses(tmp_path, kubeconfig, redis_url)
+    with kubernetes.config.new_client_from_config(config_file=kubeconfig) as admin:
+        as_service_account = operator_kubeconfig(admin, kubeconfig, tmp_path / "operator-kubeconfig")
+    processes = OperatorProcesses(tmp_path, str(as_service_account), redis_url)
     operator = processes.start("--workers", "1")
     operator.wait_ready()
     yield operator
