@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import kubernetes
 import pytest
 import redis
 from click.testing import CliRunner, Result
 
 from polycrate.cli import main
+from sandbox.service_account import operator_kubeconfig
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import OperatorProcesses, free_port
@@ -64,8 +66,16 @@ def cluster(kubectl: Kubectl, kube_install_crd: Callable[..., dict]) -> Kubectl:
 
 
 @pytest.fixture
-def operators(tmp_path: Path, kubeconfig: str, redis_url: str) -> Iterator[OperatorProcesses]:
-    processes = OperatorProcesses(tmp_path, kubeconfig, redis_url)
+def operators(
+    cluster: Kubectl,
+    kube_api_client: kubernetes.client.ApiClient,
+    tmp_path: Path,
+    kubeconfig: str,
+    redis_url: str,
+) -> Iterator[OperatorProcesses]:
+    """Operator processes running as the ServiceAccount of deploy/, with its RBAC (Lease included)."""
+    as_service_account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator-kubeconfig")
+    processes = OperatorProcesses(tmp_path, str(as_service_account), redis_url)
     yield processes
     processes.kill_all()
 
