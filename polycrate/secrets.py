@@ -14,7 +14,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
@@ -32,8 +32,10 @@ class SecretReader:
         *,
         ttl_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self._core = core_api
+        self._namespaces = tuple(namespaces)
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -53,6 +55,12 @@ class SecretReader:
             self._cache.pop((namespace, name), None)
 
     def _data(self, namespace: str, name: str) -> dict[str, str]:
+        if self._namespaces and namespace not in self._namespaces:
+            raise PermanentError(
+                f"Secret {namespace}/{name} is outside the namespaces this operator serves "
+                f"(POLYCRATE_NAMESPACES={','.join(self._namespaces)}); add {namespace} or move the Secret",
+                reason="OutsideNamespaces",
+            )
         now = self._clock()
         with self._lock:
             cached = self._cache.get((namespace, name))

@@ -10,6 +10,7 @@ reconcile); tests shorten them through the same variables.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "reconcile_time_limit_seconds": "POLYCRATE_RECONCILE_TIME_LIMIT",
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
     "handler_modules": "POLYCRATE_HANDLER_MODULES",
+    "namespaces": "POLYCRATE_NAMESPACES",
 }
 
 
@@ -89,8 +91,21 @@ class Settings(BaseModel):
         "above the reconcile time limit and the retry cap, or long tasks run twice.",
     )
     handler_modules: tuple[str, ...] = Field((), description="Extra modules that register handlers.")
+    namespaces: tuple[str, ...] = Field(
+        (),
+        description="Serve only these namespaces (watches, lists, Secret reads); empty = the whole cluster. "
+        "Cluster-scoped kinds (Node, Artifact) are still watched cluster-wide.",
+    )
 
-    @field_validator("handler_modules", mode="before")
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-')")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("handler_modules", "namespaces", mode="before")
     @classmethod
     def _split_module_list(cls, value: Any) -> Any:
         if isinstance(value, str):

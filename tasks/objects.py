@@ -11,7 +11,7 @@ transient error that read-modify-write loops catch and redo at once); 401/403/40
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,11 +121,18 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 class ObjectAPI:
-    """JSON get/patch/create against the API server of an `ApiClient`."""
+    """JSON get/patch/create against the API server of an `ApiClient`.
 
-    def __init__(self, api_client: ApiClient, *, request_timeout: float = 30.0) -> None:
+    With `namespaces` (POLYCRATE_NAMESPACES) a list "in every namespace" lists each of them
+    instead, which is all a namespace-scoped Role allows.
+    """
+
+    def __init__(
+        self, api_client: ApiClient, *, request_timeout: float = 30.0, namespaces: Sequence[str] = ()
+    ) -> None:
         self.api_client = api_client
         self._request_timeout = request_timeout
+        self.namespaces = tuple(namespaces)
 
     @property
     def host(self) -> str:
@@ -209,6 +216,14 @@ class ObjectAPI:
         Follows `continue` tokens so a large list arrives whole, one page of 500 at a time.
         """
         resource = resource_for(kind)
+        if resource.namespaced and not namespace and self.namespaces:
+            return [
+                item
+                for served in self.namespaces
+                for item in self.list(
+                    kind, served, label_selector=label_selector, field_selector=field_selector
+                )
+            ]
         base = resource.path(namespace) if namespace or not resource.namespaced else _all_namespaces(resource)
         query: dict[str, str] = {"limit": "500"}
         if label_selector:

@@ -80,6 +80,8 @@ class KeyEnqueuer:
         """The (re)list finished: keys known before but not listed now were deleted meanwhile."""
         present = set(seen)
         for key in self._known.keys(source.key_kind):
+            if source.namespace and key.namespace != source.namespace:
+                continue  # another namespace's informer lists that one
             if key not in present and self._known.forget(key):
                 self._add(key, reason="vanished")
         self._update_known_gauge(source)

@@ -157,9 +157,10 @@ class Watcher:
         with self._lock:
             return list(self._informers.values())
 
-    def informer(self, key_kind: str) -> Informer | None:
+    def informer(self, identity: str) -> Informer | None:
+        """The informer of a source identity: its key kind, or `Kind@namespace` when confined."""
         with self._lock:
-            return self._informers.get(key_kind)
+            return self._informers.get(identity)
 
     # -- leadership --------------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class Watcher:
             timing=self.options.watch,
             label_selector=lambda: self.filters.label_selector(source),
         )
-        self._informers[source.key_kind] = informer
+        self._informers[source.identity] = informer
         informer.start()
 
     def _operator_config_changed(self, operator_config: dict[str, Any] | None) -> None:
@@ -250,14 +251,14 @@ class Watcher:
             for source in self.options.sources:
                 if source.discovery_section not in changed:
                     continue
-                running = self._informers.get(source.key_kind)
+                running = self._informers.get(source.identity)
                 if self.filters.is_watched(source):
                     if running is None:
                         self._start_informer(source)
                     else:
                         running.request_relist()
                 elif running is not None:
-                    del self._informers[source.key_kind]
+                    del self._informers[source.identity]
                     running.stop()
                     self.known.forget_kind(source.key_kind)
                     self.metrics.known_keys.labels(source.key_kind).set(0)

@@ -5,14 +5,17 @@ is namespaced, an optional server-side label selector, and which OperatorConfig 
 section decides whether and where it is watched. It also names the key kind under which its
 objects are enqueued: polycrate.io kinds by their kind name, discovery sources by kind name,
 group-qualified where a polycrate.io kind has the same name (velero.io/Backup,
-cert-manager.io/Certificate). Nothing here talks to the cluster; the table is data.
+cert-manager.io/Certificate). With `--namespace` (`in_namespaces`), each namespaced source
+becomes one list-watch per namespace, which a namespace-scoped Role allows where an
+all-namespaces watch would get 403. Nothing here talks to the cluster; the table is data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from polycrate.models import GROUP, KINDS, VERSION
@@ -35,6 +38,13 @@ class WatchSource:
     label_selector: str = ""
     discovery_section: str | None = None
     status_subresource: bool = False
+    namespace: str = ""
+    """Watch only this namespace ("" = all namespaces, or a cluster-scoped resource)."""
+
+    @property
+    def identity(self) -> str:
+        """One informer per identity: the key kind, plus the namespace when confined to one."""
+        return f"{self.key_kind}@{self.namespace}" if self.namespace else self.key_kind
 
     @property
     def api_version(self) -> str:
@@ -46,7 +56,9 @@ class WatchSource:
 
     @property
     def collection_path(self) -> str:
-        """The all-namespaces collection: list-watch sees every namespace in one stream."""
+        """The all-namespaces collection (every namespace in one stream), or the one namespace's."""
+        if self.namespace:
+            return f"{self.group_version_path}/namespaces/{self.namespace}/{self.plural}"
         return f"{self.group_version_path}/{self.plural}"
 
     @property
@@ -122,3 +134,16 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
 def all_sources() -> tuple[WatchSource, ...]:
     """Everything the watcher list-watches, polycrate.io kinds first."""
     return polycrate_sources() + DISCOVERY_SOURCES
+
+
+def in_namespaces(sources: Sequence[WatchSource], namespaces: Sequence[str]) -> tuple[WatchSource, ...]:
+    """`sources` confined to `namespaces`: one per namespace for namespaced ones (none given: unchanged)."""
+    if not namespaces:
+        return tuple(sources)
+    return tuple(
+        scoped
+        for source in sources
+        for scoped in (
+            [replace(source, namespace=ns) for ns in namespaces] if source.namespaced else [source]
+        )
+    )

@@ -265,7 +265,9 @@ class KubeApiApp:
     def _route(self, group: str, version: str, rest: list[str]) -> ResourceRoute:
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace_subresource = len(rest) == 3 and self.registry.lookup(group, version, rest[2]) is None
+            # As kube-apiserver's RequestInfo: only status and finalize follow a Namespace's name;
+            # anything else is a namespaced resource, served or not (404 after authorization).
+            namespace_subresource = len(rest) == 3 and rest[2] in ("status", "finalize")
             if not namespace_subresource:
                 namespace, rest = rest[1], rest[2:]
         if len(rest) > 3:

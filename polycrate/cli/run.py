@@ -28,7 +28,7 @@ from watcher.informer import WatchTiming
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaseSettings
 from watcher.runner import Watcher, WatcherOptions
-from watcher.sources import all_sources
+from watcher.sources import all_sources, in_namespaces
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def _connect_redis(settings: Settings) -> redis.Redis:
     return client
 
 
-def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
+def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
     try:
         # One connection per watch stream plus room for lists, Leases and probes.
-        api = KubeApi(load_api_client(kubeconfig, pool_size=len(all_sources()) + 8))
+        api = KubeApi(load_api_client(kubeconfig, pool_size=watches + 8))
     except PolycrateError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -62,6 +62,14 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     type=click.Path(dir_okay=False),
     default=None,
     help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Serve only this namespace (repeatable; default: all, or $POLYCRATE_NAMESPACES). Needs the RBAC "
+    "of `polycrate operator rbac --namespace NS`; Nodes and Artifacts are still watched cluster-wide.",
 )
 @click.option(
     "--leader-elect", is_flag=True, help="Elect a leader on a Lease; only the leader enqueues (for HA)."
@@ -113,6 +121,7 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
 )
 def run(
     kubeconfig: str | None,
+    namespaces: tuple[str, ...],
     leader_elect: bool,
     metrics_bind_address: str,
     health_probe_bind_address: str,
@@ -129,6 +138,8 @@ def run(
     if kubeconfig:
         # The embedded worker and anything else started from here read the same kubeconfig.
         os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
+    if namespaces:
+        os.environ["POLYCRATE_NAMESPACES"] = ",".join(namespaces)  # the embedded worker serves the same
     try:
         settings = Settings.from_env()
         lease = LeaseSettings(
@@ -143,7 +154,8 @@ def run(
     except ValueError as exc:
         raise CliError(f"--retry-period, --renew-deadline, --lease-duration: {exc}") from None
 
-    api = _connect_kubernetes(settings.kubeconfig)
+    sources = in_namespaces(all_sources(), settings.namespaces)
+    api = _connect_kubernetes(settings.kubeconfig, len(sources))
     redis_client = _connect_redis(settings)
     queue = KeyQueue(
         redis_client, prefix=settings.redis_prefix, stale_after=settings.pending_stale_after_seconds
@@ -158,6 +170,7 @@ def run(
         watch=WatchTiming(server_timeout=watch_timeout, inactivity_timeout=watch_inactivity_timeout),
         embedded_workers=workers,
         kubeconfig=settings.kubeconfig,
+        sources=sources,
     )
     watcher = Watcher(api, queue, options, broker_ping=redis_client.ping)
 
@@ -176,8 +189,9 @@ def run(
         watcher.stop()
         raise CliError(str(exc)) from None
     log.info(
-        "watching %s with Redis at %s (%s)",
+        "watching %s (%s) with Redis at %s (%s)",
         api.host,
+        f"namespaces {', '.join(settings.namespaces)}" if settings.namespaces else "all namespaces",
         redact_url(settings.redis_url),
         "leader election on" if leader_elect else "single instance",
     )

@@ -54,3 +54,15 @@ def test_settings_round_trip_through_the_environment_of_child_processes() -> Non
     settings = Settings(lock_ttl_seconds=2, handler_modules=("a", "b"), kubeconfig="/tmp/kubeconfig")
 
     assert Settings.from_env(settings.environment()) == settings
+
+
+def test_namespaces_are_a_comma_separated_list_of_namespace_names() -> None:
+    assert Settings.from_env({}).namespaces == ()
+    assert Settings.from_env({"POLYCRATE_NAMESPACES": "team-a, team-b,team-a"}).namespaces == (
+        "team-a",
+        "team-b",
+    )
+    with pytest.raises(SettingsError) as bad:
+        Settings.from_env({"POLYCRATE_NAMESPACES": "Team_A"})
+    assert "POLYCRATE_NAMESPACES='Team_A'" in str(bad.value)
+    assert Settings(namespaces=("ops",)).environment()["POLYCRATE_NAMESPACES"] == "ops"
