@@ -12,8 +12,9 @@ Authorization evaluates the stored Role, ClusterRole, RoleBinding and ClusterRol
 objects with rbac/v1's matching rules: verbs and apiGroups with `*`, resources as `plural`,
 `plural/subresource`, `*/subresource` or `*`, resourceNames, nonResourceURLs; a ClusterRole
 bound by a RoleBinding grants only in that namespace. Every authenticated user may GET the
-discovery and version paths (what the default `system:discovery` and
-`system:public-info-viewer` bindings grant). A denial is the real 403 `Forbidden` Status.
+discovery and version paths and create SelfSubjectAccessReviews (what the default
+`system:discovery`, `system:public-info-viewer` and `system:basic-user` bindings grant); access
+reviews are answered with the same evaluation. A denial is the real 403 `Forbidden` Status.
 """
 
 from __future__ import annotations
@@ -239,6 +240,13 @@ class AccessControl:
         )
         if not attributes.resource_request and attributes.verb == "get" and public:
             return True
+        if (
+            AUTHENTICATED in user.groups
+            and attributes.verb == "create"
+            and attributes.group == "authorization.k8s.io"
+            and attributes.resource == "selfsubjectaccessreviews"
+        ):
+            return True  # system:basic-user: everyone may ask what they may do
         return any(rule_allows(rule, attributes) for rule in self.rules_for(user, attributes.namespace))
 
     def authorize(self, user: UserInfo, attributes: RequestAttributes) -> None:

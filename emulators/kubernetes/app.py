@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from emulators.kubernetes import openapi, protobuf, resources, tables
 from emulators.kubernetes import status as statuses
-from emulators.kubernetes.access import AccessControl, RequestAttributes
+from emulators.kubernetes.access import AccessControl, RequestAttributes, UserInfo
 from emulators.kubernetes.apiserver import ApiServer, DeleteOptions, ListResult, WriteOptions, WriteResult
 from emulators.kubernetes.resources import ResourceType
 from emulators.kubernetes.selectors import parse_field_selector, parse_label_selector
@@ -191,6 +191,8 @@ class KubeApiApp:
                 return fixed
             raise statuses.path_not_found()
         self.access.authorize(user, self._attributes(request, route))
+        if route.group == "authorization.k8s.io" and request.method == "POST" and route.name is None:
+            return self._access_review(request, route, user)
         return self._resource(request, route)
 
     @staticmethod
@@ -341,6 +343,52 @@ class KubeApiApp:
                 self.api.delete(rt, route.namespace, route.name, self._delete_options(request))
             )
         raise statuses.method_not_allowed(method, rt.plural, rt.group)
+
+    def _access_review(self, request: Request, route: ResourceRoute, user: UserInfo) -> Response:
+        """SelfSubjectAccessReview (the caller) or SubjectAccessReview (spec.user, spec.groups)."""
+        kinds = {
+            "selfsubjectaccessreviews": "SelfSubjectAccessReview",
+            "subjectaccessreviews": "SubjectAccessReview",
+        }
+        if route.plural not in kinds:
+            raise statuses.path_not_found()
+        body = self._body(request)
+        spec = (body.get("spec") if isinstance(body, dict) else None) or {}
+        subject = user
+        if route.plural == "subjectaccessreviews":
+            subject = UserInfo(str(spec.get("user") or ""), tuple(spec.get("groups") or ()))
+        resource = spec.get("resourceAttributes")
+        non_resource = spec.get("nonResourceAttributes")
+        if resource:
+            attributes = RequestAttributes(
+                str(resource.get("verb") or ""),
+                "",
+                group=str(resource.get("group") or ""),
+                resource=str(resource.get("resource") or ""),
+                subresource=str(resource.get("subresource") or ""),
+                name=str(resource.get("name") or ""),
+                namespace=str(resource.get("namespace") or ""),
+            )
+        elif non_resource:
+            attributes = RequestAttributes(
+                str(non_resource.get("verb") or ""),
+                str(non_resource.get("path") or ""),
+                resource_request=False,
+            )
+        else:
+            raise statuses.bad_request(
+                "spec: Invalid value: resourceAttributes or nonResourceAttributes is required"
+            )
+        return json_response(
+            {
+                "kind": kinds[route.plural],
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": {"allowed": self.access.allowed(subject, attributes)},
+            },
+            201,
+        )
 
     def _token_request(self, request: Request, rt: ResourceType, route: ResourceRoute) -> Response:
         """TokenRequest: a bearer token for the ServiceAccount (what `kubectl create token` asks for)."""

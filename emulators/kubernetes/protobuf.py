@@ -107,6 +107,34 @@ KIND_SCHEMAS: dict[str, dict[int, Field]] = {
             },
         ),
     },
+    # authorization.k8s.io/v1, what `kubectl auth can-i` sends.
+    "SelfSubjectAccessReview": {
+        1: _METADATA,
+        2: Field(
+            "spec",
+            "message",
+            schema={
+                1: Field(
+                    "resourceAttributes",
+                    "message",
+                    schema={
+                        1: Field("namespace", "string"),
+                        2: Field("verb", "string"),
+                        3: Field("group", "string"),
+                        4: Field("version", "string"),
+                        5: Field("resource", "string"),
+                        6: Field("subresource", "string"),
+                        7: Field("name", "string"),
+                    },
+                ),
+                2: Field(
+                    "nonResourceAttributes",
+                    "message",
+                    schema={1: Field("path", "string"), 2: Field("verb", "string")},
+                ),
+            },
+        ),
+    },
 }
 DELETE_OPTIONS = {
     1: Field("gracePeriodSeconds", "int"),

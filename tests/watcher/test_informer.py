@@ -17,6 +17,8 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
+from polycrate.kube import load_api_client
+from sandbox.service_account import operator_kubeconfig
 from tasks.keys import ObjectKey
 from tests.fixtures.kube import VELERO_BACKUP_CRD
 from tests.watcher.kube_objects import (
@@ -244,3 +246,25 @@ def test_stop_returns_promptly_while_a_watch_is_open(kube_api: KubeApi) -> None:
 
     assert time.monotonic() - started < 1.0
     assert harness.informer.healthy
+
+
+def test_a_forbidden_list_keeps_the_informer_unsynced_and_names_the_permission_once(
+    kube_api_client, kubeconfig: str, tmp_path, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The operator's RBAC, which grants no ConfigMaps: the list is forbidden, not "not served".
+    account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator")
+    harness = Harness(KubeApi(load_api_client(str(account))), CONFIG_MAPS)
+    harnesses.append(harness)
+
+    with caplog.at_level(logging.DEBUG, logger="watcher.informer"):
+        harness.informer.start()
+        assert not harness.informer.wait_synced(1.0)
+
+    assert harness.informer.served is not False, "a 403 is not mistaken for an uninstalled CRD"
+    assert harness.informer.healthy, "it keeps retrying with backoff instead of dying"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert (
+        'configmaps is forbidden: User "system:serviceaccount:polycrate:polycrate-operator" cannot list '
+        'resource "configmaps" in API group "" at the cluster scope'
+    ) in warnings[0]

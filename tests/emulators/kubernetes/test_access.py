@@ -233,3 +233,53 @@ def test_without_anonymous_admin_a_request_without_token_is_system_anonymous() -
         assert requests.get(f"{emulator.url}/version", timeout=5).status_code == 200
         admin = {"Authorization": f"Bearer {emulator.access.admin_token}"}
         assert requests.get(f"{emulator.url}/api/v1/namespaces", headers=admin, timeout=5).status_code == 200
+
+
+def test_access_reviews_answer_with_the_same_rules(admin, robot) -> None:
+    _grant(admin, "RoleBinding", "team-a", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+    authorization = kubernetes.client.AuthorizationV1Api(robot.api_client)
+
+    def may(verb: str, namespace: str) -> bool:
+        review = {
+            "spec": {"resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": namespace}}
+        }
+        return authorization.create_self_subject_access_review(review).status.allowed
+
+    assert may("get", "team-a") and not may("get", "team-b") and not may("delete", "team-a")
+    asked_by_admin = kubernetes.client.AuthorizationV1Api(admin).create_subject_access_review(
+        {
+            "spec": {
+                "user": SA_USER,
+                "resourceAttributes": {"verb": "get", "resource": "secrets", "namespace": "team-a"},
+            }
+        }
+    )
+    assert asked_by_admin.status.allowed
+    with pytest.raises(kubernetes.client.ApiException) as raised:
+        authorization.create_subject_access_review(
+            {"spec": {"user": "x", "nonResourceAttributes": {"verb": "get"}}}
+        )
+    assert raised.value.status == 403, "only the self-review is open to everyone"
+
+
+def test_kubectl_applies_deploy_rbac_and_the_service_account_gets_exactly_its_rules(
+    kube_emulator: KubeEmulator, kube_emulator_kubeconfig: str, tmp_path: Path
+) -> None:
+    kubectl = Kubectl(kube_emulator_kubeconfig, str(tmp_path / "cache"))
+    kubectl("create", "namespace", "polycrate")
+    applied = kubectl("apply", "-f", str(Path(__file__).parents[3] / "deploy" / "rbac.yaml")).stdout
+    assert "clusterrole.rbac.authorization.k8s.io/polycrate-operator created" in applied
+    assert kubectl("auth", "can-i", "patch", "nodes").stdout.strip() == "yes", "kubectl is the admin here"
+    token = kubectl("create", "token", "polycrate-operator", "-n", "polycrate").stdout.strip()
+
+    def may(verb: str, path: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return requests.request(
+            verb, f"{kube_emulator.url}{path}", headers=headers, timeout=5, json={}
+        ).status_code
+
+    assert may("GET", "/api/v1/nodes") == 200
+    assert may("GET", "/api/v1/namespaces/polycrate/secrets") == 200
+    assert may("PUT", "/api/v1/namespaces/polycrate/secrets/x") == 403, "Secrets are read-only"
+    assert may("DELETE", "/apis/coordination.k8s.io/v1/namespaces/polycrate/leases/x") == 403
+    assert may("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/x") == 403, "Lease only at home"
