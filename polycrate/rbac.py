@@ -98,7 +98,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         (*READ, "create", "delete", "patch"),
         Scope.CLUSTER,
         (*_POLYCRATE_READERS, *_DISCOVERED_WRITERS, "tasks.flows.discovery_apps:ArtifactHandler"),
-    ),  # fmt: skip
+    ),
     Permission(
         GROUP, _plurals(namespaced=False, subresource="status"), ("patch",), Scope.CLUSTER, _STATUS_WRITER
     ),
@@ -140,7 +140,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         ("list", "watch"),
         Scope.CLUSTER,
         ("watcher.crd_arrivals:CRD_SOURCE",),
-    ),  # fmt: skip
+    ),
     # Events: created, and bumped (get + patch) when the same occurrence repeats.
     Permission("", ("events",), ("create", "get", "patch"), Scope.WATCHED, ("tasks.events:EventRecorder",)),
     Permission(
