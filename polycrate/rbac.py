@@ -265,4 +265,6 @@ def render_yaml(operator_namespace: str = DEFAULT_NAMESPACE, namespaces: Sequenc
     )
     arguments += "".join(f" --namespace {namespace}" for namespace in namespaces)
     documents = rbac_manifests(operator_namespace, namespaces)
-    return HEADER.format(arguments=arguments) + yaml.safe_dump_all(documents, sort_keys=False, width=120)
+    return HEADER.format(arguments=arguments) + yaml.safe_dump_all(
+        documents, sort_keys=False, width=110, default_flow_style=None
+    )
