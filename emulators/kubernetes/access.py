@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,14 @@ class AccessControl:
         self.admin_token = secrets.token_urlsafe(24)
         self._tokens: dict[str, tuple[str, str, str]] = {}  # token -> (namespace, name, uid)
         self._lock = threading.Lock()
+        # The messages of the latest 403s, so a test can assert that nobody was denied anything.
+        self.denials: deque[str] = deque(maxlen=1000)
+
+    def reset(self) -> None:
+        """Forget issued tokens and recorded denials (the admin token stays)."""
+        with self._lock:
+            self._tokens.clear()
+        self.denials.clear()
 
     # --- authentication ------------------------------------------------------------------------
 
@@ -251,4 +260,6 @@ class AccessControl:
 
     def authorize(self, user: UserInfo, attributes: RequestAttributes) -> None:
         if not self.allowed(user, attributes):
-            raise forbidden(user, attributes)
+            denial = forbidden(user, attributes)
+            self.denials.append(denial.message)
+            raise denial

@@ -217,8 +217,9 @@ class KubeEmulator:
     # --- state knobs ------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Drop every object and CRD (the default namespaces come back); keep serving."""
+        """Drop every object and CRD (the default namespaces come back) and every issued token; keep serving."""
         self.api.reset()
+        self.access.reset()
 
     def expire_history(self) -> None:
         """Compact the history: watches and continue tokens from older revisions get 410."""

@@ -55,6 +55,10 @@ def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
         demo.start()
         report = demo.wait_until_reconciled()
         assert report.ready, [(o.kind, o.name, o.phase, o.message) for o in report.objects if not o.settled]
+        assert demo.kube is not None
+        assert list(demo.kube.access.denials) == [], (
+            "the operator's RBAC (deploy/rbac.yaml) covers every call"
+        )
         systems = json.loads(report.state_file.read_text())["systems"]
 
         kc = systems["keycloak"]

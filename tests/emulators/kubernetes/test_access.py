@@ -117,8 +117,11 @@ def _forbidden(call: Any, *args: Any) -> dict[str, Any]:
     return json.loads(raised.value.body)
 
 
-def test_a_service_account_without_bindings_is_forbidden_with_the_real_status(robot) -> None:
+def test_a_service_account_without_bindings_is_forbidden_with_the_real_status(
+    robot, kube_emulator: KubeEmulator
+) -> None:
     status = _forbidden(robot.read_namespaced_secret, "creds", "team-a")
+    assert list(kube_emulator.access.denials) == [status["message"]]
     assert status["reason"] == "Forbidden" and status["code"] == 403 and status["kind"] == "Status"
     assert status["message"] == (
         f'secrets "creds" is forbidden: User "{SA_USER}" cannot get resource "secrets" in API group "" '
