@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,7 +35,12 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "reconcile_time_limit_seconds": "POLYCRATE_RECONCILE_TIME_LIMIT",
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
     "handler_modules": "POLYCRATE_HANDLER_MODULES",
+    "pod_namespace": "POD_NAMESPACE",
 }
+
+DEFAULT_NAMESPACE = "polycrate"
+# Where the kubelet puts the namespace of a pod's ServiceAccount.
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 # A Redis URL may carry a password; its value never goes into a message.
@@ -89,6 +95,22 @@ class Settings(BaseModel):
         "above the reconcile time limit and the retry cap, or long tasks run twice.",
     )
     handler_modules: tuple[str, ...] = Field((), description="Extra modules that register handlers.")
+    pod_namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="The operator's own namespace (downward API); holds the leader Lease.",
+    )
+
+    @property
+    def operator_namespace(self) -> str:
+        """The namespace the operator runs in: POD_NAMESPACE, else the pod's ServiceAccount
+        namespace, else `polycrate` (outside a cluster)."""
+        if self.pod_namespace:
+            return self.pod_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() or DEFAULT_NAMESPACE
+        except OSError:
+            return DEFAULT_NAMESPACE
 
     @field_validator("handler_modules", mode="before")
     @classmethod
@@ -97,7 +119,7 @@ class Settings(BaseModel):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @field_validator("kubeconfig", mode="before")
+    @field_validator("kubeconfig", "pod_namespace", mode="before")
     @classmethod
     def _empty_kubeconfig_means_default(cls, value: Any) -> Any:
         return value or None

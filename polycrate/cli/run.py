@@ -22,6 +22,7 @@ import redis
 from polycrate.cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
+from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.queue import KeyQueue
 from watcher.informer import WatchTiming
@@ -83,7 +84,9 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     help="Concurrency of the embedded worker; 0 runs the watcher alone (workers run as their own pods).",
 )
 @click.option(
-    "--leader-election-namespace", default="polycrate", show_default=True, help="Namespace of the Lease."
+    "--leader-election-namespace",
+    default=None,
+    help="Namespace of the Lease (default: the operator's own, see POD_NAMESPACE).",
 )
 @click.option(
     "--leader-election-id", default="polycrate-operator", show_default=True, help="Name of the Lease."
@@ -111,28 +114,39 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     show_default=True,
     help="Restart a watch that delivered nothing, not even a bookmark, for this many seconds.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="POLYCRATE_LOG_FORMAT",
+    help="json: one object per line (time, level, logger, message, key); also for the embedded worker.",
+)
 def run(
     kubeconfig: str | None,
     leader_elect: bool,
     metrics_bind_address: str,
     health_probe_bind_address: str,
     workers: int,
-    leader_election_namespace: str,
+    leader_election_namespace: str | None,
     leader_election_id: str,
     lease_duration: float,
     renew_deadline: float,
     retry_period: float,
     watch_timeout: float,
     watch_inactivity_timeout: float,
+    log_format: LogFormat,
 ) -> None:
     """Run the operator: watch the cluster and enqueue keys for the workers."""
+    use_log_format(log_format)
+    os.environ["POLYCRATE_LOG_FORMAT"] = log_format  # the embedded worker logs the same way
     if kubeconfig:
         # The embedded worker and anything else started from here read the same kubeconfig.
         os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
     try:
         settings = Settings.from_env()
         lease = LeaseSettings(
-            namespace=leader_election_namespace,
+            namespace=leader_election_namespace or settings.operator_namespace,
             name=leader_election_id,
             lease_duration=lease_duration,
             renew_deadline=renew_deadline,

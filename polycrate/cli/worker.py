@@ -22,6 +22,7 @@ import redis
 
 from polycrate.cli.root import CliError, operator
 from polycrate.errors import PolycrateError
+from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.routing import QUEUES, parse_queue_list
 
@@ -91,6 +92,19 @@ def _serve_metrics(address: str) -> None:
     log.info("serving worker metrics on %s:%d/metrics", host, port)
 
 
+def _use_log_format(log_format: LogFormat) -> None:
+    """The format for our loggers now, and for the loggers Celery sets up when the worker starts."""
+    from celery import signals
+
+    use_log_format(log_format)
+
+    def format_celery_logger(logger: logging.Logger, **kwargs: object) -> None:
+        use_log_format(log_format, logger)
+
+    signals.after_setup_logger.connect(format_celery_logger, weak=False)
+    signals.after_setup_task_logger.connect(format_celery_logger, weak=False)
+
+
 @operator.command("worker")
 @click.option(
     "--queues",
@@ -126,6 +140,14 @@ def _serve_metrics(address: str) -> None:
     default="",
     help="Serve reconcile metrics, e.g. :9090 (default: off).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="POLYCRATE_LOG_FORMAT",
+    help="json: one object per line (time, level, logger, message, key of the reconcile).",
+)
 def worker(
     queues: str,
     concurrency: int | None,
@@ -134,8 +156,10 @@ def worker(
     pool: str,
     hostname: str | None,
     metrics_bind_address: str,
+    log_format: LogFormat,
 ) -> None:
     """Run a Celery worker for the reconcile queues (default: all of them)."""
+    _use_log_format(log_format)
     if kubeconfig:
         os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
     try:
@@ -166,5 +190,7 @@ def worker(
     ]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
+    if log_format == "json":
+        argv.append("--quiet")  # no banner on stdout: every line is a JSON object
     log.info("worker consuming %s from %s", ",".join(queue_names), redact_url(settings.redis_url))
     app.worker_main(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from polycrate import settings as settings_module
 from polycrate.settings import Settings, SettingsError, redact_url
 
 
@@ -54,3 +55,25 @@ def test_settings_round_trip_through_the_environment_of_child_processes() -> Non
     settings = Settings(lock_ttl_seconds=2, handler_modules=("a", "b"), kubeconfig="/tmp/kubeconfig")
 
     assert Settings.from_env(settings.environment()) == settings
+
+
+def test_operator_namespace_comes_from_the_downward_api(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(settings_module, "SERVICE_ACCOUNT_NAMESPACE_FILE", tmp_path / "absent")
+
+    assert Settings.from_env({"POD_NAMESPACE": "ops"}).operator_namespace == "ops"
+    assert Settings.from_env({"POD_NAMESPACE": ""}).operator_namespace == "polycrate"
+
+
+def test_operator_namespace_falls_back_to_the_service_account_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("tenant-ops")
+    monkeypatch.setattr(settings_module, "SERVICE_ACCOUNT_NAMESPACE_FILE", namespace_file)
+
+    assert Settings.from_env({}).operator_namespace == "tenant-ops"
+
+
+def test_operator_namespace_must_be_a_namespace_name() -> None:
+    with pytest.raises(SettingsError, match="POD_NAMESPACE='Ops_1'"):
+        Settings.from_env({"POD_NAMESPACE": "Ops_1"})
