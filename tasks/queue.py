@@ -140,6 +140,9 @@ def celery_sender(celery_app: Celery) -> TaskSender:
             task_id=task_id,
             queue=queue_for(key.kind),
             countdown=countdown if countdown > 0 else None,
+            # Flower and the worker's log show `reconcile` with the key as its argument.
+            shadow="reconcile",
+            argsrepr=str(key),
         )
 
     return send

@@ -191,6 +191,6 @@ def worker(
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     if log_format == "json":
-        argv.append("--quiet")  # no banner on stdout: every line is a JSON object
+        argv.insert(0, "--quiet")  # no banner on stdout: every line is a JSON object
     log.info("worker consuming %s from %s", ",".join(queue_names), redact_url(settings.redis_url))
     app.worker_main(argv)
