@@ -25,9 +25,11 @@ from polycrate.kube import load_api_client
 from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.queue import KeyQueue
+from tasks.queue_depth import QueueDepthCollector
 from watcher.informer import WatchTiming
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaseSettings
+from watcher.metrics import WatcherMetrics
 from watcher.runner import Watcher, WatcherOptions
 from watcher.sources import all_sources
 
@@ -173,7 +175,10 @@ def run(
         embedded_workers=workers,
         kubeconfig=settings.kubeconfig,
     )
-    watcher = Watcher(api, queue, options, broker_ping=redis_client.ping)
+    metrics = WatcherMetrics()
+    # Queue depth is served here, once per watcher, rather than by every worker replica.
+    metrics.registry.register(QueueDepthCollector(redis_client, prefix=settings.redis_prefix))
+    watcher = Watcher(api, queue, options, metrics=metrics, broker_ping=redis_client.ping)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s; shutting down", signal.Signals(signum).name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from click.testing import CliRunner, Result
 
 from polycrate.cli import main
@@ -199,6 +200,8 @@ def test_the_lease_lives_in_the_operators_own_namespace_and_logs_are_json(
 
     holder = kubectl("get", "lease", "cli-test", "-n", "ops", "-o", "jsonpath={.spec.holderIdentity}").stdout
     assert holder
+    scraped = requests.get(f"{operator.metrics_url}/metrics", timeout=5).text
+    assert 'polycrate_queue_depth{queue="harbor"} 0.0' in scraped
     assert operator.terminate() == 0
     lines = [json.loads(line) for line in operator.log().splitlines() if line.strip()]
     assert lines

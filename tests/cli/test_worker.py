@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.request
@@ -105,3 +106,5 @@ def test_worker_serves_reconcile_metrics_of_its_pool_processes(
         time.sleep(0.1)
 
     assert "widget" not in scraped, "object names never become label values"
+    waits = re.findall(r'^polycrate_queue_wait_seconds_count\{queue="default"\} (\S+)$', scraped, re.M)
+    assert waits == ["5.0"], "every run observed its time in the queue"
