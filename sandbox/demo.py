@@ -4,8 +4,9 @@
 system emulators (Keycloak, GitLab, Harbor, Argo CD, Polycrate API), installs the CRDs, applies
 the manifests in `sandbox/manifests/` (the spec's examples, with the SDP and OperatorConfig
 pointed at the emulators and the Secrets holding the emulators' real credentials), then starts
-`polycrate operator run` as its own process over real HTTP and Redis, and waits until every
-applied polycrate.io object is reconciled (phase Ready and observedGeneration = generation).
+`polycrate operator run` as its own process over real HTTP and Redis, and Flower (behind basic
+auth, as in deploy/) to watch the tasks, and waits until every applied polycrate.io object is
+reconciled (phase Ready and observedGeneration = generation).
 The kubeconfig and the emulators' state file land in the sandbox directory so kubectl and
 the official clients can be pointed at everything while it runs.
 """
@@ -55,6 +56,7 @@ class SandboxOptions:
     kube_port: int = 0
     port_base: int = 0
     redis_url: str | None = None
+    flower_port: int = 0
 
 
 @dataclass
@@ -234,6 +236,10 @@ class Sandbox:
         self.operator_log = self.workdir / "operator.log"
         self._stack = ExitStack()
         self._operator: subprocess.Popen[bytes] | None = None
+        self._flower: subprocess.Popen[bytes] | None = None
+        self.flower_log = self.workdir / "flower.log"
+        self.flower_url = ""
+        self.flower_credentials = ("sandbox", secrets.token_urlsafe(12))
         self.systems: EmulatedSystems | None = None
         self.kube: KubeEmulator | None = None
         self.redis_url = options.redis_url or ""
@@ -269,6 +275,11 @@ class Sandbox:
             extra={
                 "kubernetes": {"url": self.kube.url, "kubeconfig": str(self.kubeconfig)},
                 "redis": {"url": self.redis_url},
+                "flower": {
+                    "url": self._flower_address(),
+                    "username": self.flower_credentials[0],
+                    "password": self.flower_credentials[1],
+                },
             },
         )
 
@@ -282,7 +293,38 @@ class Sandbox:
         self.applied = apply(api_client, documents)
         self.echo(f"applied {len(self.applied)} objects from {MANIFESTS_DIR}")
 
+        self._start_flower()  # first, so it sees the operator's first tasks
         self._start_operator()
+
+    def _flower_address(self) -> str:
+        if not self.flower_url:
+            self.flower_url = f"http://127.0.0.1:{self.options.flower_port or free_port()}"
+        return self.flower_url
+
+    def _start_flower(self) -> None:
+        port = self._flower_address().rsplit(":", 1)[1]
+        user, password = self.flower_credentials
+        env = {**os.environ, "REDIS_URL": self.redis_url}
+        command = [
+            sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+            "--address=127.0.0.1", f"--port={port}", f"--basic-auth={user}:{password}",
+        ]  # fmt: skip
+        log_file = self.flower_log.open("ab")
+        self._flower = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(self._stop_flower)
+        self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
+
+    def _stop_flower(self) -> None:
+        if self._flower is None or self._flower.poll() is not None:
+            return
+        self._flower.terminate()
+        try:
+            self._flower.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._flower.kill()
+            self._flower.wait()
 
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.kubeconfig)}
