@@ -13,6 +13,7 @@ the official clients can be pointed at everything while it runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import gitlab
+import requests
 import yaml
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from kubernetes import dynamic
@@ -89,12 +91,19 @@ def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
 
 
 def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[dict[str, Any]]:
-    """The manifests with URLs and Secret values of the running emulators.
+    """The manifests with URLs and Secret values of the emulators running in this process."""
+    return point_at_state(documents, systems.state()["systems"], add_realm=systems.keycloak.add_realm)
+
+
+def point_at_state(
+    documents: list[dict[str, Any]], state: dict[str, Any], *, add_realm: Callable[[str], object]
+) -> list[dict[str, Any]]:
+    """The manifests with URLs and Secret values of the emulators in `state` (the state file's
+    "systems"); `add_realm` creates the SDP's Keycloak realm in the emulator.
 
     The SDP keeps the spec's realm, secret names and keys; only what differs between a real
     installation and the sandbox changes: URLs and the credential values inside the Secrets.
     """
-    state = systems.state()["systems"]
     secret_values = {
         ("keycloak-creds", "client-id"): state["keycloak"]["client_id"],
         ("keycloak-creds", "client-secret"): state["keycloak"]["client_secret"],
@@ -118,7 +127,7 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
                     doc["spec"][system]["url"] = state[system]["url"]
             realm = doc["spec"].get("keycloak", {}).get("realm")
             if realm:
-                systems.keycloak.add_realm(realm)
+                add_realm(realm)
         elif kind == "OperatorConfig" and "api_sync" in doc.get("spec", {}):
             doc["spec"]["api_sync"]["api_url"] = state["polycrate_api"]["url"]
         out.append(doc)
@@ -126,12 +135,16 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
 
 
 def seed_users(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[str]:
+    """Create the people the Contacts name in the emulators running in this process."""
+    return seed_users_of_state(documents, systems.state()["systems"])
+
+
+def seed_users_of_state(documents: list[dict[str, Any]], state: dict[str, Any]) -> list[str]:
     """Create the people the Contacts name in Keycloak and GitLab, through their official APIs.
 
     In a real installation users appear in Keycloak and GitLab at their first login; the
     sandbox plays that login so the Contacts have someone to map.
     """
-    state = systems.state()["systems"]
     seeded = []
     for doc in documents:
         if doc.get("kind") != "Contact":
@@ -191,6 +204,20 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
             )
         applied.append((doc["kind"], namespace or "", doc["metadata"]["name"]))
     return applied
+
+
+def apply_examples(api_client: ApiClient, state_file: Path) -> list[tuple[str, str, str]]:
+    """Apply the sandbox's examples to a running cluster, pointed at emulators running elsewhere
+    (their state file), e.g. the docker-compose stack's."""
+    state = json.loads(state_file.read_text())["systems"]
+
+    def add_realm(name: str) -> None:
+        response = requests.post(f"{state['keycloak']['url']}/_emulator/realms", json={"name": name}, timeout=10)
+        response.raise_for_status()
+
+    documents = point_at_state(load_manifests(), state, add_realm=add_realm)
+    seed_users_of_state(documents, state)
+    return apply(api_client, documents)
 
 
 def discovered_keys(api_client: ApiClient) -> list[tuple[str, str, str]]:

@@ -7,6 +7,7 @@ command keeps each front door readable on its own.
 from polycrate.cli import (  # noqa: F401 - imported for their registration side effect
     crds,
     emulators,
+    examples,
     health,
     kube_emulator,
     run,
