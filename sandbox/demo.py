@@ -212,7 +212,9 @@ def apply_examples(api_client: ApiClient, state_file: Path) -> list[tuple[str, s
     state = json.loads(state_file.read_text())["systems"]
 
     def add_realm(name: str) -> None:
-        response = requests.post(f"{state['keycloak']['url']}/_emulator/realms", json={"name": name}, timeout=10)
+        response = requests.post(
+            f"{state['keycloak']['url']}/_emulator/realms", json={"name": name}, timeout=10
+        )
         response.raise_for_status()
 
     documents = point_at_state(load_manifests(), state, add_realm=add_realm)
