@@ -124,6 +124,13 @@ def _connect_kubernetes(kubeconfig: str | None) -> KubeApi:
     envvar="POLYCRATE_LOG_FORMAT",
     help="json: one object per line (time, level, logger, message, key); also for the embedded worker.",
 )
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="POLYCRATE_METRICS_TOKEN_FILE",
+    help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
+)
 def run(
     kubeconfig: str | None,
     leader_elect: bool,
@@ -138,6 +145,7 @@ def run(
     watch_timeout: float,
     watch_inactivity_timeout: float,
     log_format: LogFormat,
+    metrics_token_file: str | None,
 ) -> None:
     """Run the operator: watch the cluster and enqueue keys for the workers."""
     use_log_format(log_format)
@@ -174,6 +182,7 @@ def run(
         watch=WatchTiming(server_timeout=watch_timeout, inactivity_timeout=watch_inactivity_timeout),
         embedded_workers=workers,
         kubeconfig=settings.kubeconfig,
+        metrics_token_file=metrics_token_file,
     )
     metrics = WatcherMetrics()
     # Queue depth is served here, once per watcher, rather than by every worker replica.
