@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import click
 import pytest
 
 from polycrate import settings as settings_module
-from polycrate.settings import Settings, SettingsError, redact_url
+from polycrate.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError, redact_url
 
 
 def test_defaults_are_the_production_values() -> None:
@@ -77,3 +81,48 @@ def test_operator_namespace_falls_back_to_the_service_account_namespace(
 def test_operator_namespace_must_be_a_namespace_name() -> None:
     with pytest.raises(SettingsError, match="POD_NAMESPACE='Ops_1'"):
         Settings.from_env({"POD_NAMESPACE": "Ops_1"})
+
+
+def _readme_configuration_table() -> dict[str, str]:
+    """variable -> default cell of the README's configuration table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`([A-Z_]+)`", cells[0]) if len(cells) == 3 else None
+        if match:
+            rows[match[1]] = cells[1]
+    return rows
+
+
+def _cli_environment_variables() -> set[str]:
+    from polycrate.cli import main
+
+    found: set[str] = set()
+    pending: list[click.Command] = [main]
+    while pending:
+        command = pending.pop()
+        found |= {p.envvar for p in command.params if isinstance(p.envvar, str)}
+        if isinstance(command, click.Group):
+            pending += list(command.commands.values())
+    return found
+
+
+def test_every_settings_variable_is_documented_in_the_readme_with_its_default() -> None:
+    table = _readme_configuration_table()
+
+    assert set(ENVIRONMENT_VARIABLES.values()) <= set(table), "undocumented settings"
+    defaults = Settings()
+    for field, variable in ENVIRONMENT_VARIABLES.items():
+        value = getattr(defaults, field)
+        if isinstance(value, float):
+            assert f"`{value:g}`" in table[variable], f"{variable}: README says {table[variable]}"
+
+
+def test_the_readme_documents_no_variable_that_nothing_reads() -> None:
+    known = set(ENVIRONMENT_VARIABLES.values()) | _cli_environment_variables()
+    # Read by libraries: the kubernetes client and prometheus_client.
+    known |= {"KUBECONFIG", "PROMETHEUS_MULTIPROC_DIR"}
+
+    assert set(_readme_configuration_table()) <= known
