@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tasks.routing import QUEUES
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 OVERLAY = REPO / "overlays" / "example-ops"
@@ -287,3 +289,28 @@ def test_dockerfile_installs_every_package_and_runs_as_the_deployments_user(
         assert f"COPY {package} ./{package}" in dockerfile
     assert "USER 65532:65532" in dockerfile
     assert users == {65532}
+
+
+def test_keda_overlay_scales_workers_on_every_queue_of_the_redis_in_its_own_namespace() -> None:
+    documents = render(REPO / "overlays" / "example-ops-keda")
+    scaled = by_kind_and_name(documents, "ScaledObject", "polycrate-worker")
+    authentication = by_kind_and_name(documents, "TriggerAuthentication", "polycrate-redis")
+    keda_access = by_kind_and_name(documents, "NetworkPolicy", "polycrate-redis-keda")
+
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["listName"] for t in triggers] == list(QUEUES)
+    assert {t["metadata"]["address"] for t in triggers} == {"polycrate-redis.ops.svc:6379"}
+    assert {t["authenticationRef"]["name"] for t in triggers} == {"polycrate-redis"}
+    assert authentication["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "polycrate-redis", "key": "password"}
+    ]
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"]
+        == by_kind_and_name(documents, "Deployment", "polycrate-worker")["metadata"]["name"]
+    )
+    assert keda_access["metadata"]["namespace"] == "ops"
+    mentions = [where for d in documents for where in _strings_naming_the_default_namespace(d)]
+    assert mentions == []
+    for document in documents:
+        if not document["apiVersion"].startswith("keda.sh/"):
+            kubernetes_validate.validate(document, "1.32", strict=True)
