@@ -6,12 +6,14 @@ as a child) and samples every process of the operator from /proc: RSS and PSS (p
 set size: pages shared between the worker's main process and its forked pool children are
 split among them, so the PSS of a pod is the sum over its processes, while the sum of RSS
 counts shared pages several times). Peak is the highest sum seen while the sandbox's examples
-are reconciled; idle is the mean over a quiet period afterwards.
+and then `--organizations` more full tenants (Keycloak, GitLab, Harbor, Argo CD) are
+reconciled; idle is the mean over a quiet period afterwards.
 
   watcher   the `operator run` process (as in deploy/watcher.yaml, `run --workers 0`)
   worker    the `operator worker` process and its pool children (as in deploy/worker.yaml)
 
-Usage: python benchmarks/memory.py [--concurrency 4] [--idle-seconds 10]   (Linux only)
+Usage: python benchmarks/memory.py [--concurrency 4] [--organizations 50] [--idle-seconds 10]
+(Linux only)
 """
 
 from __future__ import annotations
@@ -92,11 +94,40 @@ def sample(sandbox_pid: int) -> dict[str, tuple[int, int]]:
     return {role: (rss, pss) for role, (rss, pss) in totals.items()}
 
 
+def _reconcile_organizations(workdir: Path, count: int, timeout: float = 300.0) -> None:
+    """Create `count` Organizations (full tenants) in the sandbox and wait until all are Ready."""
+    from kubernetes import client as k8s
+
+    from benchmarks.run import GROUP, VERSION, organization
+    from polycrate.kube import load_api_client
+
+    api = k8s.CustomObjectsApi(load_api_client(str(workdir / "kubeconfig")))
+    names = [f"memory-{n}" for n in range(count)]
+    for name in names:
+        body = organization(name)
+        body["metadata"]["namespace"] = "polycrate"
+        api.create_namespaced_custom_object(GROUP, VERSION, "polycrate", "organizations", body)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        items = api.list_namespaced_custom_object(GROUP, VERSION, "polycrate", "organizations")["items"]
+        ready = sum(
+            1
+            for o in items
+            if o["metadata"]["name"] in names and (o.get("status") or {}).get("phase") == "Ready"
+        )
+        if ready == count:
+            print(f"{count} more Organizations Ready in {time.monotonic() - started:.1f}s", flush=True)
+            return
+        time.sleep(1)
+    print(f"only {ready} of {count} Organizations Ready after {timeout:.0f}s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--organizations", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     options = parser.parse_args()
 
@@ -117,11 +148,21 @@ def main() -> int:
 
     threading.Thread(target=follow_output, daemon=True).start()
     peak = {"watcher": (0, 0), "worker": (0, 0)}
+
+    def sample_peak() -> None:
+        for role, (rss, pss) in sample(sandbox.pid).items():
+            peak[role] = (max(peak[role][0], rss), max(peak[role][1], pss))
+
     try:
         while not ready.is_set() and sandbox.poll() is None:
-            for role, (rss, pss) in sample(sandbox.pid).items():
-                peak[role] = (max(peak[role][0], rss), max(peak[role][1], pss))
+            sample_peak()
             time.sleep(0.2)
+        if options.organizations and sandbox.poll() is None:
+            load = threading.Thread(target=_reconcile_organizations, args=(workdir, options.organizations))
+            load.start()
+            while load.is_alive():
+                sample_peak()
+                time.sleep(0.2)
         idle_samples: list[dict[str, tuple[int, int]]] = []
         deadline = time.monotonic() + options.idle_seconds
         while time.monotonic() < deadline and sandbox.poll() is None:

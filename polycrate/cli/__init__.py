@@ -5,9 +5,9 @@ command keeps each front door readable on its own.
 """
 
 from polycrate.cli import (  # noqa: F401 - imported for their registration side effect
+    apply_examples,
     crds,
     emulators,
-    examples,
     health,
     kube_emulator,
     run,
