@@ -98,8 +98,11 @@ def _reconcile_organizations(workdir: Path, count: int, timeout: float = 300.0) 
     """Create `count` Organizations (full tenants) in the sandbox and wait until all are Ready."""
     from kubernetes import client as k8s
 
-    from benchmarks.run import GROUP, VERSION, organization
     from polycrate.kube import load_api_client
+
+    # benchmarks/ is not a package of the install: load its sibling by path.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import GROUP, VERSION, organization  # type: ignore[import-not-found]
 
     api = k8s.CustomObjectsApi(load_api_client(str(workdir / "kubeconfig")))
     names = [f"memory-{n}" for n in range(count)]

@@ -235,7 +235,7 @@ def reconcile(self: Task, key: str) -> str:
     """Reconcile the object named by `key` ("Kind/namespace/name")."""
     outcome = process_reconciler().run(key, self.request.id)
     if outcome.result == "deferred":
-        raise self.retry(countdown=outcome.countdown)
+        raise self.retry(countdown=outcome.countdown, argsrepr=key)  # Flower: still just the key
     if outcome.result in ("failed", "retrying"):
         raise ReconcileFailed.of(key, outcome)
     return outcome.result
