@@ -133,6 +133,13 @@ def test_overlay_moves_every_namespaced_object_and_every_service_account_subject
 
 
 @pytest.mark.parametrize("which", ["base", "overlay"])
+def test_the_namespace_enforces_pod_security_restricted(which: str, request: pytest.FixtureRequest) -> None:
+    [namespace] = [d for d in request.getfixturevalue(which) if d["kind"] == "Namespace"]
+
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("which", ["base", "overlay"])
 def test_every_pod_meets_pod_security_restricted(which: str, request: pytest.FixtureRequest) -> None:
     templates = list(pod_templates(request.getfixturevalue(which)))
     assert len(templates) == 4  # watcher, worker, flower, redis
