@@ -6,14 +6,16 @@ the manifests in `sandbox/manifests/` (the spec's examples, with the SDP and Ope
 pointed at the emulators and the Secrets holding the emulators' real credentials), then starts
 `polycrate operator run` as its own process over real HTTP and Redis, as the operator's
 ServiceAccount with exactly the RBAC of deploy/rbac.yaml (the emulator enforces it; the
-sandbox itself sets up the world as the admin), and waits until every
-applied polycrate.io object is reconciled (phase Ready and observedGeneration = generation).
+sandbox itself sets up the world as the admin), and Flower (behind basic auth, as in
+deploy/) to watch the tasks, and waits until every applied polycrate.io object is
+reconciled (phase Ready and observedGeneration = generation).
 The kubeconfig and the emulators' state file land in the sandbox directory so kubectl and
 the official clients can be pointed at everything while it runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gitlab
+import requests
 import yaml
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from kubernetes import dynamic
@@ -58,6 +61,7 @@ class SandboxOptions:
     kube_port: int = 0
     port_base: int = 0
     redis_url: str | None = None
+    flower_port: int = 0
 
 
 @dataclass
@@ -90,12 +94,19 @@ def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
 
 
 def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[dict[str, Any]]:
-    """The manifests with URLs and Secret values of the running emulators.
+    """The manifests with URLs and Secret values of the emulators running in this process."""
+    return point_at_state(documents, systems.state()["systems"], add_realm=systems.keycloak.add_realm)
+
+
+def point_at_state(
+    documents: list[dict[str, Any]], state: dict[str, Any], *, add_realm: Callable[[str], object]
+) -> list[dict[str, Any]]:
+    """The manifests with URLs and Secret values of the emulators in `state` (the state file's
+    "systems"); `add_realm` creates the SDP's Keycloak realm in the emulator.
 
     The SDP keeps the spec's realm, secret names and keys; only what differs between a real
     installation and the sandbox changes: URLs and the credential values inside the Secrets.
     """
-    state = systems.state()["systems"]
     secret_values = {
         ("keycloak-creds", "client-id"): state["keycloak"]["client_id"],
         ("keycloak-creds", "client-secret"): state["keycloak"]["client_secret"],
@@ -119,7 +130,7 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
                     doc["spec"][system]["url"] = state[system]["url"]
             realm = doc["spec"].get("keycloak", {}).get("realm")
             if realm:
-                systems.keycloak.add_realm(realm)
+                add_realm(realm)
         elif kind == "OperatorConfig" and "api_sync" in doc.get("spec", {}):
             doc["spec"]["api_sync"]["api_url"] = state["polycrate_api"]["url"]
         out.append(doc)
@@ -127,12 +138,16 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
 
 
 def seed_users(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[str]:
+    """Create the people the Contacts name in the emulators running in this process."""
+    return seed_users_of_state(documents, systems.state()["systems"])
+
+
+def seed_users_of_state(documents: list[dict[str, Any]], state: dict[str, Any]) -> list[str]:
     """Create the people the Contacts name in Keycloak and GitLab, through their official APIs.
 
     In a real installation users appear in Keycloak and GitLab at their first login; the
     sandbox plays that login so the Contacts have someone to map.
     """
-    state = systems.state()["systems"]
     seeded = []
     for doc in documents:
         if doc.get("kind") != "Contact":
@@ -194,6 +209,22 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
     return applied
 
 
+def apply_examples(api_client: ApiClient, state_file: Path) -> list[tuple[str, str, str]]:
+    """Apply the sandbox's examples to a running cluster, pointed at emulators running elsewhere
+    (their state file), e.g. the docker-compose stack's."""
+    state = json.loads(state_file.read_text())["systems"]
+
+    def add_realm(name: str) -> None:
+        response = requests.post(
+            f"{state['keycloak']['url']}/_emulator/realms", json={"name": name}, timeout=10
+        )
+        response.raise_for_status()
+
+    documents = point_at_state(load_manifests(), state, add_realm=add_realm)
+    seed_users_of_state(documents, state)
+    return apply(api_client, documents)
+
+
 def discovered_keys(api_client: ApiClient) -> list[tuple[str, str, str]]:
     """The polycrate.io objects discovery has created so far, of the kinds the sandbox expects."""
     client = dynamic.DynamicClient(api_client)
@@ -238,6 +269,10 @@ class Sandbox:
         self.operator_log = self.workdir / "operator.log"
         self._stack = ExitStack()
         self._operator: subprocess.Popen[bytes] | None = None
+        self._flower: subprocess.Popen[bytes] | None = None
+        self.flower_log = self.workdir / "flower.log"
+        self.flower_url = ""
+        self.flower_credentials = ("sandbox", secrets.token_urlsafe(12))
         self.systems: EmulatedSystems | None = None
         self.kube: KubeEmulator | None = None
         self.redis_url = options.redis_url or ""
@@ -273,6 +308,11 @@ class Sandbox:
             extra={
                 "kubernetes": {"url": self.kube.url, "kubeconfig": str(self.kubeconfig)},
                 "redis": {"url": self.redis_url},
+                "flower": {
+                    "url": self._flower_address(),
+                    "username": self.flower_credentials[0],
+                    "password": self.flower_credentials[1],
+                },
             },
         )
 
@@ -289,7 +329,38 @@ class Sandbox:
         operator_kubeconfig(api_client, self.kubeconfig, self.operator_kubeconfig)
         self.echo(f"operator RBAC  deploy/rbac.yaml (kubeconfig {self.operator_kubeconfig})")
 
+        self._start_flower()  # first, so it sees the operator's first tasks
         self._start_operator()
+
+    def _flower_address(self) -> str:
+        if not self.flower_url:
+            self.flower_url = f"http://127.0.0.1:{self.options.flower_port or free_port()}"
+        return self.flower_url
+
+    def _start_flower(self) -> None:
+        port = self._flower_address().rsplit(":", 1)[1]
+        user, password = self.flower_credentials
+        env = {**os.environ, "REDIS_URL": self.redis_url}
+        command = [
+            sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+            "--address=127.0.0.1", f"--port={port}", f"--basic-auth={user}:{password}",
+        ]  # fmt: skip
+        log_file = self.flower_log.open("ab")
+        self._flower = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(self._stop_flower)
+        self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
+
+    def _stop_flower(self) -> None:
+        if self._flower is None or self._flower.poll() is not None:
+            return
+        self._flower.terminate()
+        try:
+            self._flower.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._flower.kill()
+            self._flower.wait()
 
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}

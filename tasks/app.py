@@ -6,16 +6,17 @@ worker process reserves one task at a time (`prefetch 1`) so a long reconcile ne
 queued work from idle workers. The Redis transport redelivers an unacknowledged task after the
 visibility timeout, which therefore sits far above the reconcile time limit and the 60 s retry
 cap: a shorter one would run healthy long tasks twice. Messages are JSON and carry only the
-object key, so Flower shows `polycrate.reconcile('Organization/polycrate/acme-corp')`.
+object key; Flower shows `reconcile` with the argument `Organization/polycrate/acme-corp`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
+from polycrate.logformat import log_key
 from polycrate.settings import Settings
 from tasks.keys import ObjectKey
 from tasks.routing import DEFAULT_QUEUE, QUEUES, queue_for
@@ -83,6 +84,18 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery_app = Celery("polycrate", include=["tasks.reconcile"])
     configure(celery_app, settings or Settings.from_env())
     return celery_app
+
+
+@signals.task_prerun.connect
+def _log_lines_carry_the_key(task: Any = None, args: Any = None, **extra: Any) -> None:
+    """Every log line of a reconcile names its key (the `key` field of `--log-format json`)."""
+    if task is not None and task.name == RECONCILE_TASK_NAME and args:
+        log_key.set(str(args[0]))
+
+
+@signals.task_postrun.connect
+def _forget_the_key(**extra: Any) -> None:
+    log_key.set(None)
 
 
 app = create_app()

@@ -28,3 +28,9 @@ DURATION = Histogram(
     ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+QUEUE_WAIT = Histogram(
+    "polycrate_queue_wait_seconds",
+    "Time from when a key's reconcile was due (enqueued, or its retry's time) to the start of its run.",
+    ["queue"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)

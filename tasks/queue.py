@@ -24,8 +24,10 @@ from typing import Literal
 import redis
 from celery import Celery
 
+from tasks import metrics
 from tasks.keys import ObjectKey
 from tasks.locking import lock_key
+from tasks.routing import queue_for
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +73,25 @@ return 'enqueued'
 )
 
 # KEYS: pending, due, processing   ARGV: key, task id
-_BEGIN = """
+# Returns {0} for a duplicate, else {1, seconds since the key was due ('' if it was not pending)}.
+_BEGIN = (
+    _NOW
+    + """
 local key = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], key) == 0 and redis.call('HEXISTS', KEYS[3], key) == 0 then
-  return 0
+  return {0}
 end
+local due = redis.call('ZSCORE', KEYS[2], key)
+local waited = ''
+if due then waited = tostring(now() - tonumber(due)) end
 -- Pending: this run covers the events. Processing without pending: the previous run died
 -- (the caller holds the key's lock, so that run is not alive) and must be redone.
 redis.call('HDEL', KEYS[1], key)
 redis.call('ZREM', KEYS[2], key)
 redis.call('HSET', KEYS[3], key, ARGV[2])
-return 1
+return {1, waited}
 """
+)
 
 # KEYS: pending, due, processing   ARGV: key, task id, follow-up task id, retry_in (-1 = none), requeue_delay
 _FINISH = (
@@ -131,7 +140,6 @@ class FollowUp:
 def celery_sender(celery_app: Celery) -> TaskSender:
     """A sender that publishes `polycrate.reconcile(key)` with `celery_app` on the key's queue."""
     from tasks.app import RECONCILE_TASK_NAME
-    from tasks.routing import queue_for
 
     def send(key: ObjectKey, task_id: str, countdown: float) -> None:
         celery_app.send_task(
@@ -140,6 +148,9 @@ def celery_sender(celery_app: Celery) -> TaskSender:
             task_id=task_id,
             queue=queue_for(key.kind),
             countdown=countdown if countdown > 0 else None,
+            # Flower and the worker's log show `reconcile` with the key as its argument.
+            shadow="reconcile",
+            argsrepr=str(key),
         )
 
     return send
@@ -193,7 +204,13 @@ class KeyQueue:
 
         Call it only while holding the key's lock.
         """
-        return bool(self._begin(keys=[self._pending, self._due, self._processing], args=[str(key), task_id]))
+        claimed, *waited = self._begin(
+            keys=[self._pending, self._due, self._processing], args=[str(key), task_id]
+        )
+        if waited and waited[0]:
+            # Started before its due time by a few ms of timer slack counts as no wait.
+            metrics.QUEUE_WAIT.labels(queue_for(key.kind)).observe(max(0.0, float(waited[0])))
+        return bool(claimed)
 
     def finish(
         self,

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from polycrate.metrics_auth import MetricsToken
 from polycrate.models import GROUP, VERSION
 from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
@@ -51,6 +52,8 @@ class WatcherOptions:
     embedded_workers: int = 0
     kubeconfig: str | None = None
     sources: tuple[WatchSource, ...] = field(default_factory=all_sources)
+    # /metrics answers only requests bearing this file's content (None: open).
+    metrics_token_file: str | None = None
 
 
 class Watcher:
@@ -293,7 +296,10 @@ class Watcher:
         ready: dict[str, Check] | None,
         registry: CollectorRegistry | None,
     ) -> None:
-        server = ProbeServer(address, health_checks=health, ready_checks=ready, registry=registry)
+        token = MetricsToken(self.options.metrics_token_file) if self.options.metrics_token_file else None
+        server = ProbeServer(
+            address, health_checks=health, ready_checks=ready, registry=registry, metrics_token=token
+        )
         server.start()
         self._probe_servers.append(server)
         self._probe_names.append(name)

@@ -191,7 +191,9 @@ class PolycrateApiClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.page_size = page_size
-        self._session = new_session(policy, before_send=limiter.acquire if limiter else None)
+        self._session = new_session(
+            policy, before_send=limiter.acquire if limiter else None, system="polycrate-api"
+        )
         self._session.headers["Authorization"] = f"Token {token}"
         self._session.headers["Accept"] = "application/json"
         self._lookups: dict[tuple[str, ...], tuple[float, str | None]] = {}

@@ -5,6 +5,7 @@ command keeps each front door readable on its own.
 """
 
 from polycrate.cli import (  # noqa: F401 - imported for their registration side effect
+    apply_examples,
     crds,
     emulators,
     health,

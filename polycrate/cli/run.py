@@ -22,11 +22,14 @@ import redis
 from polycrate.cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
+from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.queue import KeyQueue
+from tasks.queue_depth import QueueDepthCollector
 from watcher.informer import WatchTiming
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaseSettings
+from watcher.metrics import WatcherMetrics
 from watcher.runner import Watcher, WatcherOptions
 from watcher.sources import all_sources, in_namespaces
 
@@ -91,7 +94,9 @@ def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
     help="Concurrency of the embedded worker; 0 runs the watcher alone (workers run as their own pods).",
 )
 @click.option(
-    "--leader-election-namespace", default="polycrate", show_default=True, help="Namespace of the Lease."
+    "--leader-election-namespace",
+    default=None,
+    help="Namespace of the Lease (default: the operator's own, see POD_NAMESPACE).",
 )
 @click.option(
     "--leader-election-id", default="polycrate-operator", show_default=True, help="Name of the Lease."
@@ -119,6 +124,21 @@ def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
     show_default=True,
     help="Restart a watch that delivered nothing, not even a bookmark, for this many seconds.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="POLYCRATE_LOG_FORMAT",
+    help="json: one object per line (time, level, logger, message, key); also for the embedded worker.",
+)
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="POLYCRATE_METRICS_TOKEN_FILE",
+    help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
+)
 def run(
     kubeconfig: str | None,
     namespaces: tuple[str, ...],
@@ -126,15 +146,19 @@ def run(
     metrics_bind_address: str,
     health_probe_bind_address: str,
     workers: int,
-    leader_election_namespace: str,
+    leader_election_namespace: str | None,
     leader_election_id: str,
     lease_duration: float,
     renew_deadline: float,
     retry_period: float,
     watch_timeout: float,
     watch_inactivity_timeout: float,
+    log_format: LogFormat,
+    metrics_token_file: str | None,
 ) -> None:
     """Run the operator: watch the cluster and enqueue keys for the workers."""
+    use_log_format(log_format)
+    os.environ["POLYCRATE_LOG_FORMAT"] = log_format  # the embedded worker logs the same way
     if kubeconfig:
         # The embedded worker and anything else started from here read the same kubeconfig.
         os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
@@ -143,7 +167,7 @@ def run(
     try:
         settings = Settings.from_env()
         lease = LeaseSettings(
-            namespace=leader_election_namespace,
+            namespace=leader_election_namespace or settings.operator_namespace,
             name=leader_election_id,
             lease_duration=lease_duration,
             renew_deadline=renew_deadline,
@@ -171,8 +195,12 @@ def run(
         embedded_workers=workers,
         kubeconfig=settings.kubeconfig,
         sources=sources,
+        metrics_token_file=metrics_token_file,
     )
-    watcher = Watcher(api, queue, options, broker_ping=redis_client.ping)
+    metrics = WatcherMetrics()
+    # Queue depth is served here, once per watcher, rather than by every worker replica.
+    metrics.registry.register(QueueDepthCollector(redis_client, prefix=settings.redis_prefix))
+    watcher = Watcher(api, queue, options, metrics=metrics, broker_ping=redis_client.ping)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s; shutting down", signal.Signals(signum).name)

@@ -7,6 +7,7 @@ pending in Redis where the test can see it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 import redis
+import requests
 from click.testing import CliRunner, Result
 
 from polycrate.cli import main
@@ -192,3 +194,26 @@ def test_health_cli_reports_a_running_operator_healthy_and_a_dead_one_not(
     assert healthy.exit_code == 0, healthy.output
     assert dead.exit_code == 1
     assert "does not answer" in dead.output
+
+
+def test_the_lease_lives_in_the_operators_own_namespace_and_logs_are_json(
+    kubectl: Kubectl, kube_install_crd: Callable[..., dict], operators: OperatorProcesses
+) -> None:
+    # Installed into `ops` (deploy/ with an overlay): no `polycrate` namespace exists at all.
+    kubectl("create", "namespace", "ops")
+    kube_install_crd(ORGANIZATION_CRD)
+    operator = operators.start(
+        "--workers", "0", "--log-format", "json", *LEADER_ELECTION, environment={"POD_NAMESPACE": "ops"}
+    )
+    operator.wait_ready()
+    wait_for(lambda: operator.is_leader, 10, "leadership")
+
+    holder = kubectl("get", "lease", "cli-test", "-n", "ops", "-o", "jsonpath={.spec.holderIdentity}").stdout
+    assert holder
+    scraped = requests.get(f"{operator.metrics_url}/metrics", timeout=5).text
+    assert 'polycrate_queue_depth{queue="harbor"} 0.0' in scraped
+    assert operator.terminate() == 0
+    lines = [json.loads(line) for line in operator.log().splitlines() if line.strip()]
+    assert lines
+    assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    assert any(line["message"] == "became leader (Lease ops/cli-test)" for line in lines)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ def test_sandbox_reconciles_every_example_and_exits_when_ready(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr + (tmp_path / "operator.log").read_text()
     assert "✗ " not in result.stdout.split("Polycrate Operator Status")[0]
     assert "objects reconciled" in result.stdout
+    assert "flower         http://127.0.0.1:" in result.stdout
     kubeconfig = yaml.safe_load((tmp_path / "kubeconfig").read_text())
     assert kubeconfig["current-context"]
     state = json.loads((tmp_path / "emulators.json").read_text())
@@ -104,3 +106,17 @@ def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
             "items"
         ]
         assert "https://api.prod.example.com:6443" in {c["server"] for c in clusters}
+
+        # Flower, behind basic auth, shows each reconcile as `reconcile` with its key.
+        flower = json.loads(report.state_file.read_text())["flower"]
+        flower_auth = (flower["username"], flower["password"])
+        assert requests.get(f"{flower['url']}/api/tasks", timeout=5).status_code == 401
+        deadline = time.monotonic() + 30
+        while True:
+            tasks = requests.get(f"{flower['url']}/api/tasks", auth=flower_auth, timeout=5).json()
+            acme = [t for t in tasks.values() if t["args"] == "Organization/polycrate/acme-corp"]
+            if any(t["state"] == "SUCCESS" for t in acme):
+                break
+            assert time.monotonic() < deadline, tasks
+            time.sleep(0.5)
+        assert {t["name"] for t in tasks.values()} == {"reconcile"}
