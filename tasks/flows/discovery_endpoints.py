@@ -57,8 +57,9 @@ HOST_API_ID_ANNOTATION = "hosts.polycrate.io/api-id"
 HOST_CONFIG_HASH_ANNOTATION = "hosts.polycrate.io/config-hash"
 HOST_SYNCED_AT_ANNOTATION = "hosts.polycrate.io/synced-at"
 
+# The spec's Endpoint example and its "Ergebnis" lines: every host is probed as
+# https://<host>:443, whether or not the Ingress has a tls block (TLS may end in front of it).
 HTTPS_PORT = 443
-HTTP_PORT = 80
 _MEBIBYTE = 2**20
 
 
@@ -169,19 +170,10 @@ def ingress_hosts(ingress: JsonObject) -> list[str]:
     return hosts
 
 
-def tls_hosts(ingress: JsonObject) -> set[str]:
-    return {
-        host
-        for entry in (ingress.get("spec") or {}).get("tls") or []
-        for host in (entry or {}).get("hosts") or []
-    }
-
-
 def desired_endpoints(ingress: JsonObject, section: EndpointDiscovery) -> dict[str, JsonObject]:
     """Endpoint CR name -> the Endpoint CR the Ingress asks for (metadata and spec)."""
     metadata = _metadata(ingress)
     settings = check_settings(ingress, section)
-    secured = tls_hosts(ingress)
     owner = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -191,13 +183,12 @@ def desired_endpoints(ingress: JsonObject, section: EndpointDiscovery) -> dict[s
     }
     endpoints: dict[str, JsonObject] = {}
     for host in ingress_hosts(ingress):
-        tls = host in secured
         spec = EndpointSpec(
             displayName=host,
             remoteAddress=host,
-            remotePort=HTTPS_PORT if tls else HTTP_PORT,
+            remotePort=HTTPS_PORT,
             kind="http",
-            tls=tls,
+            tls=True,
             **settings,
         )
         name = endpoint_name(host)

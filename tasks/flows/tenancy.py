@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from polycrate.errors import (
     DependencyNotFoundError,
+    DependencyNotReadyError,
     InvalidSpecError,
     PermanentError,
     PolycrateError,
@@ -693,7 +694,7 @@ class ContactHandler(CustomResourceHandler):
             )
         phase = (found.get("status") or {}).get("phase")
         if phase != READY:
-            raise DependencyNotFoundError(
+            raise DependencyNotReadyError(
                 f'{where}: {key.kind} "{key.name}" is not Ready yet (phase {phase or "none"}); '
                 "the Contact is reconciled again when it is"
             )
@@ -726,7 +727,7 @@ class ContactHandler(CustomResourceHandler):
                 else:
                     path, group_id = f"/{group}", org_status.keycloakGroupID
                 if group_id is None:
-                    raise DependencyNotFoundError(
+                    raise DependencyNotReadyError(
                         f"{where}: {org_key.describe()} has no Keycloak group {path} yet"
                     )
                 wish.keycloak_groups.setdefault(sdp, {})[path] = group_id
@@ -745,7 +746,7 @@ class ContactHandler(CustomResourceHandler):
             path = f"/{group_spec.keycloak.groupName or extra.contactGroup}"
             for sdp in group_spec.sdp:
                 if sdp not in ids:
-                    raise DependencyNotFoundError(
+                    raise DependencyNotReadyError(
                         f'{where}: {group_key.describe()} has no Keycloak group in SDP "{sdp}" yet'
                     )
                 wish.platform(ctx, key.namespace, sdp, referrer=f"{group_key.describe()}: spec.sdp")

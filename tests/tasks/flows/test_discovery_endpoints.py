@@ -130,11 +130,10 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         assert discovery.reconcile(key) == "succeeded"
 
     endpoints = discovery.endpoints()
-    # Example 1: GET / with timeout 30 s and interval 60 s. Its host has no TLS section, so it is
-    # probed over http on port 80: "tls true when the host is in spec.tls", and example 7's
-    # expected 302 (an HTTP→HTTPS redirect) only makes sense over plain http.
+    # Example 1: "GET / auf https://app.example.com:443, Timeout 30s, Intervall 60s", although
+    # its Ingress has neither annotations nor a tls block.
     assert _check(endpoints["app-example-com"]) == {
-        "remotePort": 80, "tls": False, "path": "/", "timeout": 30, "interval": 60,
+        "remotePort": 443, "tls": True, "path": "/", "timeout": 30, "interval": 60,
         "expectedStatusCodes": [200], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["api-example-com"]) == {
@@ -155,7 +154,7 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         "expectedStatusCodes": [200], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["legacy-example-com"]) == {
-        "remotePort": 80, "tls": False, "path": "/", "timeout": 30, "interval": 60,
+        "remotePort": 443, "tls": True, "path": "/", "timeout": 30, "interval": 60,
         "expectedStatusCodes": [302], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["api-mycompany-com"]) == {
@@ -177,6 +176,19 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         name: (e["spec"]["remoteAddress"], e["spec"]["remotePort"], e["spec"]["tls"])
         for name, e in endpoints.items()
     }
+
+
+def test_host_without_annotations_or_tls_block_is_checked_over_https_on_443(discovery: Discovery) -> None:
+    discovery.world.resolved(endpoint_discovery=SPEC_ENDPOINT_DISCOVERY)
+    key = discovery.ingress("webapp", ["app.example.com"])  # the spec's example 1: no tls, no annotations
+
+    assert discovery.reconcile(key) == "succeeded"
+    endpoint = discovery.sync("app-example-com")
+
+    assert (endpoint["spec"]["remotePort"], endpoint["spec"]["tls"]) == (443, True)
+    stored = discovery.api_endpoints()["app-example-com"]
+    assert (stored["remote_address"], stored["remote_port"], stored["tls"]) == ("app.example.com", 443, True)
+    assert stored["spec"]["http"]["path"] == "/"
 
 
 def test_endpoint_cr_is_named_after_the_host_labelled_and_owned_by_its_ingress(discovery: Discovery) -> None:

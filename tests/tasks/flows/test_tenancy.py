@@ -7,12 +7,14 @@ usual client (python-keycloak, python-gitlab, requests), as an administrator wou
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import gitlab as python_gitlab
 import kubernetes
+import kubernetes.watch
 import pytest
 import redis
 import requests
@@ -216,6 +218,38 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert status["argoCDProjectCreated"] is True
 
 
+def test_ready_organization_says_provisioned_in_the_spec_words_and_was_provisioning_meanwhile(
+    cluster: Cluster,
+) -> None:
+    key = _organization(cluster)
+    phases: list[str] = []
+    watching = threading.Event()
+
+    def watch_phases() -> None:
+        stream = kubernetes.watch.Watch().stream(
+            cluster.custom.list_namespaced_custom_object, GROUP, VERSION, cluster.namespace,
+            "organizations", timeout_seconds=20,
+        )  # fmt: skip
+        watching.set()
+        for event in stream:
+            phase = (event["object"].get("status") or {}).get("phase")
+            if phase and (not phases or phases[-1] != phase):
+                phases.append(phase)
+            if phase == "Ready":
+                return
+
+    watcher = threading.Thread(target=watch_phases, daemon=True)
+    watcher.start()
+    watching.wait(5)
+
+    assert cluster.reconcile(key).result == "succeeded"
+    watcher.join(20)
+
+    assert phases == ["Provisioning", "Ready"]
+    ready = next(c for c in _ready(cluster, key)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("Provisioned", "All organization resources provisioned")
+
+
 def test_second_reconcile_of_a_ready_organization_only_reads(
     cluster: Cluster, systems: dict[str, Any]
 ) -> None:
@@ -285,7 +319,7 @@ def test_argocd_outage_keeps_keycloak_gitlab_and_harbor_done_and_is_retried(
 
     assert outcome.result == "retrying" and (outcome.countdown or 0) >= 4
     status = cluster.get(key)["status"]
-    assert status["phase"] == "Error"
+    assert status["phase"] == "Provisioning", "an outage is retried, not something the user must fix"
     assert status["keycloakGroupID"] and status["gitlabGroupID"] and status["harborProjectID"]
     assert "argoCDProjectCreated" not in status
     assert "Argo CD" in _message(cluster, key)
@@ -465,6 +499,30 @@ def test_contact_created_before_its_organization_converges_once_the_organization
 
     assert _run_enqueued(cluster, key).result == "succeeded", "the Organization enqueued its Contact"
     assert "/acme-corp/acme-corp-developers" in _keycloak_memberships(keycloak_stage, keycloak_id)
+
+
+def test_contact_waiting_for_an_organization_still_provisioning_is_provisioning_not_error(
+    cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
+) -> None:
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_contact_group(cluster))
+    org = _organization(cluster)  # exists, not provisioned yet
+    key = _contact(cluster)
+
+    assert cluster.reconcile(key).result == "failed", "parked until the Organization wakes it"
+
+    status = cluster.get(key)["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert status["phase"] == "Provisioning"
+    assert (
+        ready["reason"] == "DependencyNotReady"
+        and 'Organization "acme-corp" is not Ready yet' in ready["message"]
+    )
+
+    assert cluster.reconcile(org).result == "succeeded"
+    assert _run_enqueued(cluster, key).result == "succeeded"
+    ready = next(c for c in _ready(cluster, key)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("Provisioned", "All contact resources provisioned")
 
 
 def test_unknown_role_is_an_invalid_spec_listing_the_valid_roles(
