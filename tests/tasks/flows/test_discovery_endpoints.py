@@ -438,6 +438,38 @@ def test_hand_deleted_endpoint_wakes_its_ingress_and_comes_back(discovery: Disco
     assert list(discovery.endpoints()) == ["app-example-com"]
 
 
+def test_hand_edited_endpoint_is_restored_from_its_ingress_by_its_own_event_before_reaching_the_api(
+    discovery: Discovery,
+) -> None:
+    discovery.world.resolved(endpoint_discovery={})
+    key = discovery.ingress(
+        "web", ["app.example.com"], annotations={"endpoints.polycrate.io/path": "/health"}
+    )
+    discovery.reconcile(key)
+    synced = discovery.sync("app-example-com")["status"]
+    discovery.world.woken.keys.clear()
+
+    discovery.cluster.custom.patch_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", "production", "endpoints", "app-example-com",
+        {"spec": {"path": "/edited", "remotePort": 8443, "interval": 5}},
+    )  # fmt: skip
+    # The edit's watch event enqueues the Endpoint itself; the Ingress is not involved.
+    endpoint = discovery.sync("app-example-com")
+
+    assert _check(endpoint) == {
+        "remotePort": 443, "tls": True, "path": "/health", "timeout": 30, "interval": 60,
+        "expectedStatusCodes": [200], "expectedBody": None,
+    }  # fmt: skip
+    assert endpoint["status"]["configHash"] == synced["configHash"], "the edit never reached the API"
+    stored = discovery.api_endpoints()["app-example-com"]
+    assert (stored["remote_port"], stored["spec"]["http"]["path"], stored["interval"]) == (443, "/health", 60)
+    events = discovery.cluster.events(ObjectKey("Endpoint", "production", "app-example-com"))
+    warnings = [e for e in events if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["ManualChangeReverted"]
+    assert "Ingress production/web" in warnings[0]["message"]
+    assert discovery.world.woken.keys == []
+
+
 def test_second_ingress_with_the_same_host_leaves_the_first_ones_endpoint_alone(discovery: Discovery) -> None:
     discovery.world.resolved(endpoint_discovery={})
     first = discovery.ingress(
