@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from polycrate.models import GROUP, KINDS, VERSION
+from polycrate.models.discovery import is_meta_secret
 from tasks.keys import ObjectKey
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
@@ -35,6 +37,9 @@ class WatchSource:
     label_selector: str = ""
     discovery_section: str | None = None
     status_subresource: bool = False
+    object_filter: Callable[[dict[str, Any]], bool] | None = None
+    """Which listed objects are sources at all, where no server-side selector can say it
+    (meta Secrets are also found by a name suffix); the others are never enqueued."""
 
     @property
     def api_version(self) -> str:
@@ -53,6 +58,9 @@ class WatchSource:
     def display_name(self) -> str:
         """`organizations.polycrate.io`, `nodes`: the name kubectl users know."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def selects(self, obj: dict[str, Any]) -> bool:
+        return self.object_filter is None or self.object_filter(obj)
 
     def key_for(self, obj: dict[str, Any]) -> ObjectKey:
         metadata = obj.get("metadata") or {}
@@ -93,14 +101,10 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
     WatchSource(
         "Ingress", "networking.k8s.io", "v1", "ingresses", True, discovery_section="endpoint_discovery"
     ),
+    # Meta Secrets named `<block>.poly` need not carry a label, so Secrets are watched unselected
+    # and filtered here; only the meta Secrets' keys are remembered and enqueued.
     WatchSource(
-        "Secret",
-        "",
-        "v1",
-        "secrets",
-        True,
-        label_selector="polycrate.io/type=meta",
-        discovery_section="app_discovery",
+        "Secret", "", "v1", "secrets", True, discovery_section="app_discovery", object_filter=is_meta_secret
     ),
     WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
     WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +20,19 @@ from polycrate.models.fieldtypes import NonEmptyStr, ObjectName, SpecModel, Time
 from polycrate.models.status import StatusModel, StatusPart
 
 DISCOVERED_LABEL = "operator.polycrate.io/discovered"
+
+# A Polycrate meta Secret: named `<block>.poly` (how polycrate names them), or labelled
+# polycrate.io/type=meta (the spec's example); either one is enough.
+META_TYPE_LABEL = "polycrate.io/type"
+META_SECRET_SUFFIX = ".poly"
+
+
+def is_meta_secret(secret: Mapping[str, Any]) -> bool:
+    """Whether a Secret is a Polycrate meta Secret: named `*.poly` or labelled polycrate.io/type=meta."""
+    metadata = secret.get("metadata") or {}
+    return (metadata.get("labels") or {}).get(META_TYPE_LABEL) == "meta" or str(
+        metadata.get("name") or ""
+    ).endswith(META_SECRET_SUFFIX)
 
 
 class DiscoveredStatus(StatusModel):
@@ -271,6 +285,12 @@ class K8sAppStatus(DiscoveredStatus):
     installation_failed: bool | None = Field(default=None, description="the last install failed")
     uninstalled: bool | None = Field(default=None, description="last action was a successful uninstall")
     block_id: str | None = Field(default=None, description="id of the block in the Polycrate API")
+    workspace_id: str | None = Field(
+        default=None, description="id of the meta Secret's workspace in the Polycrate API"
+    )
+    organization_id: str | None = Field(
+        default=None, description="id of the meta Secret's organization in the Polycrate API"
+    )
     artifacts: list[K8sAppArtifact] = Field(default_factory=list, description="images the app's pods run")
     artifact_count: int | None = Field(default=None, ge=0, description="number of images")
 

@@ -77,7 +77,17 @@ def test_node_label_selector_is_added_to_the_server_side_selector() -> None:
 
     assert filters.label_selector(NODE) == "node-role.kubernetes.io/worker"
     assert filters.admits(NODE, "")
-    assert filters.label_selector(META_SECRET) == "polycrate.io/type=meta"
+    assert filters.label_selector(META_SECRET) == "", "meta Secrets named *.poly carry no label to select"
+
+
+def test_a_secret_is_a_meta_secret_by_its_poly_name_or_its_label() -> None:
+    def secret(name: str, labels: dict[str, str]) -> dict:
+        return {"metadata": {"name": name, "namespace": "prod", "labels": labels}}
+
+    assert META_SECRET.selects(secret("myapp.poly", {}))
+    assert META_SECRET.selects(secret("myapp-meta", {"polycrate.io/type": "meta"}))
+    assert not META_SECRET.selects(secret("db-password", {}))
+    assert not META_SECRET.selects(secret("poly", {"polycrate.io/type": "other"}))
 
 
 def test_update_reports_exactly_the_sections_that_changed() -> None:

@@ -177,6 +177,45 @@ def test_operator_config_switches_discovery_on_and_off_and_narrows_it(
     assert watcher.informer("Ingress") is None
 
 
+def test_meta_secrets_are_found_by_their_poly_name_or_their_label_and_other_secrets_never_enqueued(
+    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+) -> None:
+    kube_install_crd(polycrate_crd("operatorconfigs"))
+    for namespace in ("polycrate", "production"):
+        ensure_namespace(kube_api, namespace)
+    secrets = "/api/v1/namespaces/production/secrets"
+    for name, labels in (
+        ("myapp.poly", {}),  # polycrate's own naming, no label
+        ("labelled-meta", {"polycrate.io/type": "meta"}),  # the spec's example
+        ("db-password", {}),  # an ordinary Secret
+    ):
+        kube_api.create(
+            secrets,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels}},
+        )
+    kube_api.create(
+        "/apis/polycrate.io/v1alpha1/namespaces/polycrate/operatorconfigs",
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "OperatorConfig",
+            "metadata": {"name": "default"},
+            "spec": {"app_discovery": {}},
+        },
+    )
+    sink = RecordingSink()
+    start(watchers, Watcher(kube_api, sink, options((SOURCES["OperatorConfig"], SOURCES["Secret"]))))
+
+    wait_until(
+        lambda: {"Secret/production/myapp.poly", "Secret/production/labelled-meta"} <= sink.enqueued_keys(),
+        message="both meta Secrets enqueued",
+    )
+    kube_api.create(secrets, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later.poly"}})
+    wait_until(lambda: "Secret/production/later.poly" in sink.enqueued_keys(), message="watch event")
+    kube_api.request("DELETE", f"{secrets}/db-password")
+    time.sleep(0.3)
+    assert not any("db-password" in key for key in sink.enqueued_keys())
+
+
 def test_readyz_waits_for_the_initial_lists_and_metrics_count_real_enqueues(
     kube_emulator: KubeEmulator, kube_api: KubeApi, redis_client: redis.Redis, watchers: list[Watcher]
 ) -> None:
