@@ -197,14 +197,18 @@ class DependencyNotifyingHandler(CustomResourceHandler):
                 )
 
     @staticmethod
-    def referrers(
-        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
-    ) -> list[ObjectKey]:
+    def list_or_none(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
         try:
-            objects = ctx.objects.list(kind, namespace)
+            return ctx.objects.list(kind, namespace)
         except PermanentError as exc:  # e.g. the kind's CRD is not installed: nothing waits
             log.debug("cannot list %s in %s to find dependents: %s", kind, namespace, exc)
             return []
+
+    @staticmethod
+    def referrers(
+        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
+    ) -> list[ObjectKey]:
+        objects = DependencyNotifyingHandler.list_or_none(ctx, kind, namespace)
         return [
             ObjectKey(kind, namespace, item["metadata"]["name"])
             for item in objects
@@ -655,11 +659,70 @@ class MembershipPlan:
         return bool(self.keycloak_add or self.gitlab_add)
 
 
-class ContactHandler(CustomResourceHandler):
-    """Keycloak user → role subgroups and ContactGroup groups → GitLab group memberships."""
+def _grants_through(spec: Mapping[str, Any], changed_paths: set[str], org_groups: Mapping[str, str]) -> bool:
+    """Whether a GitLabGroup spec grants access through one of the Keycloak groups `changed_paths`.
 
-    def __init__(self) -> None:
+    A grant on a group covers its subgroups (GitLabGroup counts their members too), so an
+    `accessControl` name matches any segment of a changed path (or a prefix, for a name with
+    '/'), and an `organizationAccess` entry matches the path under its Organization's group.
+    Matching a little too much only costs an idempotent reconcile.
+    """
+    segments = {segment for path in changed_paths for segment in path.strip("/").split("/")}
+    for access in spec.get("accessControl") or ():
+        name = str(access.get("keycloakGroup") or "")
+        if "/" in name:
+            wanted = "/" + name.strip("/")
+            if any(path == wanted or path.startswith(wanted + "/") for path in changed_paths):
+                return True
+        elif name in segments:
+            return True
+    tops = {path.strip("/").split("/")[0] for path in changed_paths}
+    return any(
+        org_groups.get(str(access.get("organization") or "")) in tops
+        for access in spec.get("organizationAccess") or ()
+    )
+
+
+class ContactHandler(CustomResourceHandler):
+    """Keycloak user → role subgroups and ContactGroup groups → GitLab group memberships.
+
+    A standalone GitLabGroup gives its access to the members of Keycloak groups, so when this
+    Contact joins or leaves a Keycloak group, the GitLabGroups granting through that group are
+    enqueued: their GitLab membership follows the Contact within seconds, not at their resync.
+    """
+
+    def __init__(self, *, sender: TaskSender | None = None) -> None:
         super().__init__(KINDS["Contact"])
+        self._sender = sender
+
+    def _wake_gitlab_groups(
+        self, ctx: WorkerContext, key: ObjectKey, plans: dict[str, MembershipPlan]
+    ) -> None:
+        changed = {
+            sdp: set(plan.keycloak_add) | set(plan.keycloak_remove)
+            for sdp, plan in plans.items()
+            if plan.keycloak_add or plan.keycloak_remove
+        }
+        if not changed:
+            return
+        org_groups: dict[str, str] = {}
+        for org in DependencyNotifyingHandler.list_or_none(ctx, "Organization", key.namespace):
+            name = org["metadata"]["name"]
+            org_groups[name] = OrganizationNames.of(org, name).keycloak_group
+        queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
+        for group in DependencyNotifyingHandler.list_or_none(ctx, "GitLabGroup", key.namespace):
+            spec = group.get("spec") or {}
+            if any(
+                sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
+                for sdp, paths in changed.items()
+            ):
+                dependent = ObjectKey("GitLabGroup", key.namespace, group["metadata"]["name"])
+                try:
+                    queue.add(dependent, reason=f"Keycloak memberships of {key.describe()} changed")
+                except Exception as exc:  # broker or Redis trouble: the resync still catches up
+                    log.warning(
+                        "could not enqueue %s after %s changed: %s", dependent, key, type(exc).__name__
+                    )
 
     def provision(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
@@ -674,6 +737,7 @@ class ContactHandler(CustomResourceHandler):
                 key, StatusUpdate(fields=self._fields(recorded, plans, during=True)), current=obj
             )
         self._apply(ctx, key, obj, wish, plans)
+        self._wake_gitlab_groups(ctx, key, plans)
         return self._fields(recorded, plans, during=False)
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -682,6 +746,7 @@ class ContactHandler(CustomResourceHandler):
         wanted_nothing = ContactWish()
         plans = self._plan(ctx, key, obj, None, recorded, wanted_nothing)
         self._apply(ctx, key, obj, wanted_nothing, plans)
+        self._wake_gitlab_groups(ctx, key, plans)
 
     # -- what the spec asks for -----------------------------------------------------------------
 
@@ -943,4 +1008,8 @@ class ContactHandler(CustomResourceHandler):
 
 def handlers(sender: TaskSender | None = None) -> list[CustomResourceHandler]:
     """The tenancy flows; `sender` publishes the dependents' reconciles (default: Celery)."""
-    return [OrganizationHandler(sender=sender), ContactGroupHandler(sender=sender), ContactHandler()]
+    return [
+        OrganizationHandler(sender=sender),
+        ContactGroupHandler(sender=sender),
+        ContactHandler(sender=sender),
+    ]

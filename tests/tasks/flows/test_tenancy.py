@@ -525,6 +525,69 @@ def test_contact_waiting_for_an_organization_still_provisioning_is_provisioning_
     assert (ready["reason"], ready["message"]) == ("Provisioned", "All contact resources provisioned")
 
 
+def _gitlab_group(cluster: Cluster, name: str, **access: list[dict[str, str]]) -> ObjectKey:
+    group = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GitLabGroup",
+        "metadata": {"name": name},
+        "spec": {"sdp": ["production"], **access},
+    }
+    return cluster.create("gitlabgroups", group)
+
+
+def _gitlab_members(gitlab_admin: python_gitlab.Gitlab, path: str) -> dict[str, int]:
+    return {m.username: m.access_level for m in gitlab_admin.groups.get(path).members.list(get_all=True)}
+
+
+def test_contact_keycloak_membership_changes_wake_the_gitlab_groups_granting_through_those_groups(
+    cluster: Cluster,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    keycloak_stage: KeycloakAdmin,
+    gitlab_admin: python_gitlab.Gitlab,
+) -> None:
+    kube_install_crd(CRDS / "gitlabgroups.polycrate.io.yaml")
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_organization(cluster))
+    cluster.reconcile(_contact_group(cluster))
+    by_org = _gitlab_group(
+        cluster, "org-libs", organizationAccess=[{"organization": "acme-corp", "accessLevel": "developer"}]
+    )
+    by_group = _gitlab_group(
+        cluster,
+        "shared-libs",
+        accessControl=[{"keycloakGroup": "shared-developers", "accessLevel": "maintainer"}],
+    )
+    unrelated = _gitlab_group(
+        cluster, "ops-libs", accessControl=[{"keycloakGroup": "acme-corp-admins", "accessLevel": "owner"}]
+    )
+    for key in (by_org, by_group, unrelated):
+        assert cluster.reconcile(key).result == "succeeded"
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "shared-libs")
+
+    contact = _contact(cluster)  # joins /acme-corp/acme-corp-developers and /shared-developers
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(contact).result == "succeeded"
+
+    woken = {key for key, _, _ in cluster.sender.sent[sent:]} - {contact}
+    assert woken == {by_org, by_group}, "the GitLabGroups granting through the Contact's new groups, only"
+    for key in woken:
+        assert _run_enqueued(cluster, key).result == "succeeded"
+    assert _gitlab_members(gitlab_admin, "org-libs")["john.doe"] == 30  # developer
+    assert _gitlab_members(gitlab_admin, "shared-libs")["john.doe"] == 40  # maintainer
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "ops-libs")
+
+    _patch(
+        cluster, "contacts", contact.name, {"spec": {"additionalGroups": None}}
+    )  # leaves /shared-developers
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(contact).result == "succeeded"
+
+    assert {key for key, _, _ in cluster.sender.sent[sent:]} - {contact} == {by_group}
+    assert _run_enqueued(cluster, by_group).result == "succeeded"
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "shared-libs")
+    assert _gitlab_members(gitlab_admin, "org-libs")["john.doe"] == 30
+
+
 def test_unknown_role_is_an_invalid_spec_listing_the_valid_roles(
     cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
 ) -> None:
