@@ -37,8 +37,8 @@ from kubernetes import client as k8s
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
+from polycrate.redis_server import LocalRedis, free_port
 from sandbox.demo import apply
-from sandbox.redis_server import LocalRedis, free_port
 from sandbox.systems import EmulatedSystems
 
 GROUP, VERSION, NAMESPACE = "polycrate.io", "v1alpha1", "bench"

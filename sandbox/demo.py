@@ -35,7 +35,8 @@ from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
 from polycrate.models import API_VERSION, KINDS
-from sandbox.redis_server import LocalRedis, free_port
+from polycrate.redis_server import LocalRedis, free_port
+from polycrate.settings import redact_url
 from sandbox.systems import EmulatedSystems
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class Sandbox:
             redis_server = LocalRedis(self.workdir).start()
             self._stack.callback(redis_server.stop)
             self.redis_url = redis_server.url
-        self.echo(f"redis          {self.redis_url}")
+        self.echo(f"redis          {redact_url(self.redis_url)}")
 
         self.kube = KubeEmulator(port=self.options.kube_port, latency_ms=self.options.latency_ms)
         self.kube.start()
