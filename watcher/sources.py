@@ -5,7 +5,8 @@ is namespaced, an optional server-side label selector, and which OperatorConfig 
 section decides whether and where it is watched. It also names the key kind under which its
 objects are enqueued: polycrate.io kinds by their kind name, discovery sources by kind name,
 group-qualified where a polycrate.io kind has the same name (velero.io/Backup,
-cert-manager.io/Certificate). Nothing here talks to the cluster; the table is data.
+postgresql.cnpg.io/Backup, cert-manager.io/Certificate). Nothing here talks to the cluster; the
+table is data.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class WatchSource:
     object_filter: Callable[[dict[str, Any]], bool] | None = None
     """Which listed objects are sources at all, where no server-side selector can say it
     (meta Secrets are also found by a name suffix); the others are never enqueued."""
+    section_switch: str | None = None
+    """A boolean field of the discovery section that must be on as well (CloudNativePG's `cnpg_enabled`)."""
+    section_namespace: str | None = None
+    """A field of the discovery section naming the one namespace watched (Velero's `velero_namespace`)."""
 
     @property
     def api_version(self) -> str:
@@ -108,9 +113,41 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
     ),
     WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
     WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),
-    WatchSource("velero.io/Backup", "velero.io", "v1", "backups", True, discovery_section="backup_discovery"),
     WatchSource(
-        "velero.io/Schedule", "velero.io", "v1", "schedules", True, discovery_section="backup_discovery"
+        "velero.io/Backup",
+        "velero.io",
+        "v1",
+        "backups",
+        True,
+        discovery_section="backup_discovery",
+        section_namespace="velero_namespace",
+    ),
+    WatchSource(
+        "velero.io/Schedule",
+        "velero.io",
+        "v1",
+        "schedules",
+        True,
+        discovery_section="backup_discovery",
+        section_namespace="velero_namespace",
+    ),
+    WatchSource(
+        "postgresql.cnpg.io/Backup",
+        "postgresql.cnpg.io",
+        "v1",
+        "backups",
+        True,
+        discovery_section="backup_discovery",
+        section_switch="cnpg_enabled",
+    ),
+    WatchSource(
+        "postgresql.cnpg.io/ScheduledBackup",
+        "postgresql.cnpg.io",
+        "v1",
+        "scheduledbackups",
+        True,
+        discovery_section="backup_discovery",
+        section_switch="cnpg_enabled",
     ),
     WatchSource(
         "cert-manager.io/Certificate",

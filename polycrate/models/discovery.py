@@ -108,6 +108,26 @@ def backup_state_from_velero(phase: str | None) -> BackupState:
     return _VELERO_BACKUP_STATES.get(phase or "", "unknown")
 
 
+# CloudNativePG's BackupPhase values (postgresql.cnpg.io/v1 Backup status.phase). While WAL
+# archiving fails the backup cannot complete; CNPG keeps retrying, the API sees it failed.
+_CNPG_BACKUP_STATES: dict[str, BackupState] = {
+    "pending": "new",
+    "started": "in_progress",
+    "running": "in_progress",
+    "finalizing": "in_progress",
+    "completed": "completed",
+    "failed": "failed",
+    "walArchivingFailing": "failed",
+}
+
+
+def backup_state_from_cnpg(phase: str | None) -> BackupState:
+    """CloudNativePG's Backup status.phase -> Backup spec.status (completed -> completed, running -> in_progress)."""
+    if not phase:
+        return "new"  # just created: CNPG has not picked it up yet
+    return _CNPG_BACKUP_STATES.get(phase, "unknown")
+
+
 class SourceObject(SpecModel):
     """The cluster object a discovered resource was created from."""
 
@@ -146,6 +166,13 @@ class BackupSpec(MirroredBackupSpec):
     completed_at: Timestamp | None = Field(default=None, description="end of the backup")
     items_backed_up: int | None = Field(default=None, ge=0, description="number of items backed up")
     schedule_name: str | None = Field(default=None, description="BackupSchedule that started it, if any")
+    postgres_cluster: str | None = Field(
+        default=None, description="CloudNativePG: the PostgreSQL cluster backed up (spec.cluster.name)"
+    )
+    method: str | None = Field(
+        default=None, description="CloudNativePG: backup method, e.g. barmanObjectStore or volumeSnapshot"
+    )
+    error: str | None = Field(default=None, description="CloudNativePG: the error of a failed backup")
 
 
 class BackupScheduleSpec(MirroredBackupSpec):
@@ -158,6 +185,12 @@ class BackupScheduleSpec(MirroredBackupSpec):
     paused: bool = Field(default=False, description="the schedule is paused")
     last_backup_at: Timestamp | None = Field(default=None, description="start of the last backup")
     last_backup_name: str | None = Field(default=None, description="name of the last backup")
+    postgres_cluster: str | None = Field(
+        default=None, description="CloudNativePG: the PostgreSQL cluster backed up (spec.cluster.name)"
+    )
+    method: str | None = Field(
+        default=None, description="CloudNativePG: backup method, e.g. barmanObjectStore or volumeSnapshot"
+    )
 
 
 # --- Certificate (from cert-manager) ----------------------------------------------------------

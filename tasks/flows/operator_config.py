@@ -73,6 +73,8 @@ SOURCE_SECTIONS: dict[str, str] = {
     "Pod": "artifact_discovery",
     "velero.io/Backup": "backup_discovery",
     "velero.io/Schedule": "backup_discovery",
+    "postgresql.cnpg.io/Backup": "backup_discovery",
+    "postgresql.cnpg.io/ScheduledBackup": "backup_discovery",
     "cert-manager.io/Certificate": "certificate_discovery",
 }
 # Sources that are only some objects of their resource (the watcher's WatchSource.object_filter).
