@@ -41,6 +41,9 @@ class WatchSource:
     object_filter: Callable[[dict[str, Any]], bool] | None = None
     """Which listed objects are sources at all, where no server-side selector can say it
     (meta Secrets are also found by a name suffix); the others are never enqueued."""
+    metadata_only: bool = False
+    """List and watch PartialObjectMetadata: the watcher needs names, labels and versions only,
+    and must not hold the data of every Secret in the cluster."""
     section_switch: str | None = None
     """A boolean field of the discovery section that must be on as well (CloudNativePG's `cnpg_enabled`)."""
     section_namespace: str | None = None
@@ -107,9 +110,17 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
         "Ingress", "networking.k8s.io", "v1", "ingresses", True, discovery_section="endpoint_discovery"
     ),
     # Meta Secrets named `<block>.poly` need not carry a label, so Secrets are watched unselected
-    # and filtered here; only the meta Secrets' keys are remembered and enqueued.
+    # (metadata only: their data never reaches the watcher) and filtered here; only the meta
+    # Secrets' keys are remembered and enqueued. The worker reads the Secret itself, at use.
     WatchSource(
-        "Secret", "", "v1", "secrets", True, discovery_section="app_discovery", object_filter=is_meta_secret
+        "Secret",
+        "",
+        "v1",
+        "secrets",
+        True,
+        discovery_section="app_discovery",
+        object_filter=is_meta_secret,
+        metadata_only=True,
     ),
     WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
     WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),
