@@ -299,6 +299,7 @@ def test_deletion_removes_argocd_then_harbor_then_gitlab_then_keycloak(
     assert "acme-corp" in _gitlab_groups(gitlab_admin)
     assert "acme-corp" in _keycloak_tree(keycloak_stage)
     assert FINALIZER in cluster.get(key)["metadata"]["finalizers"], "held until cleanup succeeds"
+    assert cluster.get(key)["status"]["phase"] == "Deleting", "a retried cleanup is no Error"
 
     systems["harbor"].set_faults(outage_seconds=0)
     assert _run_enqueued(cluster, key).result == "succeeded"
