@@ -46,7 +46,7 @@ from tasks.flows.discovered import (
 )
 from tasks.flows.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
 from tasks.keys import ObjectKey
-from tasks.objects import JsonObject
+from tasks.objects import JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
@@ -275,9 +275,13 @@ def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
     """
     metadata = source.get("metadata") or {}
     spec, status = source.get("spec") or {}, source.get("status") or {}
+    try:
+        listed = ctx.objects.list(CNPG_BACKUP, str(metadata["namespace"]))
+    except NotFoundError:
+        listed = []  # only ScheduledBackup's CRD is installed: no backups yet
     backups = [
         backup
-        for backup in ctx.objects.list(CNPG_BACKUP, str(metadata["namespace"]))
+        for backup in listed
         if ((backup.get("metadata") or {}).get("labels") or {}).get(CNPG_SCHEDULE_LABEL) == metadata["name"]
     ]
     newest = max(backups, key=_cnpg_started, default=None)

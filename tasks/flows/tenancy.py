@@ -39,7 +39,7 @@ from polycrate.models.tenancy import (
 )
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
-from tasks.handlers import READY, CustomResourceHandler
+from tasks.handlers import ERROR, READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, TaskSender
@@ -758,6 +758,12 @@ class ContactHandler(CustomResourceHandler):
                 f'{where}: {key.kind} "{key.name}" not found in namespace {key.namespace}'
             )
         phase = (found.get("status") or {}).get("phase")
+        if phase == ERROR:
+            # Nothing to wait for: the dependency needs a fix first, so this one is in Error too.
+            raise DependencyNotFoundError(
+                f'{where}: {key.kind} "{key.name}" is in Error (see its status); '
+                "the Contact is reconciled again once it is Ready"
+            )
         if phase != READY:
             raise DependencyNotReadyError(
                 f'{where}: {key.kind} "{key.name}" is not Ready yet (phase {phase or "none"}); '

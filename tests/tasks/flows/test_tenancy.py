@@ -526,6 +526,25 @@ def test_contact_waiting_for_an_organization_still_provisioning_is_provisioning_
     assert (ready["reason"], ready["message"]) == ("Provisioned", "All contact resources provisioned")
 
 
+def test_contact_of_an_organization_in_error_is_in_error_too(
+    cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
+) -> None:
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_contact_group(cluster))
+    broken = example("organization-acme-corp.yaml", cluster.namespace)
+    broken["spec"]["sdp"] = "nowhere"
+    org = cluster.create("organizations", broken)
+    assert cluster.reconcile(org).result == "failed"
+    key = _contact(cluster)
+
+    assert cluster.reconcile(key).result == "failed"
+
+    assert cluster.get(key)["status"]["phase"] == "Error", (
+        "nothing to wait for until someone fixes the Organization"
+    )
+    assert 'Organization "acme-corp" is in Error' in _message(cluster, key)
+
+
 def _gitlab_group(cluster: Cluster, name: str, **access: list[dict[str, str]]) -> ObjectKey:
     group = {
         "apiVersion": f"{GROUP}/{VERSION}",
