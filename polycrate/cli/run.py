@@ -4,10 +4,11 @@ Before anything starts, the command checks what the watcher cannot live without 
 in one line with exit 1: valid settings, a usable kubeconfig, an answering API server, an
 answering Redis, free probe ports. Without REDIS_URL it needs no Redis of its own: it starts
 an embedded `redis-server` child (loopback only, random password, gone with the operator) and
-says so in one line; the scaled deployment sets REDIS_URL and shares one Redis. After that, outages are survived rather than fatal: the
-informers reconnect and Redis writes are retried. SIGTERM/SIGINT shut down cleanly (the Lease
-is released, the embedded worker gets a warm shutdown); losing the Lease exits with 1 so the
-Deployment restarts the pod as a standby, as controller-runtime managers do.
+says so in one line; the scaled deployment sets REDIS_URL and shares one Redis. After that,
+outages are survived rather than fatal: the informers reconnect and Redis writes are retried.
+SIGTERM/SIGINT shut down cleanly (the Lease is released, the embedded worker gets a warm
+shutdown, the embedded Redis stops last); losing the Lease exits with 1 so the Deployment
+restarts the pod as a standby, as controller-runtime managers do.
 """
 
 from __future__ import annotations
