@@ -698,6 +698,11 @@ class ContactHandler(CustomResourceHandler):
     def _wake_gitlab_groups(
         self, ctx: WorkerContext, key: ObjectKey, plans: dict[str, MembershipPlan]
     ) -> None:
+        """Enqueue the GitLabGroups granting through a Keycloak group this run joined or left.
+
+        Runs also after a run that failed halfway (memberships made before the failure count),
+        and never raises: a missed wake-up only delays the GitLabGroup to its resync.
+        """
         changed = {
             sdp: set(plan.keycloak_add) | set(plan.keycloak_remove)
             for sdp, plan in plans.items()
@@ -705,24 +710,25 @@ class ContactHandler(CustomResourceHandler):
         }
         if not changed:
             return
-        org_groups: dict[str, str] = {}
-        for org in DependencyNotifyingHandler.list_or_none(ctx, "Organization", key.namespace):
-            name = org["metadata"]["name"]
-            org_groups[name] = OrganizationNames.of(org, name).keycloak_group
-        queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
-        for group in DependencyNotifyingHandler.list_or_none(ctx, "GitLabGroup", key.namespace):
-            spec = group.get("spec") or {}
-            if any(
-                sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
-                for sdp, paths in changed.items()
-            ):
-                dependent = ObjectKey("GitLabGroup", key.namespace, group["metadata"]["name"])
-                try:
+        try:
+            groups = DependencyNotifyingHandler.list_or_none(ctx, "GitLabGroup", key.namespace)
+            if not groups:
+                return
+            org_groups = {
+                org["metadata"]["name"]: OrganizationNames.of(org, org["metadata"]["name"]).keycloak_group
+                for org in DependencyNotifyingHandler.list_or_none(ctx, "Organization", key.namespace)
+            }
+            queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
+            for group in groups:
+                spec = group.get("spec") or {}
+                if any(
+                    sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
+                    for sdp, paths in changed.items()
+                ):
+                    dependent = ObjectKey("GitLabGroup", key.namespace, group["metadata"]["name"])
                     queue.add(dependent, reason=f"Keycloak memberships of {key.describe()} changed")
-                except Exception as exc:  # broker or Redis trouble: the resync still catches up
-                    log.warning(
-                        "could not enqueue %s after %s changed: %s", dependent, key, type(exc).__name__
-                    )
+        except Exception as exc:  # API or Redis trouble: the GitLabGroups' resync still catches up
+            log.warning("could not wake the GitLabGroups of %s: %s", key, type(exc).__name__)
 
     def provision(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
@@ -736,8 +742,10 @@ class ContactHandler(CustomResourceHandler):
             ctx.status.write(
                 key, StatusUpdate(fields=self._fields(recorded, plans, during=True)), current=obj
             )
-        self._apply(ctx, key, obj, wish, plans)
-        self._wake_gitlab_groups(ctx, key, plans)
+        try:
+            self._apply(ctx, key, obj, wish, plans)
+        finally:
+            self._wake_gitlab_groups(ctx, key, plans)
         return self._fields(recorded, plans, during=False)
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -745,8 +753,10 @@ class ContactHandler(CustomResourceHandler):
         # Syncing toward "member of nothing" removes exactly the recorded memberships.
         wanted_nothing = ContactWish()
         plans = self._plan(ctx, key, obj, None, recorded, wanted_nothing)
-        self._apply(ctx, key, obj, wanted_nothing, plans)
-        self._wake_gitlab_groups(ctx, key, plans)
+        try:
+            self._apply(ctx, key, obj, wanted_nothing, plans)
+        finally:
+            self._wake_gitlab_groups(ctx, key, plans)
 
     # -- what the spec asks for -----------------------------------------------------------------
 
