@@ -133,6 +133,13 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "cert-manager.io", ("certificates",), READ, Scope.WATCHED, ("watcher.sources:DISCOVERY_SOURCES",)
     ),
+    Permission(
+        "postgresql.cnpg.io",
+        ("backups", "scheduledbackups"),
+        READ,
+        Scope.WATCHED,
+        ("watcher.sources:DISCOVERY_SOURCES",),
+    ),
     # CRDs are watched only to notice a discovery source's CRD the moment it is installed.
     Permission(
         "apiextensions.k8s.io",

@@ -40,16 +40,19 @@ from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
 from polycrate.models import API_VERSION, KINDS
-from sandbox.redis_server import LocalRedis, free_port
+from polycrate.redis_server import LocalRedis, free_port
+from polycrate.settings import redact_url
 from sandbox.service_account import operator_kubeconfig
 from sandbox.systems import EmulatedSystems
 
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = Path(__file__).parent / "manifests"
+# CRDs of third-party operators whose objects the sandbox's manifests contain (CloudNativePG).
+THIRD_PARTY_CRDS_DIR = Path(__file__).parent / "crds"
 SETTLED_PHASES = {"Ready", "Synced", "synced", "Discovered"}
 # What discovery must have produced from sandbox/manifests/60-discovery-sources.yaml.
-EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2}
+EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2, "Backup": 1, "BackupSchedule": 1}
 
 
 @dataclass
@@ -84,6 +87,10 @@ class SandboxReport:
     @property
     def ready(self) -> bool:
         return bool(self.objects) and all(o.settled for o in self.objects)
+
+
+def third_party_crds(directory: Path = THIRD_PARTY_CRDS_DIR) -> list[dict[str, Any]]:
+    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.yaml"))]
 
 
 def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
@@ -198,6 +205,14 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
                 CoreV1Api(api_client).patch_node_status(
                     doc["metadata"]["name"], {"status": doc["status"]}, _preload_content=False
                 )
+            elif doc.get("status"):
+                # What another operator (CloudNativePG) reports, through the status subresource.
+                resource.status.patch(
+                    body={"status": doc["status"]},
+                    name=doc["metadata"]["name"],
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                )
         else:
             resource.patch(
                 body=doc,
@@ -205,7 +220,10 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
                 namespace=namespace,
                 content_type="application/merge-patch+json",
             )
-        applied.append((doc["kind"], namespace or "", doc["metadata"]["name"]))
+        # Kinds of other API groups are group-qualified, so CloudNativePG's Backup is no polycrate.io Backup.
+        group = doc["apiVersion"].rpartition("/")[0]
+        kind = doc["kind"] if group in ("", API_VERSION.partition("/")[0]) else f"{group}/{doc['kind']}"
+        applied.append((kind, namespace or "", doc["metadata"]["name"]))
     return applied
 
 
@@ -290,7 +308,7 @@ class Sandbox:
             redis_server = LocalRedis(self.workdir).start()
             self._stack.callback(redis_server.stop)
             self.redis_url = redis_server.url
-        self.echo(f"redis          {self.redis_url}")
+        self.echo(f"redis          {redact_url(self.redis_url)}")
 
         self.kube = KubeEmulator(port=self.options.kube_port, latency_ms=self.options.latency_ms)
         self.kube.start()
@@ -318,7 +336,8 @@ class Sandbox:
 
         api_client = load_api_client(str(self.kubeconfig))
         install_crds(api_client, crd_manifests())
-        self.echo(f"installed {len(KINDS)} CRDs")
+        others = install_crds(api_client, third_party_crds())
+        self.echo(f"installed {len(KINDS)} CRDs, and {', '.join(crd.name for crd in others)}")
         documents = point_at_emulators(load_manifests(), self.systems)
         seeded = seed_users(documents, self.systems)
         if seeded:

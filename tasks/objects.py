@@ -79,6 +79,8 @@ SOURCE_RESOURCES: dict[str, Resource] = {
     "Pod": Resource("", "v1", "pods", True),
     "velero.io/Backup": Resource("velero.io", "v1", "backups", True),
     "velero.io/Schedule": Resource("velero.io", "v1", "schedules", True),
+    "postgresql.cnpg.io/Backup": Resource("postgresql.cnpg.io", "v1", "backups", True),
+    "postgresql.cnpg.io/ScheduledBackup": Resource("postgresql.cnpg.io", "v1", "scheduledbackups", True),
     "cert-manager.io/Certificate": Resource("cert-manager.io", "v1", "certificates", True),
 }
 

@@ -94,7 +94,7 @@ class KeyEnqueuer:
             if key == OPERATOR_CONFIG_KEY and self._on_operator_config is not None:
                 self._on_operator_config(None)
             was_known = self._known.forget(key)
-            if was_known or self._filters.admits(source, key.namespace):
+            if was_known or (self._filters.admits(source, key.namespace) and source.selects(obj)):
                 self._add(key, reason="deleted")
             else:
                 self._metrics.events_ignored.labels(source.key_kind, "filtered").inc()
@@ -113,7 +113,9 @@ class KeyEnqueuer:
     def _observe(self, source: WatchSource, key: ObjectKey, obj: dict[str, Any], *, reason: str) -> None:
         if key == OPERATOR_CONFIG_KEY and self._on_operator_config is not None:
             self._on_operator_config(obj)
-        if not self._filters.admits(source, key.namespace):
+        if not self._filters.admits(source, key.namespace) or not source.selects(obj):
+            # Enqueued once more when it was a source until now (e.g. a meta Secret lost its
+            # label), so its handler can retire what was discovered from it.
             if self._known.forget(key):
                 self._add(key, reason="out-of-scope")
             else:

@@ -2,10 +2,13 @@
 
 Before anything starts, the command checks what the watcher cannot live without and says so
 in one line with exit 1: valid settings, a usable kubeconfig, an answering API server, an
-answering Redis, free probe ports. After that, outages are survived rather than fatal: the
-informers reconnect and Redis writes are retried. SIGTERM/SIGINT shut down cleanly (the Lease
-is released, the embedded worker gets a warm shutdown); losing the Lease exits with 1 so the
-Deployment restarts the pod as a standby, as controller-runtime managers do.
+answering Redis, free probe ports. Without REDIS_URL it needs no Redis of its own: it starts
+an embedded `redis-server` child (loopback only, random password, gone with the operator) and
+says so in one line; the scaled deployment sets REDIS_URL and shares one Redis. After that,
+outages are survived rather than fatal: the informers reconnect and Redis writes are retried.
+SIGTERM/SIGINT shut down cleanly (the Lease is released, the embedded worker gets a warm
+shutdown, the embedded Redis stops last); losing the Lease exits with 1 so the Deployment
+restarts the pod as a standby, as controller-runtime managers do.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
@@ -23,7 +27,10 @@ from polycrate.cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
 from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
-from polycrate.settings import Settings, redact_url
+from polycrate.redis_server import LocalRedis, RedisServerError
+from polycrate.settings import ENVIRONMENT_VARIABLES, Settings, redact_url
+from tasks.app import app as celery_app
+from tasks.app import configure as configure_celery
 from tasks.queue import KeyQueue
 from tasks.queue_depth import QueueDepthCollector
 from watcher.informer import WatchTiming
@@ -44,6 +51,35 @@ def _connect_redis(settings: Settings) -> redis.Redis:
         client.close()
         raise CliError(f"Redis at {redact_url(settings.redis_url)} is unreachable: {exc}") from None
     return client
+
+
+REDIS_URL_VARIABLE = ENVIRONMENT_VARIABLES["redis_url"]
+
+
+def _embedded_redis(settings: Settings, stack: ExitStack) -> Settings:
+    """Start a private redis-server and return the settings pointing at it.
+
+    Its URL (with the password) is also put into this process's environment, so the embedded
+    worker, started as a child, reads the same Redis.
+    """
+    try:
+        server = LocalRedis().start()
+    except RedisServerError as exc:
+        raise CliError(
+            f"{REDIS_URL_VARIABLE} is not set and no embedded Redis could be started: {exc}"
+        ) from None
+    stack.callback(server.stop)
+    os.environ[REDIS_URL_VARIABLE] = server.url
+    settings = settings.model_copy(update={"redis_url": server.url})
+    configure_celery(celery_app, settings)  # this process publishes the keys' tasks there too
+    log.info(
+        "%s is not set: started an embedded redis-server (pid %s) on 127.0.0.1:%d, password-protected, "
+        "stopped with the operator",
+        REDIS_URL_VARIABLE,
+        server.pid,
+        server.port,
+    )
+    return settings
 
 
 def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
@@ -180,51 +216,54 @@ def run(
 
     sources = in_namespaces(all_sources(), settings.namespaces)
     api = _connect_kubernetes(settings.kubeconfig, len(sources))
-    redis_client = _connect_redis(settings)
-    queue = KeyQueue(
-        redis_client, prefix=settings.redis_prefix, stale_after=settings.pending_stale_after_seconds
-    )
-    options = WatcherOptions(
-        leader_elect=leader_elect,
-        lease=lease,
-        metrics_bind_address=metrics_bind_address,
-        health_probe_bind_address=health_probe_bind_address,
-        resync_period=settings.resync_period_seconds,
-        resync_jitter=settings.resync_jitter,
-        watch=WatchTiming(server_timeout=watch_timeout, inactivity_timeout=watch_inactivity_timeout),
-        embedded_workers=workers,
-        kubeconfig=settings.kubeconfig,
-        sources=sources,
-        metrics_token_file=metrics_token_file,
-    )
-    metrics = WatcherMetrics()
-    # Queue depth is served here, once per watcher, rather than by every worker replica.
-    metrics.registry.register(QueueDepthCollector(redis_client, prefix=settings.redis_prefix))
-    watcher = Watcher(api, queue, options, metrics=metrics, broker_ping=redis_client.ping)
+    with ExitStack() as stack:  # what was started here stops in reverse order, also on errors
+        if not os.environ.get(REDIS_URL_VARIABLE):
+            settings = _embedded_redis(settings, stack)
+        redis_client = _connect_redis(settings)
+        stack.callback(redis_client.close)
+        queue = KeyQueue(
+            redis_client, prefix=settings.redis_prefix, stale_after=settings.pending_stale_after_seconds
+        )
+        options = WatcherOptions(
+            leader_elect=leader_elect,
+            lease=lease,
+            metrics_bind_address=metrics_bind_address,
+            health_probe_bind_address=health_probe_bind_address,
+            resync_period=settings.resync_period_seconds,
+            resync_jitter=settings.resync_jitter,
+            watch=WatchTiming(server_timeout=watch_timeout, inactivity_timeout=watch_inactivity_timeout),
+            embedded_workers=workers,
+            kubeconfig=settings.kubeconfig,
+            sources=sources,
+            metrics_token_file=metrics_token_file,
+        )
+        metrics = WatcherMetrics()
+        # Queue depth is served here, once per watcher, rather than by every worker replica.
+        metrics.registry.register(QueueDepthCollector(redis_client, prefix=settings.redis_prefix))
+        watcher = Watcher(api, queue, options, metrics=metrics, broker_ping=redis_client.ping)
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; shutting down", signal.Signals(signum).name)
-        watcher.request_stop()
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s; shutting down", signal.Signals(signum).name)
+            watcher.request_stop()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        watcher.start()
-    except OSError as exc:
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            watcher.start()
+        except OSError as exc:
+            watcher.stop()
+            raise CliError(f"cannot listen for probes or metrics: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            watcher.stop()
+            raise CliError(str(exc)) from None
+        log.info(
+            "watching %s (%s) with Redis at %s (%s)",
+            api.host,
+            f"namespaces {', '.join(settings.namespaces)}" if settings.namespaces else "all namespaces",
+            redact_url(settings.redis_url),
+            "leader election on" if leader_elect else "single instance",
+        )
+        outcome = watcher.wait()
         watcher.stop()
-        raise CliError(f"cannot listen for probes or metrics: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        watcher.stop()
-        raise CliError(str(exc)) from None
-    log.info(
-        "watching %s (%s) with Redis at %s (%s)",
-        api.host,
-        f"namespaces {', '.join(settings.namespaces)}" if settings.namespaces else "all namespaces",
-        redact_url(settings.redis_url),
-        "leader election on" if leader_elect else "single instance",
-    )
-    outcome = watcher.wait()
-    watcher.stop()
-    redis_client.close()
     if outcome == "lost-leadership":
         raise CliError(f"lost the leader Lease {lease.namespace}/{lease.name}; exiting to rejoin as standby")

@@ -120,3 +120,25 @@ def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
             assert time.monotonic() < deadline, tasks
             time.sleep(0.5)
         assert {t["name"] for t in tasks.values()} == {"reconcile"}
+
+        # The CloudNativePG backup and its schedule, discovered and in the Polycrate API.
+        api = systems["polycrate_api"]
+        token = {"Authorization": f"Token {api['token']}"}
+        backups = requests.get(f"{api['url']}/api/v1/backups/", headers=token, timeout=5).json()["results"]
+        assert {
+            (b["name"], b["source"], b["namespace"], b["postgres_cluster"], b["method"], b["status"])
+            for b in backups
+        } == {
+            (
+                "pg-main-nightly-20260106020000",
+                "cnpg",
+                "databases",
+                "pg-main",
+                "barmanObjectStore",
+                "completed",
+            )
+        }
+        schedules = requests.get(f"{api['url']}/api/v1/backup-schedules/", headers=token, timeout=5).json()
+        assert [(s["name"], s["schedule_cron"], s["last_backup_name"]) for s in schedules["results"]] == [
+            ("pg-main-nightly", "0 0 2 * * *", "pg-main-nightly-20260106020000")
+        ]

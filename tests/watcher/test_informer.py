@@ -35,10 +35,11 @@ from watcher.informer import Informer, WatchTiming
 from watcher.known_keys import KnownKeys
 from watcher.kubeapi import KubeApi
 from watcher.metrics import WatcherMetrics
-from watcher.sources import WatchSource
+from watcher.sources import DISCOVERY_SOURCES, WatchSource
 
 CONFIG_MAPS = WatchSource("ConfigMap", "", "v1", "configmaps", True)
 VELERO_BACKUPS = WatchSource("velero.io/Backup", "velero.io", "v1", "backups", True)
+SECRETS = next(source for source in DISCOVERY_SOURCES if source.key_kind == "Secret")
 
 # The emulator sends a bookmark every 0.5 s (tests/watcher/conftest.py), so 1.5 s of silence
 # means the stream is stuck. Pages of 2 make every list a paged list.
@@ -268,3 +269,51 @@ def test_a_forbidden_list_keeps_the_informer_unsynced_and_names_the_permission_o
         'configmaps is forbidden: User "system:serviceaccount:polycrate:polycrate-operator" cannot list '
         'resource "configmaps" in API group "" at the cluster scope'
     ) in warnings[0]
+
+
+class RecordingHandler:
+    """A SourceHandler that keeps every object the informer hands over."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.objects: list[dict] = []
+
+    def listed(self, source: WatchSource, obj: dict) -> ObjectKey:
+        with self._lock:
+            self.objects.append(obj)
+        return source.key_for(obj)
+
+    def list_complete(self, source: WatchSource, seen: list[ObjectKey]) -> None:
+        """Nothing to compare."""
+
+    def event(self, source: WatchSource, event_type: str, obj: dict) -> None:
+        with self._lock:
+            self.objects.append(obj)
+
+    def names(self) -> set[str]:
+        with self._lock:
+            return {obj["metadata"]["name"] for obj in self.objects}
+
+
+def test_secrets_are_listed_and_watched_as_metadata_so_their_data_never_reaches_the_watcher(
+    kube_api: KubeApi, harnesses: list[Harness]
+) -> None:
+    ensure_namespace(kube_api, "production")
+    secrets = "/api/v1/namespaces/production/secrets"
+    secret = {"apiVersion": "v1", "kind": "Secret", "stringData": {"password": "hunter2"}}
+    kube_api.create(secrets, {**secret, "metadata": {"name": "before.poly"}})
+    handler = RecordingHandler()
+    informer = Informer(SECRETS, kube_api, handler, WatcherMetrics(), timing=FAST)
+    informer.start()
+    try:
+        assert informer.wait_synced(10)
+        kube_api.create(secrets, {**secret, "metadata": {"name": "after.poly"}})
+        wait_until(lambda: {"before.poly", "after.poly"} <= handler.names(), message="list and watch")
+    finally:
+        informer.stop()
+
+    assert handler.objects, "nothing seen"
+    for obj in handler.objects:
+        assert obj["kind"] == "PartialObjectMetadata"
+        assert "data" not in obj and "stringData" not in obj
+        assert obj["metadata"]["resourceVersion"]
