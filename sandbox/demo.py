@@ -240,6 +240,7 @@ def apply_examples(api_client: ApiClient, state_file: Path) -> list[tuple[str, s
 
     documents = point_at_state(load_manifests(), state, add_realm=add_realm)
     seed_users_of_state(documents, state)
+    install_crds(api_client, third_party_crds())  # the examples hold CloudNativePG objects too
     return apply(api_client, documents)
 
 

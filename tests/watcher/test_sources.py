@@ -22,7 +22,7 @@ def test_namespaced_sources_become_one_watch_per_namespace_and_cluster_scoped_on
         "/api/v1/namespaces/team-b/secrets",
     ]
     assert [s.identity for s in secrets] == ["Secret@team-a", "Secret@team-b"]
-    assert all(s.label_selector == "polycrate.io/type=meta" for s in secrets)
+    assert all(s.metadata_only and s.object_filter is not None for s in secrets)
     nodes = [s for s in sources if s.key_kind == "Node"]
     artifacts = [s for s in sources if s.key_kind == "Artifact"]
     assert [s.collection_path for s in nodes + artifacts] == [
