@@ -82,6 +82,8 @@ _SOURCE_FILTERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {"Secret": is_
 
 # Finalizers that discovery puts on sources end like this (endpoints.polycrate.io/cleanup, ...).
 SOURCE_FINALIZER_SUFFIX = ".polycrate.io/cleanup"
+# The only sources discovery puts such a finalizer on; the others are never listed while off.
+FINALIZED_SOURCES = frozenset({"Ingress", "Node"})
 
 # Controller names of the spec's discovery table, as the health report names them.
 CONTROLLERS: dict[str, str] = {
@@ -426,7 +428,8 @@ def discovery_keys(
             continue
         section = config.section(section_name) if config else None
         if section is None:
-            keys += [_key_of(kind, obj) for obj in _listed(ctx, kind) if _holds_our_finalizer(obj)]
+            if kind in FINALIZED_SOURCES:
+                keys += [_key_of(kind, obj) for obj in _listed(ctx, kind) if _holds_our_finalizer(obj)]
         elif everything:
             watches = getattr(section, "watches", None)
             keys += [
