@@ -13,8 +13,12 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from polycrate.models.fieldtypes import (
+    KEYCLOAK_NAME_MAX,
     NAME_PATTERN_PLACEHOLDER_PATTERN,
+    BoundedStr,
+    Description,
     HttpURL,
+    KeycloakName,
     NonEmptyStr,
     ObjectName,
     SpecModel,
@@ -80,8 +84,8 @@ class HarborConnection(SpecModel):
 class ArgoCDRoleTemplate(SpecModel):
     """Policies of one Argo CD project role; `{project}` is replaced by the project name."""
 
-    description: str | None = Field(default=None, description="description of the project role")
-    policies: list[NonEmptyStr] = Field(
+    description: Description | None = Field(default=None, description="description of the project role")
+    policies: list[BoundedStr] = Field(
         default_factory=list,
         description='Casbin policy lines, e.g. "p, proj:{project}:admin, applications, *, {project}/*, allow"',
     )
@@ -132,12 +136,13 @@ class PlatformSettings(SpecModel):
         default=True,
         description="create one Keycloak subgroup per default role below each organization group",
     )
-    defaultRoles: list[NonEmptyStr] = Field(
+    defaultRoles: list[KeycloakName] = Field(
         default_factory=lambda: list(DEFAULT_ROLES),
         description="roles that get a subgroup per organization, default admins, developers, viewers",
     )
     subgroupNamePattern: str = Field(
         default=DEFAULT_SUBGROUP_NAME_PATTERN,
+        max_length=KEYCLOAK_NAME_MAX,
         pattern=NAME_PATTERN_PLACEHOLDER_PATTERN,
         description="name of a role subgroup; {org} and {role} are replaced, {role} is required",
     )
