@@ -28,8 +28,9 @@ import yaml
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
 from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
-from workers.change import Change
+from workers.change import Change, planned_response, planning
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
 
 SYSTEM = "Argo CD"
 PROJECT_PLACEHOLDER = "{project}"
@@ -291,6 +292,8 @@ class ArgoCDClient:
     # -- plumbing ------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
+        if method != "GET" and (plan := planning()) is not None:
+            return planned_response(plan, SYSTEM, method, f"{self.url}{path}", what, kwargs.get("json"))
         with transport_errors(f"{SYSTEM}: {what}"):
             return self._session.request(method, f"{self.url}{path}", **kwargs)
 
@@ -338,14 +341,20 @@ class ArgoCDClient:
         source_repos: Sequence[str] = (),
         destinations: Sequence[Destination] = (),
         roles: Sequence[ProjectRole] = (),
+        owner: Owner | None = None,
+        recorded: bool = False,
     ) -> Change:
-        """Create the AppProject or bring its description, sourceRepos, destinations and roles in line."""
+        """Create the AppProject or bring its description, sourceRepos, destinations and roles in line.
+
+        With `owner` the project carries the owner's label and annotation, and an existing one is
+        claimed by the ownership rules (`recorded`: the owner's status names this project)."""
         desired = {
             "description": description,
             "sourceRepos": list(dict.fromkeys(source_repos)),
             "destinations": [d.as_api() for d in dict.fromkeys(destinations)],
             "roles": [r.as_api() for r in roles],
         }
+        marks = owner.argocd_metadata() if owner is not None else {}
         for _ in range(_CONFLICT_ATTEMPTS):
             existing = self.get_project(name)
             if existing is None:
@@ -354,27 +363,37 @@ class ArgoCDClient:
                     "POST",
                     "/api/v1/projects",
                     f'create project "{name}"',
-                    body={"project": {"metadata": {"name": name}, "spec": spec}, "upsert": True},
+                    body={"project": {"metadata": {"name": name, **marks}, "spec": spec}, "upsert": True},
                 )
                 return Change("created", id=name)
-            if _owned_view(existing.get("spec") or {}) == _owned_view(desired):
+            metadata = existing.get("metadata") or {}
+            adopted = claim(
+                owner, Mark.from_argocd(metadata), what=f'Argo CD project "{name}"', recorded=recorded
+            )
+            unmarked = any(
+                (metadata.get(section) or {}).get(k) != v
+                for section, pairs in marks.items()
+                for k, v in pairs.items()
+            )
+            if _owned_view(existing.get("spec") or {}) == _owned_view(desired) and not unmarked:
                 return Change("unchanged", id=name)
             what = f'update project "{name}"'
+            merged = _merge_project(existing, desired)
+            for section, pairs in marks.items():
+                merged.setdefault("metadata", {}).setdefault(section, {}).update(pairs)
             response = self._send(
-                "PUT",
-                f"/api/v1/projects/{quote(name, safe='')}",
-                what,
-                json={"project": _merge_project(existing, desired)},
+                "PUT", f"/api/v1/projects/{quote(name, safe='')}", what, json={"project": merged}
             )
             if _is_stale_write(response):
                 continue  # someone wrote in between: read again and re-compare
             self._decoded(response, what)
             before, after = _owned_view(existing.get("spec") or {}), _owned_view(desired)
-            return Change(
-                "updated",
-                id=name,
-                detail=", ".join(k for k in _OWNED_PROJECT_FIELDS if before[k] != after[k]),
-            )
+            changed = [k for k in _OWNED_PROJECT_FIELDS if before[k] != after[k]]
+            if adopted and not recorded:
+                changed.append("adopted")
+            elif unmarked:
+                changed.append("owner marked")
+            return Change("updated", id=name, detail=", ".join(changed))
         raise TransientError(
             f'{SYSTEM}: update project "{name}": kept conflicting with concurrent writers ({_CONFLICT_ATTEMPTS} attempts)'
         )

@@ -26,7 +26,7 @@ import requests
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
 from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
-from workers.change import Change
+from workers.change import Change, planned_response, planning
 from workers.clients import ClientCache, credentials_digest
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,12 @@ def _role_id(project: str, role: str) -> int:
     return ROLE_IDS[role]
 
 
+def _planned(project: str) -> bool:
+    """A project the active plan would create (it has no members yet)."""
+    plan = planning()
+    return plan is not None and plan.planned(SYSTEM, f'project "{project}"') is not None
+
+
 def _id_from_location(response: requests.Response) -> int | None:
     tail = (response.headers.get("Location") or "").rstrip("/").rsplit("/", 1)[-1]
     return int(tail) if tail.isdigit() else None
@@ -191,6 +197,8 @@ class HarborClient:
         any other failure raises the classified error for operation `what`."""
         headers = {"X-Is-Resource-Name": "true"} if by_name else None
         url = path if path.startswith(("http://", "https://")) else f"{self.url}{API_PREFIX}{path}"
+        if method != "GET" and (plan := planning()) is not None:
+            return planned_response(plan, SYSTEM, method, url, what, json)
         with transport_errors(f"{SYSTEM}: {what}"):
             response = self._session.request(method, url, params=params, json=json, headers=headers)
         if response.status_code not in absent:
@@ -406,6 +414,8 @@ class HarborClient:
 
     def list_members(self, project: str) -> list[ProjectMember]:
         """Every member of the project (all pages)."""
+        if _planned(project):
+            return []
         what = f'list members of project "{project}"'
         return [
             ProjectMember.from_api(body)
@@ -416,6 +426,8 @@ class HarborClient:
         self, project: str, entity_name: str, entity_type: Literal["user", "group"]
     ) -> ProjectMember | None:
         # entityname is an exact match in Harbor, so every candidate is on the first page.
+        if _planned(project):
+            return None
         what = f'find member "{entity_name}" of project "{project}"'
         response = self.http_request(
             "GET",
