@@ -28,6 +28,7 @@ from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_r
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change, planned_response, planning
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
 
 log = logging.getLogger(__name__)
 
@@ -263,12 +264,20 @@ class HarborClient:
         return project
 
     def ensure_project(
-        self, name: str, *, public: bool = False, storage_quota: str | int | None = None
+        self,
+        name: str,
+        *,
+        public: bool = False,
+        storage_quota: str | int | None = None,
+        owner: Owner | None = None,
+        recorded: bool = False,
     ) -> Change:
         """Create the project or bring its public flag and storage quota in line.
 
         `storage_quota` is a Kubernetes quantity ("50Gi"); None leaves Harbor's quota alone
-        (on create: Harbor's default for new projects)."""
+        (on create: Harbor's default for new projects). With `owner` an existing project is
+        claimed only when `recorded` (the owner knows it as its own) or the owner adopts: Harbor
+        projects carry no ownership mark (its metadata keys are fixed)."""
         if not _PROJECT_NAME.match(name) or len(name) > 255:
             raise InvalidSpecError(
                 f'Harbor project "{name}": projectName must be lower-case letters and digits, '
@@ -288,6 +297,8 @@ class HarborClient:
                     reason="Forbidden",
                 )
         changes = []
+        if claim(owner, Mark(), what=f'Harbor project "{name}"', recorded=recorded) and not recorded:
+            changes.append("adopted")
         if project.public != public:
             self._put_public(name, public)
             changes.append(f"public {str(project.public).lower()} → {str(public).lower()}")

@@ -111,7 +111,7 @@ def claim(owner: Owner | None, mark: Mark, *, what: str, recorded: bool) -> bool
     if recorded or owner.adopt.lower() == "true":
         return True
     raise PermanentError(
-        f"{what} already exists and is not managed by the operator; to take it over add the annotation "
+        f"{what} already exists and {owner.ref} did not create it; to take it over add the annotation "
         f'{ADOPT_ANNOTATION}: "true" to {owner.ref}, or choose another name',
         reason="AdoptionRequired",
     )

@@ -38,6 +38,8 @@ from polycrate.models.tenancy import (
 )
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
+from tasks.flows.identity import harbor_creation, harbor_project_name, immutable_name_error
+from tasks.flows.state import OperatorState
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
@@ -45,6 +47,7 @@ from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate
 from workers import argocd, gitlab, harbor, keycloak
 from workers.change import Change
+from workers.ownership import Owner
 
 log = logging.getLogger(__name__)
 
@@ -148,25 +151,12 @@ def _delete_keycloak_group(
     *,
     sdp: str | None = None,
 ) -> None:
-    """Delete the group at `path` (with its subgroups) only if it is the one whose id was
-    recorded: a group of that name that someone else made stays."""
-    found = client.find_group_by_path(path)
+    """Delete the group with the recorded id (with its subgroups), wherever a rename took it; a
+    group at `path` that someone else made stays."""
+    found = client.get_group(group_id) or client.find_group_by_path(path)
     if found is not None and found.id == group_id and client.delete_group(found.path):
         where = f' of SDP "{sdp}"' if sdp else ""
         _record_change(ctx, obj, Change("deleted", group_id), f'Keycloak group "{found.path}"{where}')
-
-
-def _harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
-    """The name of the Harbor project with this id, or None when it is gone."""
-    what = f"get project {project_id}"
-    # Only 404 means gone; a 403 is a rights problem that must not make the operator forget the id.
-    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(404,))
-    if response.status_code != 200:
-        return None
-    try:
-        return str(response.json()["name"])
-    except (ValueError, KeyError, TypeError):
-        raise TransientError(f"{harbor.SYSTEM}: {what}: the answer names no project") from None
 
 
 class DependencyNotifyingHandler(CustomResourceHandler):
@@ -223,6 +213,7 @@ class OrganizationResources:
     gitlab_group_id: int | None = None
     harbor_project_id: int | None = None
     argocd_project_created: bool | None = None
+    argocd_project_name: str | None = None
 
     @classmethod
     def recorded(cls, obj: JsonObject) -> OrganizationResources:
@@ -233,6 +224,7 @@ class OrganizationResources:
             gitlab_group_id=status.gitlabGroupID,
             harbor_project_id=status.harborProjectID,
             argocd_project_created=status.argoCDProjectCreated,
+            argocd_project_name=status.argoCDProjectName,
         )
 
     def status_fields(self, recorded: OrganizationResources) -> dict[str, Any]:
@@ -242,6 +234,7 @@ class OrganizationResources:
             "gitlabGroupID": self.gitlab_group_id,
             "harborProjectID": self.harbor_project_id,
             "argoCDProjectCreated": self.argocd_project_created,
+            "argoCDProjectName": self.argocd_project_name,
         }
 
 
@@ -287,6 +280,8 @@ class OrganizationHandler(DependencyNotifyingHandler):
         systems = platform(ctx, key.namespace, spec.sdp, referrer=f"{key.describe()}: spec.sdp")
         recorded = OrganizationResources.recorded(obj)
         owned = replace(recorded, keycloak_subgroup_ids=dict(recorded.keycloak_subgroup_ids))
+        # Harbor and Argo CD cannot rename: refused before anything is written anywhere.
+        self._check_names_kept(key, spec, systems, recorded)
         try:
             self._keycloak(ctx, key, obj, spec, systems, owned)
             self._gitlab(ctx, key, obj, spec, systems, owned)
@@ -296,6 +291,24 @@ class OrganizationHandler(DependencyNotifyingHandler):
             _record_progress(ctx, key, obj, owned.status_fields(recorded))
             raise
         return owned.status_fields(recorded)
+
+    @staticmethod
+    def _check_names_kept(
+        key: ObjectKey, spec: OrganizationSpec, systems: PlatformConnections, recorded: OrganizationResources
+    ) -> None:
+        harbor_client = systems.harbor()
+        name = spec.harbor_project_name(key.name)
+        if harbor_client is not None and name is not None and recorded.harbor_project_id is not None:
+            current = harbor_project_name(harbor_client, recorded.harbor_project_id)
+            if current is not None and current != name:
+                raise immutable_name_error(key, "spec.harbor.projectName", name, "Harbor project", current)
+        argocd_name = spec.argocd_project_name(key.name)
+        previous = recorded.argocd_project_name
+        known = systems.argocd() is not None and recorded.argocd_project_created and previous
+        if known and argocd_name and previous != argocd_name:
+            raise immutable_name_error(
+                key, "spec.argocd.projectName", argocd_name, "Argo CD project", previous
+            )
 
     @staticmethod
     def _left_behind(ctx: WorkerContext, obj: JsonObject, sdp: str, system: str, what: str) -> None:
@@ -324,7 +337,8 @@ class OrganizationHandler(DependencyNotifyingHandler):
             return
         group = spec.keycloak_group_name(key.name)
         attributes = spec.keycloak.attributes if spec.keycloak else {}
-        change = client.ensure_group(group, attributes)
+        owner = Owner.of(obj)
+        change = client.ensure_group(group, attributes, group_id=owned.keycloak_group_id, owner=owner)
         _record_change(ctx, obj, change, f'Keycloak group "/{group}"')
         owned.keycloak_group_id = str(change.id)
         settings = systems.spec.settings
@@ -332,7 +346,9 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if settings.autoCreateRoleSubgroups:
             for role in settings.defaultRoles:
                 name = settings.subgroup_name(group, role)
-                change = client.ensure_subgroup(group, name)
+                change = client.ensure_subgroup(
+                    group, name, group_id=owned.keycloak_subgroup_ids.get(role), owner=owner
+                )
                 _record_change(ctx, obj, change, f'Keycloak group "/{group}/{name}"')
                 subgroups[role] = str(change.id)
         stale = set(owned.keycloak_subgroup_ids.values()) - set(subgroups.values())
@@ -367,7 +383,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
             return
         assert spec.gitlab is not None
         change = client.ensure_group(
-            path, visibility=spec.gitlab.visibility, description=spec.gitlab.description
+            path,
+            visibility=spec.gitlab.visibility,
+            description=spec.gitlab.description,
+            group_id=owned.gitlab_group_id,
+            owner=Owner.of(obj),
         )
         _record_change(ctx, obj, change, f'GitLab group "{path}"')
         owned.gitlab_group_id = int(change.id) if change.id is not None else None
@@ -402,17 +422,23 @@ class OrganizationHandler(DependencyNotifyingHandler):
                 owned.harbor_project_id = None
             return
         assert spec.harbor is not None
-        change = client.ensure_project(
-            name, public=spec.harbor.public, storage_quota=spec.harbor.storageQuota
-        )
+        state = OperatorState(ctx, key, obj)
+        with harbor_creation(state, "harbor", name, recorded=owned.harbor_project_id is not None) as ours:
+            change = client.ensure_project(
+                name,
+                public=spec.harbor.public,
+                storage_quota=spec.harbor.storageQuota,
+                owner=Owner.of(obj),
+                recorded=ours,
+            )
+            owned.harbor_project_id = int(change.id) if change.id is not None else None
         _record_change(ctx, obj, change, f'Harbor project "{name}"')
-        owned.harbor_project_id = int(change.id) if change.id is not None else None
 
     @staticmethod
     def _delete_harbor_project(
         ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, project_id: int
     ) -> None:
-        name = _harbor_project_name(client, project_id)
+        name = harbor_project_name(client, project_id)
         if name is not None and client.delete_project(name):
             _record_change(ctx, obj, Change("deleted", project_id), f'Harbor project "{name}"')
 
@@ -435,9 +461,12 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if name is None:
             if owned.argocd_project_created:
                 self._delete_argocd_project(
-                    ctx, obj, client, OrganizationNames.of(obj, key.name).argocd_project
+                    ctx,
+                    obj,
+                    client,
+                    owned.argocd_project_name or OrganizationNames.of(obj, key.name).argocd_project,
                 )
-                owned.argocd_project_created = None
+                owned.argocd_project_created, owned.argocd_project_name = None, None
             return
         assert spec.argocd is not None and systems.spec.argocd is not None
         templates = systems.spec.argocd.roles
@@ -451,9 +480,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
             source_repos=spec.argocd.sourceRepos,
             destinations=destinations,
             roles=roles,
+            owner=Owner.of(obj),
+            recorded=bool(owned.argocd_project_created) and owned.argocd_project_name in (None, name),
         )
         _record_change(ctx, obj, change, f'Argo CD project "{name}"')
-        owned.argocd_project_created = True
+        owned.argocd_project_created, owned.argocd_project_name = True, name
 
     @staticmethod
     def _delete_argocd_project(
@@ -492,7 +523,9 @@ class OrganizationHandler(DependencyNotifyingHandler):
         # Reverse of the creation order: Argo CD → Harbor → GitLab → Keycloak.
         argocd_client = systems.argocd()
         if owned.argocd_project_created and argocd_client is not None:
-            self._delete_argocd_project(ctx, obj, argocd_client, names.argocd_project)
+            self._delete_argocd_project(
+                ctx, obj, argocd_client, owned.argocd_project_name or names.argocd_project
+            )
         harbor_client = systems.harbor()
         if owned.harbor_project_id is not None and harbor_client is not None:
             self._delete_harbor_project(ctx, obj, harbor_client, owned.harbor_project_id)
@@ -542,7 +575,9 @@ class ContactGroupHandler(DependencyNotifyingHandler):
         for sdp in spec.sdp:
             try:
                 systems = platform(ctx, key.namespace, sdp, referrer=f"{key.describe()}: spec.sdp")
-                change = self._keycloak(systems, key, sdp).ensure_group(group, spec.keycloak.attributes)
+                change = self._keycloak(systems, key, sdp).ensure_group(
+                    group, spec.keycloak.attributes, group_id=recorded.get(sdp), owner=Owner.of(obj)
+                )
                 _record_change(ctx, obj, change, f'Keycloak group "/{group}" of SDP "{sdp}"')
                 ids[sdp] = str(change.id)
             except PolycrateError as exc:

@@ -21,7 +21,7 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from polycrate.models import FINALIZER
-from tasks.flows.standalone import STATE_ANNOTATION
+from tasks.flows.state import STATE_ANNOTATION
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _platform, _secret

@@ -190,10 +190,16 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert _keycloak_tree(keycloak_stage) == {
         "acme-corp": ["acme-corp-admins", "acme-corp-developers", "acme-corp-viewers"]
     }
+    uid = cluster.get(key)["metadata"]["uid"]
     assert keycloak_stage.get_group_by_path("acme-corp")["attributes"] == {
-        "description": ["Main organization group"]
+        "description": ["Main organization group"],
+        "polycrate.io/owner-uid": [uid],  # the ownership mark, written with the create
+        "polycrate.io/owner": [f"Organization {key.namespace}/acme-corp"],
     }
     assert _gitlab_groups(gitlab_admin) == {"acme-corp": "private"}
+    assert gitlab_admin.groups.get("acme-corp").description.endswith(
+        f"[polycrate.io/owner: {uid} (Organization {key.namespace}/acme-corp)]"
+    )
     project = _harbor_get(systems["harbor"], "/projects/acme-corp").json()
     [quota] = _harbor_get(
         systems["harbor"], "/quotas", reference="project", reference_id=str(project["project_id"])
@@ -214,6 +220,7 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert status["gitlabGroupID"] == gitlab_admin.groups.get("acme-corp").id
     assert status["harborProjectID"] == project["project_id"]
     assert status["argoCDProjectCreated"] is True
+    assert status["argoCDProjectName"] == "acme-corp"
 
 
 def test_second_reconcile_of_a_ready_organization_only_reads(
