@@ -43,6 +43,16 @@ def cluster(
     kube_install_crd: Callable[..., dict[str, Any]],
     systems: dict[str, Any],
 ) -> Cluster:
+    return tenancy_cluster(kube_api_client, redis_client, kube_namespace, kube_install_crd, systems)
+
+
+def tenancy_cluster(
+    kube_api_client: kubernetes.client.ApiClient,
+    redis_client: redis.Redis,
+    kube_namespace: str,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    systems: dict[str, Any],
+) -> Cluster:
     """The reconciler with the tenancy flows (their enqueues recorded) and the spec's SDP."""
     cluster = Cluster(kube_api_client, redis_client, kube_namespace)
     for handler in tenancy.handlers(sender=cluster.sender):

@@ -1,0 +1,86 @@
+"""The ownership rules: whose an existing external object is, and when it may be taken over."""
+
+from __future__ import annotations
+
+import pytest
+
+from polycrate.errors import PermanentError
+from workers.ownership import Mark, Owner, claim, strip_description_marker
+
+UID = "0f7c6a52-6c7e-4e59-9a55-2d0b8c1d6f00"
+OTHER = "9a1b2c3d-0000-4e59-9a55-2d0b8c1d6f00"
+ACME = Owner(UID, "Organization polycrate/acme-corp")
+
+
+def _obj(annotations: dict[str, str] | None = None) -> dict[str, object]:
+    return {
+        "kind": "Organization",
+        "metadata": {
+            "name": "acme-corp",
+            "namespace": "polycrate",
+            "uid": UID,
+            "annotations": annotations or {},
+        },
+    }
+
+
+def test_owner_of_an_object_names_kind_namespace_and_name_and_reads_the_adopt_annotation() -> None:
+    owner = Owner.of(_obj({"polycrate.io/adopt": "true"}))
+
+    assert (owner.uid, owner.ref, owner.adopt) == (UID, "Organization polycrate/acme-corp", "true")
+
+
+def test_an_object_marked_with_the_own_uid_is_claimed_without_marking_again() -> None:
+    assert claim(ACME, Mark(UID, ACME.ref), what="group", recorded=False) is False
+
+
+def test_an_unmarked_object_recorded_in_status_is_claimed_and_marked() -> None:
+    assert claim(ACME, Mark(), what="group", recorded=True) is True
+
+
+def test_an_unmarked_unrecorded_object_needs_the_adopt_annotation() -> None:
+    with pytest.raises(PermanentError) as refused:
+        claim(ACME, Mark(), what='Keycloak group "/legacy"', recorded=False)
+
+    assert refused.value.reason == "AdoptionRequired"
+    assert 'add the annotation polycrate.io/adopt: "true" to Organization polycrate/acme-corp' in str(
+        refused.value
+    )
+    assert claim(Owner(UID, ACME.ref, adopt="true"), Mark(), what="group", recorded=False) is True
+
+
+def test_an_object_marked_by_another_owner_is_refused_naming_it_even_with_adopt_true() -> None:
+    with pytest.raises(PermanentError) as refused:
+        claim(
+            Owner(UID, ACME.ref, adopt="true"),
+            Mark(OTHER, "Organization polycrate/beta"),
+            what="g",
+            recorded=True,
+        )
+
+    assert refused.value.reason == "OwnedByAnother"
+    assert "managed by Organization polycrate/beta" in str(refused.value)
+
+
+def test_naming_the_previous_owners_uid_takes_over_from_an_orphaning_owner() -> None:
+    assert claim(Owner(UID, ACME.ref, adopt=OTHER), Mark(OTHER, "gone"), what="g", recorded=False) is True
+
+
+def test_the_gitlab_description_marker_round_trips_and_replaces_an_older_one() -> None:
+    described = ACME.gitlab_description("Our team")
+    again = ACME.gitlab_description(Owner(OTHER, "x").gitlab_description("Our team"))
+
+    assert described == f"Our team\n\n[polycrate.io/owner: {UID} (Organization polycrate/acme-corp)]"
+    assert Mark.from_gitlab(described) == Mark(UID, "Organization polycrate/acme-corp")
+    assert again == described
+    assert strip_description_marker(described) == "Our team"
+    assert Mark.from_gitlab("Our team") == Mark()
+
+
+def test_the_gitlab_description_marker_fits_gitlabs_limit_with_a_long_owner_name() -> None:
+    owner = Owner(UID, "Organization " + "n" * 63 + "/" + "x" * 253)
+
+    described = owner.gitlab_description("d" * 400)
+
+    assert len(described) <= 500
+    assert Mark.from_gitlab(described).uid == UID
