@@ -291,9 +291,12 @@ class ArgoCDClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, method: str, path: str, what: str, *, plan_detail: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         if method != "GET" and (plan := planning()) is not None:
-            return planned_response(plan, SYSTEM, method, f"{self.url}{path}", what, kwargs.get("json"))
+            url = f"{self.url}{path}"
+            return planned_response(plan, SYSTEM, method, url, what, kwargs.get("json"), detail=plan_detail)
         with transport_errors(f"{SYSTEM}: {what}"):
             return self._session.request(method, f"{self.url}{path}", **kwargs)
 
@@ -311,9 +314,10 @@ class ArgoCDClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         absent: Sequence[int] = (),
+        plan_detail: str | None = None,
     ) -> Any:
         """The decoded JSON answer; None for a status in `absent`; else the classified error."""
-        response = self._send(method, path, what, params=params, json=body)
+        response = self._send(method, path, what, params=params, json=body, plan_detail=plan_detail)
         if response.status_code in absent:
             return None
         return self._decoded(response, what)
@@ -364,6 +368,7 @@ class ArgoCDClient:
                     "/api/v1/projects",
                     f'create project "{name}"',
                     body={"project": {"metadata": {"name": name, **marks}, "spec": spec}, "upsert": True},
+                    plan_detail=project_diff(_owned_view({}), _owned_view(desired)),
                 )
                 return Change("created", id=name)
             metadata = existing.get("metadata") or {}
@@ -382,7 +387,12 @@ class ArgoCDClient:
             for section, pairs in marks.items():
                 merged.setdefault("metadata", {}).setdefault(section, {}).update(pairs)
             response = self._send(
-                "PUT", f"/api/v1/projects/{quote(name, safe='')}", what, json={"project": merged}
+                "PUT",
+                f"/api/v1/projects/{quote(name, safe='')}",
+                what,
+                json={"project": merged},
+                plan_detail=project_diff(_owned_view(existing.get("spec") or {}), _owned_view(desired))
+                or "owner marked",
             )
             if _is_stale_write(response):
                 continue  # someone wrote in between: read again and re-compare
@@ -469,6 +479,36 @@ def _is_stale_write(response: requests.Response) -> bool:
         return response.json().get("code") == 10
     except (ValueError, AttributeError):
         return False
+
+
+def project_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The owned fields that differ, in words: `sourceRepos +"https://…"; role developer: +group x`."""
+    parts: list[str] = []
+    if before["description"] != after["description"]:
+        parts.append(f"description {before['description']!r} → {after['description']!r}")
+    for field_name in ("sourceRepos", "destinations"):
+        old = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in before[field_name]]
+        new = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in after[field_name]]
+        changes = [f"+{v}" for v in new if v not in old] + [f"-{v}" for v in old if v not in new]
+        if changes:
+            parts.append(f"{field_name} {' '.join(changes)}")
+    old_roles = {r["name"]: r for r in before["roles"]}
+    new_roles = {r["name"]: r for r in after["roles"]}
+    for role in sorted(set(old_roles) | set(new_roles)):
+        old_role, new_role = old_roles.get(role), new_roles.get(role)
+        if old_role == new_role:
+            continue
+        if old_role is None or new_role is None:
+            parts.append(f"role {'+' if old_role is None else '-'}{role}")
+            continue
+        changes = []
+        for key in ("groups", "policies"):
+            changes += [f"+{key[:-1]} {v}" for v in new_role[key] if v not in old_role[key]]
+            changes += [f"-{key[:-1]} {v}" for v in old_role[key] if v not in new_role[key]]
+        if old_role["description"] != new_role["description"]:
+            changes.append("description")
+        parts.append(f"role {role}: {', '.join(changes)}")
+    return "; ".join(parts)
 
 
 def _owned_view(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -113,15 +113,16 @@ _ACTIONS: dict[str, Literal["create", "update", "delete"]] = {
 
 
 def planned_response(
-    plan: Plan, system: str, method: str, url: str, what: str, body: Any
+    plan: Plan, system: str, method: str, url: str, what: str, body: Any, *, detail: str | None = None
 ) -> requests.Response:
     """Record a write of a plain-HTTP client (Harbor, Argo CD) and answer as the server would:
-    the body echoed, a Location naming id 0 for a create, so the step carries on as after a write."""
-    detail = ""
-    if isinstance(body, dict):
+    the body echoed, a Location naming id 0 for a create, so the step carries on as after a write.
+    `detail` says in words what changes; without it the request body is shown."""
+    if detail is None and isinstance(body, dict):
         detail = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if len(detail) > 300:
             detail = detail[:300] + "..."
+    detail = detail or ""
     target = what[0].upper() + what[1:] if what else url
     plan.record(system, _ACTIONS.get(method, "update"), target, detail)
     name = _created_name(what)

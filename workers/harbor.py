@@ -193,13 +193,14 @@ class HarborClient:
         json: Any = None,
         by_name: bool = False,
         absent: Sequence[int] = (),
+        plan_detail: str | None = None,
     ) -> requests.Response:
         """One call to `/api/v2.0{path}`; a status in `absent` is returned for the caller to read,
         any other failure raises the classified error for operation `what`."""
         headers = {"X-Is-Resource-Name": "true"} if by_name else None
         url = path if path.startswith(("http://", "https://")) else f"{self.url}{API_PREFIX}{path}"
         if method != "GET" and (plan := planning()) is not None:
-            return planned_response(plan, SYSTEM, method, url, what, json)
+            return planned_response(plan, SYSTEM, method, url, what, json, detail=plan_detail)
         with transport_errors(f"{SYSTEM}: {what}"):
             response = self._session.request(method, url, params=params, json=json, headers=headers)
         if response.status_code not in absent:
@@ -320,8 +321,16 @@ class HarborClient:
         body: dict[str, Any] = {"project_name": name, "metadata": {"public": str(public).lower()}}
         if storage_limit is not None:
             body["storage_limit"] = storage_limit
+        planned = f"public={str(public).lower()}" + (
+            f", storage quota {_describe_bytes(storage_limit)}" if storage_limit is not None else ""
+        )
         response = self.http_request(
-            "POST", "/projects", what=f'create project "{name}"', json=body, absent=(409,)
+            "POST",
+            "/projects",
+            what=f'create project "{name}"',
+            json=body,
+            absent=(409,),
+            plan_detail=planned,
         )
         if response.status_code == 409:
             return None
@@ -341,6 +350,7 @@ class HarborClient:
             what=f'update project "{name}"',
             json={"metadata": {"public": str(public).lower()}},
             by_name=True,
+            plan_detail=f"public → {str(public).lower()}",
         )
 
     def set_public(self, name: str, public: bool) -> Change:
@@ -369,11 +379,13 @@ class HarborClient:
         return quota
 
     def _put_quota(self, project: HarborProject, quota: Mapping[str, Any], size: int) -> None:
+        current = (quota.get("hard") or {}).get("storage", UNLIMITED)
         self.http_request(
             "PUT",
             f"/quotas/{int(quota['id'])}",
             what=f'set storage quota of project "{project.name}"',
             json={"hard": {"storage": size}},
+            plan_detail=f"{_describe_bytes(current)} → {_describe_bytes(size)}",
         )
 
     def get_storage_quota(self, name: str) -> int | None:
@@ -498,6 +510,7 @@ class HarborClient:
             what=f'update role of member "{entity_name}" of project "{project}"',
             json={"role_id": role_id},
             by_name=True,
+            plan_detail=f"{entity_type} {entity_name}: role {existing.role} → {role}",
         )
         detail = f"{entity_type} {entity_name}: role {existing.role} → {role}"
         log.info("Harbor: updated member of project %s (%s)", project, detail)
@@ -536,6 +549,7 @@ class HarborClient:
             json=body,
             by_name=True,
             absent=(404, 409),
+            plan_detail=f"{entity_type} {entity_name} as {ROLE_NAMES[role_id]}",
         )
         if response.status_code == 409:
             return None

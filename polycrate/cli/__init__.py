@@ -9,6 +9,7 @@ from polycrate.cli import (  # noqa: F401 - imported for their registration side
     emulators,
     health,
     kube_emulator,
+    plan,
     run,
     sandbox,
     status,
