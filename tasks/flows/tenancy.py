@@ -863,6 +863,15 @@ class ContactHandler(CustomResourceHandler):
             member_of = {}  # the user is gone, and with it every membership
         plan.keycloak_add = {path: gid for path, gid in wanted.items() if path not in member_of}
         plan.keycloak_keep = {path for path in plan.keycloak_managed if path in wanted}
+        # A recorded path the user is no longer under, and a wanted group (known by its id) the
+        # user is in although nothing recorded it: the group was renamed, the membership is ours.
+        renamed_away = {path for path in plan.keycloak_managed - set(wanted) if path not in member_of}
+        if renamed_away:
+            plan.keycloak_keep |= {
+                path
+                for path, gid in wanted.items()
+                if member_of.get(path) == gid and path not in plan.keycloak_managed
+            }
         plan.keycloak_remove = {
             path: member_of[path] for path in plan.keycloak_managed - set(wanted) if path in member_of
         }
@@ -904,11 +913,14 @@ class ContactHandler(CustomResourceHandler):
         if user_id is None:
             return
         plan.gitlab_user_id = user_id
+        # A recorded group path that no longer exists was renamed (or deleted): a wanted group the
+        # user is in but that nothing recorded is then taken as that same membership.
+        renamed_away = any(client.get_group(path) is None for path in plan.gitlab_managed - set(wanted))
         for path, level in wanted.items():
             member = client.get_member(path, user_id)
             if member is None:
                 plan.gitlab_add[path] = level
-            elif path in plan.gitlab_managed:
+            elif path in plan.gitlab_managed or renamed_away:
                 plan.gitlab_keep.add(path)
                 if member.access_level != level:
                     plan.gitlab_update[path] = level

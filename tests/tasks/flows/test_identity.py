@@ -30,6 +30,7 @@ from tests.tasks.flows.test_tenancy import (
     _organization,
     _patch,
     _ready,
+    _run_enqueued,
     _writes,
     tenancy_cluster,
 )
@@ -122,6 +123,34 @@ def test_renaming_keycloak_group_and_gitlab_path_keeps_ids_members_and_access(
     with pytest.raises(python_gitlab.GitlabGetError):
         gitlab_admin.groups.get("acme-corp")
     assert moved.members.get(gitlab_user).access_level == 30, "john.doe stays developer"
+
+
+def test_a_contact_keeps_track_of_its_memberships_across_a_rename_and_removes_them_on_delete(
+    cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
+) -> None:
+    keycloak_user, gitlab_user = _john_doe(keycloak_stage, gitlab_admin)
+    org = _organization(cluster)
+    cluster.reconcile(org)
+    cluster.reconcile(_contact_group(cluster))
+    contact = _contact(cluster)
+    cluster.reconcile(contact)
+    _patch(
+        cluster,
+        "organizations",
+        "acme-corp",
+        {"spec": {"keycloak": {"groupName": "acme-inc"}, "gitlab": {"groupPath": "acme-inc"}}},
+    )
+    cluster.reconcile(org)
+
+    assert _run_enqueued(cluster, contact).result == "succeeded", "the Organization woke its Contact"
+
+    status = _ready(cluster, contact)["status"]
+    assert status["keycloakGroups"] == {"production": ["/acme-inc/acme-inc-developers", "/shared-developers"]}
+    assert status["gitlabGroups"] == {"production": ["acme-inc"]}
+    _delete(cluster, "contacts", "john-doe")
+    assert cluster.reconcile(contact).result == "succeeded"
+    assert _keycloak_memberships(keycloak_stage, keycloak_user) == []
+    assert gitlab_user not in [m.id for m in gitlab_admin.groups.get("acme-inc").members.list(get_all=True)]
 
 
 def test_renaming_a_contact_group_renames_its_keycloak_group_in_every_sdp(
