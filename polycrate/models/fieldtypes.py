@@ -68,7 +68,7 @@ def _matching(
 ObjectName = _matching(OBJECT_NAME_PATTERN, "a Kubernetes object name", "acme-corp", max_length=253)
 """Name of another Kubernetes object (lower-case letters, digits, '-' and '.')."""
 
-HttpURL = _matching(HTTP_URL_PATTERN, "an http(s) URL", "https://gitlab.example.com")
+HttpURL = _matching(HTTP_URL_PATTERN, "an http(s) URL", "https://gitlab.example.com", max_length=2048)
 """An absolute http or https URL, kept verbatim (no normalisation, no trailing slash added)."""
 
 GitLabPath = _matching(GITLAB_PATH_PATTERN, "a GitLab group path", "acme-corp", max_length=255)
@@ -93,6 +93,9 @@ DISPLAY_NAME_MAX = 255
 DESCRIPTION_MAX = 1024
 TEXT_MAX = 1024
 PEM_MAX = 64 * 1024
+
+SecretKey = Annotated[str, Field(min_length=1, max_length=253)]
+"""A key in a Secret's data (at most 253 characters, as Kubernetes allows)."""
 
 KeycloakName = Annotated[str, Field(min_length=1, max_length=KEYCLOAK_NAME_MAX)]
 """A Keycloak group or user name, or a role name that becomes part of one."""
@@ -230,7 +233,7 @@ class SecretKeyRef(SpecModel):
     """A key in a Secret in the namespace of the referring object."""
 
     name: ObjectName = Field(description="name of the Secret")
-    key: NonEmptyStr = Field(description="key inside the Secret's data")
+    key: SecretKey = Field(description="key inside the Secret's data")
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -263,7 +266,9 @@ class ArgoCDDestination(SpecModel):
     clusterRef: ObjectName | None = Field(
         default=None, description="name of a K8sCluster in the same namespace"
     )
-    namespace: NonEmptyStr = Field(default="*", description='target namespace, "*" for all')
+    namespace: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        default="*", description='target namespace, "*" for all'
+    )
 
     @model_validator(mode="after")
     def _server_xor_cluster_ref(self) -> ArgoCDDestination:

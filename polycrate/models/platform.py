@@ -19,8 +19,8 @@ from polycrate.models.fieldtypes import (
     Description,
     HttpURL,
     KeycloakName,
-    NonEmptyStr,
     ObjectName,
+    SecretKey,
     SpecModel,
     Timestamp,
 )
@@ -37,31 +37,31 @@ class KeycloakCredentialsRef(SpecModel):
     """Secret holding the client credentials of a confidential Keycloak client."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    clientIdKey: NonEmptyStr = Field(default="client-id", description="key of the client id")
-    clientSecretKey: NonEmptyStr = Field(default="client-secret", description="key of the client secret")
+    clientIdKey: SecretKey = Field(default="client-id", description="key of the client id")
+    clientSecretKey: SecretKey = Field(default="client-secret", description="key of the client secret")
 
 
 class TokenCredentialsRef(SpecModel):
     """Secret holding an API token."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    tokenKey: NonEmptyStr = Field(default="token", description="key of the token")
+    tokenKey: SecretKey = Field(default="token", description="key of the token")
 
 
 class BasicCredentialsRef(SpecModel):
     """Secret holding a username and password."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    usernameKey: NonEmptyStr = Field(default="username", description="key of the username")
-    passwordKey: NonEmptyStr = Field(default="password", description="key of the password")
+    usernameKey: SecretKey = Field(default="username", description="key of the username")
+    passwordKey: SecretKey = Field(default="password", description="key of the password")
 
 
 class KeycloakConnection(SpecModel):
     """The Keycloak realm tenants' groups are created in."""
 
     url: HttpURL = Field(description="base URL of Keycloak, e.g. https://keycloak.example.com")
-    realm: NonEmptyStr = Field(description="realm that holds the tenant groups and users")
-    authRealm: NonEmptyStr | None = Field(
+    realm: KeycloakName = Field(description="realm that holds the tenant groups and users")
+    authRealm: KeycloakName | None = Field(
         default=None, description="realm the client authenticates against; defaults to realm"
     )
     credentialsRef: KeycloakCredentialsRef = Field(description="Secret with the client credentials")
