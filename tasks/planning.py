@@ -11,21 +11,43 @@ that would write nothing. Failure prevented: a change applied without seeing its
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import redis
 from kubernetes.client import ApiClient
 
 from polycrate.errors import PolycrateError
 from polycrate.models import parse_spec
+from polycrate.settings import redact_url
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, build_registry
 from tasks.handlers import CustomResourceHandler, orphaning
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, ObjectAPI, resource_for
 from workers.change import PlannedWrite, plan_mode
+
+log = logging.getLogger(__name__)
+
+# The kinds whose every write goes through the plan-aware steps (Keycloak, GitLab, Harbor, Argo CD
+# clients and the Kubernetes view below). OperatorConfig and the discovery kinds also write to the
+# Polycrate API and the work queue, so they are not planned rather than planned wrongly.
+PLANNED_KINDS = frozenset(
+    {
+        "SoftwareDeliveryPlatform",
+        "Organization",
+        "Contact",
+        "ContactGroup",
+        "GitLabGroup",
+        "HarborProject",
+        "ArgoCDProject",
+        "K8sCluster",
+    }
+)
 
 SYSTEM_TITLES = {"keycloak": "Keycloak", "gitlab": "GitLab", "harbor": "Harbor", "argo cd": "Argo CD"}
 
@@ -79,12 +101,36 @@ class PlannedObjects(ObjectAPI):
         return copy.deepcopy(body) if isinstance(body, Mapping) else {}
 
 
+class _UnsharedBudget:
+    """Stands in for Redis when the plan cannot reach it: the rate limiter's script always lets a
+    request go (a plan makes a handful of reads), and nothing else of Redis is used by a plan."""
+
+    def register_script(self, script: str) -> Callable[..., int]:
+        return lambda keys=None, args=None: 0
+
+
+@functools.cache
+def _redis_or_unshared_at(url: str) -> Any:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+    except redis.RedisError:
+        log.warning("Redis at %s is not reachable: planning without the shared rate limit", redact_url(url))
+        return _UnsharedBudget()
+    return client
+
+
+def _redis_or_unshared(ctx: WorkerContext) -> Any:
+    """The workers' Redis, so plan reads count against each SDP's rate limit; when it is not
+    reachable the plan still runs, without the shared budget."""
+    return _redis_or_unshared_at(ctx.settings.redis_url)
+
+
 class PlanContext(WorkerContext):
-    """A WorkerContext whose Kubernetes writes stay in memory (Redis is used as by a worker: the
-    SDP's rate limits count plan reads too)."""
+    """A WorkerContext whose Kubernetes writes stay in memory."""
 
     def __init__(self, base: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        super().__init__(base.settings, redis_client=base.redis)
+        super().__init__(base.settings, redis_client=_redis_or_unshared(base))
         self._base = base
         self._key = key
         self._obj = obj
@@ -102,6 +148,7 @@ class PlanResult:
     writes: list[PlannedWrite] = field(default_factory=list)
     error: PolycrateError | None = None
     orphaned: bool = False
+    unsupported: bool = False  # a kind the plan does not cover
 
     @property
     def changes(self) -> bool:
@@ -115,6 +162,13 @@ class PlanResult:
 
     def render(self) -> str:
         lines = [f"{self.key.describe()}:"]
+        if self.unsupported:
+            return "\n".join(
+                [
+                    *lines,
+                    "  not planned: only the tenant kinds are (" + ", ".join(sorted(PLANNED_KINDS)) + ")",
+                ]
+            )
         if self.orphaned:
             lines.append("  deletionPolicy Orphan: deleting it leaves every external object in place")
         for system, writes in self.by_system().items():
@@ -157,8 +211,11 @@ def plan(
     ctx: WorkerContext, key: ObjectKey, obj: JsonObject, *, registry: HandlerRegistry | None = None
 ) -> PlanResult:
     """Run the reconcile steps of `obj` in plan mode and return what they would write."""
-    handler = (registry or build_registry(ctx.settings.handler_modules)).handler_for(key.kind)
     result = PlanResult(key)
+    if key.kind not in PLANNED_KINDS:
+        result.unsupported = True
+        return result
+    handler = (registry or build_registry(ctx.settings.handler_modules)).handler_for(key.kind)
     if not isinstance(handler, CustomResourceHandler):
         return result
     planning_ctx = PlanContext(ctx, key, obj)

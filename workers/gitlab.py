@@ -201,6 +201,9 @@ class GitLabClient:
         self.url = url.rstrip("/")
         self.policy = policy or HttpPolicy()
         self.limiter = limiter
+        # Names seen in answers, so a planned write can say "john.doe in acme-corp", not "2 in 1".
+        self._group_paths: dict[int, str] = {}
+        self._usernames: dict[int, str] = {}
         session = new_session(self.policy, before_send=self._before_send)
         session.hooks["response"].append(_raise_when_busy)
         self._gl = gitlab.Gitlab(
@@ -290,7 +293,9 @@ class GitLabClient:
                 if _not_found(exc):
                     return None
                 raise
-        return GitLabGroup.from_api(found.attributes)
+        group = GitLabGroup.from_api(found.attributes)
+        self._group_paths[group.id] = group.full_path
+        return group
 
     def ensure_group(
         self,
@@ -506,6 +511,11 @@ class GitLabClient:
     def _group_ref(self, group: str | int) -> str | int:
         return validate_group_path(group) if isinstance(group, str) else group
 
+    def _membership(self, ref: str | int, user_id: int) -> str:
+        """How a planned membership write names user and group."""
+        group = self._group_paths.get(ref, ref) if isinstance(ref, int) else ref
+        return f'membership of {self._usernames.get(user_id, f"user {user_id}")} in GitLab group "{group}"'
+
     @staticmethod
     def _planned_group(ref: str | int) -> bool:
         """A group this plan would create: it has no members yet."""
@@ -547,7 +557,7 @@ class GitLabClient:
             return Change("unchanged", id=user_id)
         detail = f"access level {_LEVEL_NAMES.get(current.access_level, current.access_level)} → {_LEVEL_NAMES[wanted]}"
         if (plan := planning()) is not None:
-            plan.record(SYSTEM, "update", f'membership of user {user_id} in GitLab group "{ref}"', detail)
+            plan.record(SYSTEM, "update", self._membership(ref, user_id), detail)
             return Change("updated", id=user_id, detail=detail)
         with self._calling(f'update member {user_id} of group "{ref}"'):
             self._gl.groups.get(ref, lazy=True).members.update(user_id, {"access_level": wanted})
@@ -557,7 +567,7 @@ class GitLabClient:
     def _add_member(self, ref: str | int, user_id: int, level: int) -> bool:
         """True when added, False when GitLab says the user is a member already (409)."""
         if (plan := planning()) is not None:
-            target = f'membership of user {user_id} in GitLab group "{ref}"'
+            target = self._membership(ref, user_id)
             plan.record(SYSTEM, "create", target, f"access level {_LEVEL_NAMES[level]}")
             return True
         with self._calling(f'add user {user_id} to group "{ref}"'):
@@ -577,7 +587,7 @@ class GitLabClient:
         if (plan := planning()) is not None:
             if self.get_member(ref, user_id) is None:
                 return False
-            plan.record(SYSTEM, "delete", f'membership of user {user_id} in GitLab group "{ref}"')
+            plan.record(SYSTEM, "delete", self._membership(ref, user_id))
             return True
         with self._calling(f'remove user {user_id} from group "{ref}"'):
             try:
@@ -613,13 +623,16 @@ class GitLabClient:
                 (u for u in found if u.attributes.get("username", "").lower() == username.lower()), None
             )
             if match is not None:
-                return GitLabUser.from_api(match.attributes)
+                user = GitLabUser.from_api(match.attributes)
+                self._usernames[user.id] = user.username
+                return user
         if email:
             with self._calling("find user by email"):
                 found = self._gl.users.list(search=email, get_all=True)
             for user in found:
                 candidate = GitLabUser.from_api(user.attributes)
                 if candidate.email is not None and candidate.email.lower() == email.lower():
+                    self._usernames[candidate.id] = candidate.username
                     return candidate
         return None
 

@@ -174,6 +174,9 @@ class KeycloakClient:
         self.policy = policy or HttpPolicy()
         self._token_lock = threading.Lock()
         self._logins = 0
+        # Names seen in answers, so a planned write can say "john.doe in /acme-corp", not two uuids.
+        self._group_paths: dict[str, str] = {}
+        self._usernames: dict[str, str] = {}
         before_send = limiter.acquire if limiter is not None else None
         self._connection = KeycloakOpenIDConnection(
             server_url=self.url,
@@ -292,7 +295,11 @@ class KeycloakClient:
             if exc.status_code == 404:
                 return None
             raise
-        return KeycloakGroup.from_representation(rep)
+        return self._seen(KeycloakGroup.from_representation(rep))
+
+    def _seen(self, group: KeycloakGroup) -> KeycloakGroup:
+        self._group_paths[group.id] = group.path
+        return group
 
     def get_group(self, group_id: str) -> KeycloakGroup | None:
         """The group with this id (its identity; names are attributes), or None when it is gone."""
@@ -305,7 +312,7 @@ class KeycloakClient:
             if exc.status_code == 404:
                 return None
             raise
-        return KeycloakGroup.from_representation(rep)
+        return self._seen(KeycloakGroup.from_representation(rep))
 
     def ensure_group(
         self,
@@ -491,7 +498,9 @@ class KeycloakClient:
         wanted = value.lower()
         for rep in reps:
             if str(rep.get(field_name, "")).lower() == wanted:
-                return KeycloakUser.from_representation(rep)
+                user = KeycloakUser.from_representation(rep)
+                self._usernames[user.id] = user.username
+                return user
         return None
 
     def list_group_members(self, group_id: str) -> list[KeycloakUser]:
@@ -504,7 +513,12 @@ class KeycloakClient:
         """Groups the user is a direct member of, all pages."""
         with self._calling(f"list groups of user {user_id}"):
             reps = self._admin.get_user_groups(user_id, brief_representation=True)
-        return [KeycloakGroup.from_representation(rep) for rep in reps]
+        return [self._seen(KeycloakGroup.from_representation(rep)) for rep in reps]
+
+    def _membership(self, user_id: str, group_id: str) -> str:
+        """How a planned membership write names user and group."""
+        user = self._usernames.get(user_id, f"user {user_id}")
+        return f'membership of {user} in Keycloak group "{self._group_paths.get(group_id, group_id)}"'
 
     def _is_member(self, user_id: str, group_id: str) -> bool:
         return any(group.id == group_id for group in self.list_user_groups(user_id))
@@ -514,7 +528,7 @@ class KeycloakClient:
         if self._is_member(user_id, group_id):
             return Change("unchanged", group_id)
         if (plan := planning()) is not None:
-            plan.record(SYSTEM, "create", f"membership of user {user_id} in Keycloak group {group_id}")
+            plan.record(SYSTEM, "create", self._membership(user_id, group_id))
             return Change("created", group_id)
         with self._calling(f"add user {user_id} to group {group_id}"):
             self._admin.group_user_add(user_id, group_id)
@@ -526,7 +540,7 @@ class KeycloakClient:
             if not self._is_member(user_id, group_id):
                 return Change("absent", group_id)
             if (plan := planning()) is not None:
-                plan.record(SYSTEM, "delete", f"membership of user {user_id} in Keycloak group {group_id}")
+                plan.record(SYSTEM, "delete", self._membership(user_id, group_id))
                 return Change("deleted", group_id)
             with self._calling(f"remove user {user_id} from group {group_id}"):
                 self._admin.group_user_remove(user_id, group_id)

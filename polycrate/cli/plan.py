@@ -9,6 +9,7 @@ tasks/planning.py), prints per object and system what would change, and exits li
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ def plan_command(
     Exit code 0: no changes; 2: changes; 1: an error."""
     if bool(target) == bool(filename):
         raise CliError("name either KIND/NAME or -f FILE")
+    if not click.get_current_context().find_root().params.get("debug"):
+        # The steps' own INFO lines ("created …") would read as if something had been done.
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
         if kubeconfig:
@@ -70,7 +74,10 @@ def plan_command(
         ]
     except PolycrateError as exc:
         raise CliError(str(exc)) from exc
-    click.echo("\n\n".join(result.render() for result in results))
+    if results:
+        click.echo("\n\n".join(result.render() for result in results))
+    else:
+        click.echo(f"{filename}: no polycrate.io objects, nothing to plan")
     sys.exit(_exit_code(results))
 
 
@@ -97,8 +104,6 @@ def _targets(
             metadata["namespace"] = ns
         key = ObjectKey(kind, ns, str(metadata.get("name", "")))
         targets.append((key, merged_object(doc, ctx.objects.get(key))))
-    if not targets:
-        raise CliError(f"{filename}: no polycrate.io objects")
     return targets
 
 

@@ -41,6 +41,7 @@ from tasks.objects import JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
+from workers.change import planning
 from workers.gitlab import GitLabClient, parse_access_level
 from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
 from workers.ownership import Owner
@@ -79,7 +80,9 @@ def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, 
 
 
 def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> None:
-    """Ask for a reconcile of each key now, instead of at the next resync."""
+    """Ask for a reconcile of each key now, instead of at the next resync (a plan wakes nobody)."""
+    if planning() is not None:
+        return
     queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix)
     for key in keys:
         try:

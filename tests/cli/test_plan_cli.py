@@ -57,8 +57,8 @@ def cluster(
 
 @pytest.fixture
 def plan(kubeconfig: str, redis_url: str) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBECONFIG": kubeconfig, "REDIS_URL": redis_url}
+    def run(*args: str, redis_at: str = redis_url) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": kubeconfig, "REDIS_URL": redis_at}
         env.pop("POLYCRATE_KUBECONFIG", None)
         command = [sys.executable, "-m", "polycrate", "operator", "plan", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -170,3 +170,16 @@ def test_plan_of_a_refused_rename_exits_1_with_the_reason(
 
     assert result.returncode == 1
     assert "error: Organization" in result.stdout and "spec.harbor.projectName" in result.stdout
+
+
+def test_plan_without_a_reachable_redis_still_plans_and_says_so(
+    cluster: Cluster, plan: Callable[..., Any]
+) -> None:
+    key = _organization(cluster)
+    cluster.reconcile(key)
+
+    result = plan(f"org/{key.name}", "-n", cluster.namespace, redis_at="redis://127.0.0.1:1/0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("no changes")
+    assert "planning without the shared rate limit" in result.stderr
