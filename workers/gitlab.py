@@ -318,14 +318,13 @@ class GitLabClient:
         """
         path = validate_group_path(full_path)
         self._check_visibility(path, visibility)
-        existing: GitLabGroup | None = None
+        existing = self.get_group(path)
         moved = ""
-        if group_id:
+        if group_id and (existing is None or existing.id != group_id):
+            # Not where its path says: the recorded group may carry an older path.
             current = self.get_group(group_id)
             if current is not None and current.full_path != path:
                 existing, moved = self._move(current, path), f"path {current.full_path!r} → {path!r}"
-        if existing is None:
-            existing = self.get_group(path)
         if existing is None:
             if owner is not None:
                 description = owner.gitlab_description(description or "")

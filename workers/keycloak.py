@@ -356,11 +356,12 @@ class KeycloakClient:
         wanted = {k: list(v) for k, v in (attributes or {}).items()}
         if owner is not None:
             wanted.update(owner.keycloak_attributes())
-        if group_id:
+        existing = self.find_group_by_path(path)
+        if group_id and (existing is None or existing.id != group_id):
+            # Not where its name says: the recorded group may carry an older name.
             current = self.get_group(group_id)
             if current is not None and current.name != name:
                 return self._rename(current, path, name, wanted)
-        existing = self.find_group_by_path(path)
         if existing is None:
             parent_id = None
             if parent_path:

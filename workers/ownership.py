@@ -50,9 +50,11 @@ class Owner:
     # -- the marks per system -------------------------------------------------------------
 
     def keycloak_attributes(self) -> dict[str, list[str]]:
-        return {OWNER_UID_KEY: [self.uid], OWNER_KEY: [self.ref]}
+        # Keycloak stores an attribute value in VARCHAR(255); the UID is what identifies.
+        return {OWNER_UID_KEY: [self.uid], OWNER_KEY: [self.ref[:255]]}
 
     def argocd_metadata(self) -> dict[str, dict[str, str]]:
+        # A label value is at most 63 characters: the UID (36) fits, the name goes in an annotation.
         return {"labels": {OWNER_UID_KEY: self.uid}, "annotations": {OWNER_KEY: self.ref}}
 
     def gitlab_description(self, description: str, limit: int = 500) -> str:
