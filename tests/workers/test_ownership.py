@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gitlab as python_gitlab
 import pytest
+import requests
 
+from emulators.argocd import ArgocdEmulator
+from emulators.gitlab import GitLabEmulator
 from polycrate.errors import PermanentError
+from workers.argocd import ArgoCDClient
+from workers.gitlab import GitLabClient
 from workers.ownership import Mark, Owner, claim, strip_description_marker
 
 UID = "0f7c6a52-6c7e-4e59-9a55-2d0b8c1d6f00"
@@ -84,3 +90,53 @@ def test_the_gitlab_description_marker_fits_gitlabs_limit_with_a_long_owner_name
 
     assert len(described) <= 500
     assert Mark.from_gitlab(described).uid == UID
+
+
+# --- the marks in the systems, through the steps and the systems' own APIs -----------------------
+
+
+def test_gitlab_group_created_for_an_owner_carries_the_marker_and_a_stranger_cannot_take_it(
+    gitlab_emulator: GitLabEmulator,
+) -> None:
+    client = GitLabClient(gitlab_emulator.url, gitlab_emulator.admin_token)
+    created = client.ensure_group("acme-corp", description="Team", owner=ACME)
+
+    with pytest.raises(PermanentError) as refused:
+        client.ensure_group("acme-corp", owner=Owner(OTHER, "GitLabGroup polycrate/other", adopt="true"))
+
+    admin = python_gitlab.Gitlab(gitlab_emulator.url, private_token=gitlab_emulator.admin_token)
+    assert Mark.from_gitlab(admin.groups.get(created.id).description) == Mark(UID, ACME.ref)
+    assert "managed by Organization polycrate/acme-corp" in str(refused.value)
+
+
+def test_an_unmarked_gitlab_group_is_adopted_only_with_the_annotation(
+    gitlab_emulator: GitLabEmulator,
+) -> None:
+    admin = python_gitlab.Gitlab(gitlab_emulator.url, private_token=gitlab_emulator.admin_token)
+    existing = admin.groups.create({"name": "legacy", "path": "legacy", "description": "by hand"})
+    client = GitLabClient(gitlab_emulator.url, gitlab_emulator.admin_token)
+
+    with pytest.raises(PermanentError, match="AdoptionRequired|did not create it"):
+        client.ensure_group("legacy", owner=ACME)
+    assert admin.groups.get(existing.id).description == "by hand"
+
+    change = client.ensure_group("legacy", owner=Owner(UID, ACME.ref, adopt="true"))
+
+    assert (change.action, change.id) == ("updated", existing.id)
+    assert "adopted" in change.detail
+    assert admin.groups.get(existing.id).description.startswith("by hand\n\n[polycrate.io/owner: ")
+
+
+def test_argocd_project_created_for_an_owner_carries_label_and_annotation(argocd: ArgocdEmulator) -> None:
+    client = ArgoCDClient(argocd.url, argocd.token)
+    client.ensure_project("acme-corp", owner=ACME)
+
+    metadata = requests.get(
+        f"{argocd.url}/api/v1/projects/acme-corp",
+        headers={"Authorization": f"Bearer {argocd.token}"},
+        timeout=5,
+    ).json()["metadata"]
+    assert metadata["labels"]["polycrate.io/owner-uid"] == UID
+    assert metadata["annotations"]["polycrate.io/owner"] == ACME.ref
+    with pytest.raises(PermanentError, match="managed by Organization polycrate/acme-corp"):
+        client.ensure_project("acme-corp", owner=Owner(OTHER, "ArgoCDProject polycrate/x", adopt="true"))
