@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from polycrate.errors import PermanentError, TransientError
+from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
 from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
 from workers import harbor
 
 CREATING_SECTION = "creating"
@@ -48,15 +51,68 @@ def harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | N
 
 
 @contextmanager
-def harbor_creation(state: OperatorState, slot: str, name: str, *, recorded: bool) -> Iterator[bool]:
+def harbor_creation(
+    state: OperatorState, client: harbor.HarborClient, slot: str, name: str, *, recorded: bool
+) -> Iterator[bool]:
     """Around a Harbor ensure step: yields whether the project `name` counts as the object's own
-    although status has no id for it (a creation of ours was interrupted). When status has no id,
-    the name is written ahead under `slot` and cleared once the step succeeded."""
+    although status has no id for it (a creation of ours was interrupted). When status has no id
+    and the project does not exist yet, its name is written ahead under `slot` (cleared once the
+    step succeeded), so only a project that did not exist before can ever count as ours."""
     if recorded:
         yield True
         return
     creating = dict(state.get(CREATING_SECTION) or {})
-    intended = creating.get(slot) == name
-    state.set(CREATING_SECTION, {**creating, slot: name})
-    yield intended
+    if creating.get(slot) == name:
+        yield True
+    elif client.get_project(name) is not None:
+        yield False  # someone else's (or older): claimed only by adoption
+        return
+    else:
+        state.set(CREATING_SECTION, {**creating, slot: name})
+        yield False
     state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
+
+
+# Where the objects that own Harbor projects record them: kind → (status field, spec name field).
+_HARBOR_RECORDS = (
+    ("Organization", "harborProjectID", ("harbor", "projectName")),
+    ("HarborProject", "harborProjectIDs", ("projectName",)),
+)
+
+
+def _recorded_harbor_ids(obj: JsonObject, status_field: str) -> list[Any]:
+    value = (obj.get("status") or {}).get(status_field)
+    return list(value.values()) if isinstance(value, dict) else [value]
+
+
+def _spec_harbor_name(obj: JsonObject, path: tuple[str, ...]) -> str:
+    value: Any = obj.get("spec") or {}
+    for part in path:
+        value = (value or {}).get(part) if isinstance(value, dict) else None
+    return str(value or (obj.get("metadata") or {}).get("name"))
+
+
+def check_harbor_owner(ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, name: str) -> None:
+    """Harbor projects carry no mark, so before a project the object has not recorded is taken
+    (created by a run that crashed, or adopted), the cluster is asked: another object whose status
+    records it (same id, same name) owns it, and that is an error naming it — adopt or not."""
+    project = client.get_project(name)
+    if project is None:
+        return
+    own_uid = (obj.get("metadata") or {}).get("uid")
+    for kind, status_field, name_path in _HARBOR_RECORDS:
+        try:
+            candidates = ctx.objects.list(kind)
+        except PermanentError:
+            continue  # the kind's CRD is not installed
+        for other in candidates:
+            metadata = other.get("metadata") or {}
+            if metadata.get("uid") == own_uid or project.id not in _recorded_harbor_ids(other, status_field):
+                continue
+            if _spec_harbor_name(other, name_path) == name:
+                raise PermanentError(
+                    f'Harbor project "{name}" is managed by {kind} {metadata.get("namespace")}/{metadata.get("name")}; '
+                    "choose another projectName (once that object is deleted with deletionPolicy: Orphan, the "
+                    'project can be adopted with the annotation polycrate.io/adopt: "true")',
+                    reason="OwnedByAnother",
+                )

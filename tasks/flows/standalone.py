@@ -33,7 +33,12 @@ from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, Harb
 from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
-from tasks.flows.identity import harbor_creation, harbor_project_name, immutable_name_error
+from tasks.flows.identity import (
+    check_harbor_owner,
+    harbor_creation,
+    harbor_project_name,
+    immutable_name_error,
+)
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
 from tasks.keys import ObjectKey
@@ -585,17 +590,17 @@ class HarborProjectHandler(OrganizationAccessHandler):
             current = harbor_project_name(harbor, int(recorded))
             if current is not None and current != name:
                 raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current)
-        with harbor_creation(state, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
-            project_id = int(
-                harbor.ensure_project(
-                    name,
-                    public=spec.public,
-                    storage_quota=spec.storageQuota,
-                    owner=Owner.of(obj),
-                    recorded=ours,
-                ).id
-                or 0
+        with harbor_creation(state, harbor, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
+            if not ours:
+                check_harbor_owner(ctx, obj, harbor, name)
+            change = harbor.ensure_project(
+                name,
+                public=spec.public,
+                storage_quota=spec.storageQuota,
+                owner=Owner.of(obj),
+                recorded=ours,
             )
+            project_id = int(change.id or 0)
         roles: dict[str, str] = {}
 
         def grant(group: str, role: str) -> None:

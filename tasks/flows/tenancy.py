@@ -38,7 +38,12 @@ from polycrate.models.tenancy import (
 )
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
-from tasks.flows.identity import harbor_creation, harbor_project_name, immutable_name_error
+from tasks.flows.identity import (
+    check_harbor_owner,
+    harbor_creation,
+    harbor_project_name,
+    immutable_name_error,
+)
 from tasks.flows.state import OperatorState
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.keys import ObjectKey
@@ -423,7 +428,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
             return
         assert spec.harbor is not None
         state = OperatorState(ctx, key, obj)
-        with harbor_creation(state, "harbor", name, recorded=owned.harbor_project_id is not None) as ours:
+        with harbor_creation(
+            state, client, "harbor", name, recorded=owned.harbor_project_id is not None
+        ) as ours:
+            if not ours:
+                check_harbor_owner(ctx, obj, client, name)
             change = client.ensure_project(
                 name,
                 public=spec.harbor.public,

@@ -333,3 +333,53 @@ def test_orphan_deletion_removes_the_object_and_leaves_every_external_object_and
     assert _argocd_project(systems["argocd"], "acme-corp").status_code == 200
     orphaned = [e for e in cluster.events(org) if e["reason"] == "Orphaned"]
     assert orphaned and "left in place" in orphaned[0]["message"]
+
+
+def test_a_harbor_project_recorded_by_another_object_is_an_error_naming_it_even_with_adopt(
+    cluster: Cluster, systems: dict[str, Any]
+) -> None:
+    disabled = {"enabled": False}
+    spec = {"keycloak": {"groupName": "x"}, "gitlab": disabled, "argocd": disabled}
+    first = _organization_named(
+        cluster, "team-a", {**spec, "keycloak": {"groupName": "team-a"}, "harbor": {"projectName": "shared"}}
+    )
+    cluster.reconcile(first)
+    second = _organization_named(
+        cluster, "team-b", {**spec, "keycloak": {"groupName": "team-b"}, "harbor": {"projectName": "shared"}}
+    )
+    _patch(cluster, "organizations", "team-b", {"metadata": {"annotations": {"polycrate.io/adopt": "true"}}})
+
+    assert cluster.reconcile(second).result == "failed"
+
+    assert f'Harbor project "shared" is managed by Organization {cluster.namespace}/team-a' in _message(
+        cluster, second
+    )
+    assert "harborProjectID" not in (cluster.get(second).get("status") or {})
+
+
+def test_a_harbor_project_whose_creation_was_interrupted_is_recognised_as_the_objects_own(
+    cluster: Cluster, systems: dict[str, Any]
+) -> None:
+    # What a worker killed between Harbor's answer and the status write leaves behind: the
+    # project, and the name written ahead in the operator-state annotation.
+    harbor = systems["harbor"]
+    requests.post(
+        f"{harbor.url}/api/v2.0/projects",
+        json={"project_name": "acme-corp", "metadata": {"public": "false"}},
+        auth=(harbor.admin_username, harbor.admin_password),
+        timeout=5,
+    ).raise_for_status()
+    key = _organization(cluster)
+    state = json.dumps({"creating": {"harbor": "acme-corp"}})
+    _patch(
+        cluster,
+        "organizations",
+        "acme-corp",
+        {"metadata": {"annotations": {"polycrate.io/operator-state": state}}},
+    )
+
+    assert cluster.reconcile(key).result == "succeeded"
+
+    obj = _ready(cluster, key)
+    assert obj["status"]["harborProjectID"] == _harbor_get(harbor, "/projects/acme-corp").json()["project_id"]
+    assert "polycrate.io/operator-state" not in (obj["metadata"].get("annotations") or {})
