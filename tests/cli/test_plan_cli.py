@@ -24,7 +24,7 @@ from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from tasks.keys import ObjectKey
 from tests.tasks.flows.test_tenancy import _organization, _ready, tenancy_cluster
-from tests.tasks.support import example
+from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
 from workers import argocd as argocd_worker
 from workers import gitlab as gitlab_worker
@@ -183,3 +183,34 @@ def test_plan_without_a_reachable_redis_still_plans_and_says_so(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("no changes")
     assert "planning without the shared rate limit" in result.stderr
+
+
+def test_plan_of_a_new_standalone_harbor_project_lists_the_project_and_its_group_members(
+    cluster: Cluster,
+    systems: dict[str, Any],
+    plan: Callable[..., Any],
+    tmp_path: Path,
+    kube_install_crd: Callable[..., dict[str, Any]],
+) -> None:
+    kube_install_crd(CRDS / "harborprojects.polycrate.io.yaml")
+    cluster.reconcile(_organization(cluster))
+    path = tmp_path / "project.yaml"
+    path.write_text(yaml.safe_dump(example("harborproject-shared-images.yaml", cluster.namespace)))
+    writes_before = _emulator_writes(systems)
+
+    result = plan("-f", str(path))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        'Harbor:\n  + create Create project "shared-images" (public=false, storage quota 100Gi)'
+        in result.stdout
+    )
+    assert (
+        '+ create Add group "platform-admins" to project "shared-images" (group platform-admins as projectAdmin)'
+        in result.stdout
+    )
+    assert (
+        '+ create Add group "acme-corp" to project "shared-images" (group acme-corp as developer)'
+        in result.stdout
+    )
+    assert _emulator_writes(systems) == writes_before
