@@ -29,7 +29,7 @@ from tasks.dispatch import HandlerRegistry, build_registry
 from tasks.handlers import CustomResourceHandler, orphaning
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, ObjectAPI, resource_for
-from workers.change import PlannedWrite, plan_mode
+from workers.plan import PlannedWrite, plan_mode
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 from polycrate.errors import InvalidSpecError, PermanentError, PolycrateError, TransientError
 from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, new_session, parse_retry_after
 from polycrate.ratelimit import RateLimiter
-from workers.change import PLANNED_NUMERIC_ID, Change, planning
+from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
 from workers.ownership import Mark, Owner, claim
+from workers.plan import PLANNED_NUMERIC_ID, planning
 
 log = logging.getLogger(__name__)
 

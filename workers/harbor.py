@@ -26,9 +26,10 @@ import requests
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
 from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
-from workers.change import Change, planned_response, planning
+from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
 from workers.ownership import Mark, Owner, claim
+from workers.plan import planned_response, planning
 
 log = logging.getLogger(__name__)
 

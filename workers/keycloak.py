@@ -38,9 +38,10 @@ from polycrate.httppolicy import (
     parse_retry_after,
 )
 from polycrate.ratelimit import RateLimiter
-from workers.change import PLANNED_ID, Change, planning
+from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
 from workers.ownership import Mark, Owner, claim
+from workers.plan import PLANNED_ID, planning
 
 SYSTEM = "keycloak"  # the `system` of the RateLimiter that guards one SDP's Keycloak
 DEFAULT_PAGE_SIZE = 100

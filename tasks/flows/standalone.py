@@ -46,10 +46,10 @@ from tasks.objects import JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
-from workers.change import planning
 from workers.gitlab import GitLabClient, parse_access_level
 from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
 from workers.ownership import Owner
+from workers.plan import planning
 
 log = logging.getLogger(__name__)
 
