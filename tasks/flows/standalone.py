@@ -8,6 +8,8 @@ removes only the members it added itself, remembered per SDP in the `polycrate.i
 annotation (the status schema has no field for them and would prune one), so a member a human
 added is never touched. Deletion cleans every SDP; an SDP or credential Secret that is gone
 cannot be reached, so that SDP is skipped with a Warning Event instead of blocking the finalizer.
+As for an Organization, a GitLab group path change moves the group in place (same id) and a
+Harbor or Argo CD project name change is refused before anything is written in that SDP.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ its status: a disabled section is cleaned up from them, and the IDs reached so f
 even when a later system fails, so an outage never makes the operator forget what it created.
 A Contact's memberships are recorded in status before they are made (write-ahead) and only
 recorded ones are ever removed, so a membership a human granted is never taken away. An
-Organization or ContactGroup that becomes Ready enqueues the objects waiting for it.
+Organization or ContactGroup that becomes Ready enqueues the objects waiting for it. The recorded
+IDs are the identity: a changed group name or path renames the Keycloak and GitLab groups in
+place, a changed Harbor or Argo CD project name is refused (see identity.py), and what already
+exists under a wanted name is claimed by the ownership rules of workers/ownership.py.
 """
 
 from __future__ import annotations
