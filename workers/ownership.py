@@ -57,7 +57,7 @@ class Owner:
         # A label value is at most 63 characters: the UID (36) fits, the name goes in an annotation.
         return {"labels": {OWNER_UID_KEY: self.uid}, "annotations": {OWNER_KEY: self.ref}}
 
-    def gitlab_description(self, description: str, limit: int = 500) -> str:
+    def gitlab_description(self, description: str, limit: int = 255) -> str:
         """`description` with the marker line appended (the owner's name cut to fit GitLab's limit)."""
         base = strip_description_marker(description)
         prefix = f"{base}\n\n" if base else ""

@@ -84,11 +84,11 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 # Limits of the target systems, so the API server refuses what a system would refuse (or truncate):
 # Keycloak stores group names, attribute names and attribute values in VARCHAR(255) columns;
-# GitLab validates namespace names and paths to 255 and a namespace description to 500
-# characters; Harbor project names are at most 255; Kubernetes object names 253.
+# GitLab validates namespace names and paths to 255 and a namespace description to 255
+# characters (Namespace::Detail); Harbor project names are at most 255; Kubernetes names 253.
 KEYCLOAK_NAME_MAX = 255
 KEYCLOAK_ATTRIBUTE_VALUE_MAX = 255
-GITLAB_DESCRIPTION_MAX = 500
+GITLAB_DESCRIPTION_MAX = 255
 DISPLAY_NAME_MAX = 255
 DESCRIPTION_MAX = 1024
 TEXT_MAX = 1024
@@ -113,7 +113,7 @@ DisplayName = Annotated[str, Field(max_length=DISPLAY_NAME_MAX)]
 """A human-readable name (Argo CD descriptions and Polycrate API names are built from it)."""
 
 GitLabDescription = Annotated[str, Field(max_length=GITLAB_DESCRIPTION_MAX - 100)]
-"""A GitLab group description: GitLab's 500 characters minus room for the operator's ownership marker."""
+"""A GitLab group description: GitLab's 255 characters minus room for the operator's ownership marker."""
 
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
 """A free-text description."""
