@@ -31,11 +31,13 @@ class PlannedWrite:
     action: Literal["create", "update", "delete"]
     target: str
     detail: str = ""
+    where: str = ""  # e.g. 'SDP "staging"' for a kind provisioned in several SDPs
 
     def render(self) -> str:
         sign = {"create": "+", "update": "~", "delete": "-"}[self.action]
         detail = f" ({self.detail})" if self.detail else ""
-        return f"  {sign} {self.action} {self.target}{detail}"
+        where = f" in {self.where}" if self.where else ""
+        return f"  {sign} {self.action} {self.target}{where}{detail}"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Plan:
 
     writes: list[PlannedWrite] = field(default_factory=list)
     created: dict[tuple[str, str], Any] = field(default_factory=dict)
+    where: str = ""  # set by a flow around the steps of one SDP
 
     def record(
         self,
@@ -55,13 +58,27 @@ class Plan:
         *,
         created: tuple[str, Any] | None = None,
     ) -> None:
-        self.writes.append(PlannedWrite(system, action, target, detail))
+        self.writes.append(PlannedWrite(system, action, target, detail, self.where))
         if created is not None:
             self.created[(system, created[0])] = created[1]
 
     def planned(self, system: str, key: str) -> Any:
         """The stand-in for an object this plan would create, or None."""
         return self.created.get((system, key))
+
+
+@contextmanager
+def planning_in(where: str) -> Iterator[None]:
+    """Label the writes planned inside (e.g. with the SDP they go to); no-op outside plan mode."""
+    plan = planning()
+    if plan is None:
+        yield
+        return
+    outer, plan.where = plan.where, where
+    try:
+        yield
+    finally:
+        plan.where = outer
 
 
 _active_plan: ContextVar[Plan | None] = ContextVar("polycrate_active_plan", default=None)

@@ -51,7 +51,7 @@ from workers.argocd import Destination, render_roles, role_groups
 from workers.gitlab import GitLabClient, parse_access_level
 from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
 from workers.ownership import Owner
-from workers.plan import planning
+from workers.plan import planning, planning_in
 
 log = logging.getLogger(__name__)
 
@@ -372,12 +372,16 @@ class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
         for sdp in wanted_sdps:
             try:
                 connections = platform(ctx, key.namespace, sdp, referrer=self._referrer(key))
-                run.values[sdp] = self.provision_in(ctx, key, obj, spec, prepared, sdp, connections, state)
+                with planning_in(f'SDP "{sdp}"'):
+                    run.values[sdp] = self.provision_in(
+                        ctx, key, obj, spec, prepared, sdp, connections, state
+                    )
             except PolycrateError as exc:
                 run.failures.append((sdp, exc))
         for sdp in sorted(set(current) - set(wanted_sdps)):
             try:
-                self._cleanup_sdp(ctx, key, obj, sdp, current[sdp])
+                with planning_in(f'SDP "{sdp}"'):
+                    self._cleanup_sdp(ctx, key, obj, sdp, current[sdp])
                 if self.state_section:
                     state.set_for(self.state_section, sdp, None)
             except PolycrateError as exc:

@@ -202,15 +202,15 @@ def test_plan_of_a_new_standalone_harbor_project_lists_the_project_and_its_group
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert (
-        'Harbor:\n  + create Create project "shared-images" (public=false, storage quota 100Gi)'
+        'Harbor:\n  + create Create project "shared-images" in SDP "production" (public=false, storage quota 100Gi)'
         in result.stdout
     )
     assert (
-        '+ create Add group "platform-admins" to project "shared-images" (group platform-admins as projectAdmin)'
+        '+ create Add group "platform-admins" to project "shared-images" in SDP "production" (group platform-admins as projectAdmin)'
         in result.stdout
     )
     assert (
-        '+ create Add group "acme-corp" to project "shared-images" (group acme-corp as developer)'
+        '+ create Add group "acme-corp" to project "shared-images" in SDP "production" (group acme-corp as developer)'
         in result.stdout
     )
     assert _emulator_writes(systems) == writes_before
