@@ -520,6 +520,8 @@ class KeycloakClient:
     def _membership(self, user_id: str, group_id: str) -> str:
         """How a planned membership write names user and group."""
         user = self._usernames.get(user_id, f"user {user_id}")
+        if group_id not in self._group_paths:
+            self.get_group(group_id)  # only plans ask: one read for a readable line
         return f'membership of {user} in Keycloak group "{self._group_paths.get(group_id, group_id)}"'
 
     def _is_member(self, user_id: str, group_id: str) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gitlab as python_gitlab
 import kubernetes
 import pytest
 import redis
@@ -23,7 +24,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from tasks.keys import ObjectKey
-from tests.tasks.flows.test_tenancy import _organization, _ready, tenancy_cluster
+from tests.tasks.flows.test_tenancy import _contact_group, _john_doe, _organization, _ready, tenancy_cluster
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
 from workers import argocd as argocd_worker
@@ -212,5 +213,37 @@ def test_plan_of_a_new_standalone_harbor_project_lists_the_project_and_its_group
     assert (
         '+ create Add group "acme-corp" to project "shared-images" in SDP "production" (group acme-corp as developer)'
         in result.stdout
+    )
+    assert _emulator_writes(systems) == writes_before
+
+
+def test_plan_of_a_contacts_role_change_lists_the_membership_changes(
+    cluster: Cluster,
+    systems: dict[str, Any],
+    plan: Callable[..., Any],
+    tmp_path: Path,
+    keycloak_stage: Any,
+    gitlab_emulator: GitLabEmulator,
+) -> None:
+    admin = python_gitlab.Gitlab(gitlab_emulator.url, private_token=gitlab_emulator.admin_token)
+    _john_doe(keycloak_stage, admin)
+    cluster.reconcile(_organization(cluster))
+    cluster.reconcile(_contact_group(cluster))
+    contact = example("contact-john-doe.yaml", cluster.namespace)
+    cluster.reconcile(cluster.create("contacts", contact))
+    contact["spec"]["organizations"][0]["role"] = "admin"
+    path = tmp_path / "contact.yaml"
+    path.write_text(yaml.safe_dump(contact))
+    writes_before = _emulator_writes(systems)
+
+    result = plan("-f", str(path))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    out = result.stdout
+    assert '+ create membership of john.doe in Keycloak group "/acme-corp/acme-corp-admins"' in out
+    assert '- delete membership of john.doe in Keycloak group "/acme-corp/acme-corp-developers"' in out
+    assert (
+        '~ update membership of john.doe in GitLab group "acme-corp" (access level developer → maintainer)'
+        in out
     )
     assert _emulator_writes(systems) == writes_before
