@@ -159,12 +159,15 @@ def test_renaming_a_contact_group_renames_its_keycloak_group_in_every_sdp(
     key = _contact_group(cluster, "shared-developers")
     cluster.reconcile(key)
     group_id = _ready(cluster, key)["status"]["keycloakGroupIDs"]["production"]
+    member = keycloak_stage.create_user({"username": "erin", "enabled": True})
+    keycloak_stage.group_user_add(member, group_id)
 
     _patch(cluster, "contactgroups", "shared-developers", {"spec": {"keycloak": {"groupName": "all-devs"}}})
     assert cluster.reconcile(key).result == "succeeded"
 
     assert keycloak_stage.get_group_by_path("all-devs")["id"] == group_id
     assert _keycloak_gone(keycloak_stage, "shared-developers")
+    assert _keycloak_memberships(keycloak_stage, member) == ["/all-devs"]
 
 
 # --- names that cannot change -------------------------------------------------------------------
