@@ -81,6 +81,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Namespace::Detail validates the description to at most 255 characters.
+DESCRIPTION_MAX = 255
+
+
+def _description_errors(body: dict[str, Any]) -> dict[str, list[str]]:
+    description = body.get("description")
+    if isinstance(description, str) and len(description) > DESCRIPTION_MAX:
+        return {"namespace_details.description": [f"is too long (maximum is {DESCRIPTION_MAX} characters)"]}
+    return {}
+
+
 def _ruby_errors(errors: dict[str, list[str]]) -> str:
     """GitLab interpolates ActiveModel errors with Ruby's Hash#inspect."""
     rendered = [
@@ -462,6 +473,7 @@ class GitLabEmulator(EmulatorServer):
                 errors["visibility_level"] = [
                     f"{visibility} is not allowed since the parent group has a {parent.visibility} visibility."
                 ]
+            errors.update(_description_errors(body))
             if errors:
                 return self.error(400, f"Failed to save group {_ruby_errors(errors)}")
             group = _Group(
@@ -502,6 +514,7 @@ class GitLabEmulator(EmulatorServer):
                     errors["visibility_level"] = [
                         f"{body['visibility']} is not allowed since there are sub-groups with higher visibility."
                     ]
+            errors.update(_description_errors(body))
             if errors:
                 # render_validation_error!: the message is the errors object itself.
                 return json_response({"message": errors}, 400)

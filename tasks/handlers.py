@@ -55,6 +55,12 @@ def failure_phase(info: KindInfo, obj: JsonObject, error: PolycrateError, *, ret
     return ERROR
 
 
+def orphaning(obj: JsonObject) -> bool:
+    """`spec.deletionPolicy: Orphan`: deleting the object leaves the external objects alone.
+    Read from the raw spec, so a spec that no longer validates still keeps its promise."""
+    return ((obj.get("spec") or {}).get("deletionPolicy")) == "Orphan"
+
+
 def _generation(obj: JsonObject) -> int | None:
     generation = (obj.get("metadata") or {}).get("generation")
     return int(generation) if generation is not None else None
@@ -152,8 +158,17 @@ class CustomResourceHandler(KindHandler):
             current=obj,
         )
         self._announce(ctx, change, DELETING, f"{key.describe()} is being deleted")
-        # A failing cleanup raises: the finalizer stays, so nothing outside the cluster is orphaned.
-        self.cleanup(ctx, key, change.object or obj)
+        if orphaning(obj):
+            ctx.events.record(
+                obj,
+                "Normal",
+                "Orphaned",
+                f"{key.describe()}: spec.deletionPolicy is Orphan; what it created in the external systems "
+                "is left in place and no longer managed",
+            )
+        else:
+            # A failing cleanup raises: the finalizer stays, so nothing outside the cluster is orphaned.
+            self.cleanup(ctx, key, change.object or obj)
         remove_finalizer(ctx.objects, key, change.object or obj, self.info.finalizer)
 
     def report_failure(

@@ -432,3 +432,56 @@ def test_the_cluster_accepts_every_spec_example_with_its_status(kubeconfig: str)
                     *group, info.plural, name, {"status": status}
                 )
                 assert stored["status"] == status, file_name
+
+
+# Kinds whose spec values are written into Keycloak, GitLab, Harbor or Argo CD.
+TENANT_KINDS = (
+    "SoftwareDeliveryPlatform",
+    "Organization",
+    "Contact",
+    "ContactGroup",
+    "GitLabGroup",
+    "HarborProject",
+    "ArgoCDProject",
+    "K8sCluster",
+)
+
+
+def _unbounded_strings(schema: dict[str, Any], path: str) -> list[str]:
+    found = []
+    if schema.get("type") == "string" and "maxLength" not in schema and "enum" not in schema:
+        found.append(path)
+    for name, sub in (schema.get("properties") or {}).items():
+        found += _unbounded_strings(sub, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found += _unbounded_strings(schema[key], f"{path}[]")
+    return found
+
+
+@pytest.mark.parametrize("kind", TENANT_KINDS)
+def test_every_free_text_field_a_system_receives_has_a_max_length(kind: str) -> None:
+    spec = crd_manifest(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+    assert _unbounded_strings(spec, "spec") == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("Organization", "harbor"),
+        ("Organization", "argocd"),
+        ("HarborProject", None),
+        ("ArgoCDProject", None),
+    ],
+)
+def test_project_names_that_systems_cannot_rename_are_immutable_in_the_crd(
+    kind: str, field: str | None
+) -> None:
+    spec = crd_manifest(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    section = spec["properties"][field] if field else spec
+
+    (rule,) = section["properties"]["projectName"]["x-kubernetes-validations"]
+
+    assert rule["rule"] == "self == oldSelf"
+    assert rule["message"].startswith("projectName is immutable; delete and recreate the")

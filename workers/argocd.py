@@ -30,6 +30,8 @@ from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_r
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
+from workers.plan import planned_response, planning
 
 SYSTEM = "Argo CD"
 PROJECT_PLACEHOLDER = "{project}"
@@ -290,7 +292,12 @@ class ArgoCDClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, method: str, path: str, what: str, *, plan_detail: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        if method != "GET" and (plan := planning()) is not None:
+            url = f"{self.url}{path}"
+            return planned_response(plan, SYSTEM, method, url, what, kwargs.get("json"), detail=plan_detail)
         with transport_errors(f"{SYSTEM}: {what}"):
             return self._session.request(method, f"{self.url}{path}", **kwargs)
 
@@ -308,9 +315,10 @@ class ArgoCDClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         absent: Sequence[int] = (),
+        plan_detail: str | None = None,
     ) -> Any:
         """The decoded JSON answer; None for a status in `absent`; else the classified error."""
-        response = self._send(method, path, what, params=params, json=body)
+        response = self._send(method, path, what, params=params, json=body, plan_detail=plan_detail)
         if response.status_code in absent:
             return None
         return self._decoded(response, what)
@@ -338,14 +346,20 @@ class ArgoCDClient:
         source_repos: Sequence[str] = (),
         destinations: Sequence[Destination] = (),
         roles: Sequence[ProjectRole] = (),
+        owner: Owner | None = None,
+        recorded: bool = False,
     ) -> Change:
-        """Create the AppProject or bring its description, sourceRepos, destinations and roles in line."""
+        """Create the AppProject or bring its description, sourceRepos, destinations and roles in line.
+
+        With `owner` the project carries the owner's label and annotation, and an existing one is
+        claimed by the ownership rules (`recorded`: the owner's status names this project)."""
         desired = {
             "description": description,
             "sourceRepos": list(dict.fromkeys(source_repos)),
             "destinations": [d.as_api() for d in dict.fromkeys(destinations)],
             "roles": [r.as_api() for r in roles],
         }
+        marks = owner.argocd_metadata() if owner is not None else {}
         for _ in range(_CONFLICT_ATTEMPTS):
             existing = self.get_project(name)
             if existing is None:
@@ -354,27 +368,43 @@ class ArgoCDClient:
                     "POST",
                     "/api/v1/projects",
                     f'create project "{name}"',
-                    body={"project": {"metadata": {"name": name}, "spec": spec}, "upsert": True},
+                    body={"project": {"metadata": {"name": name, **marks}, "spec": spec}, "upsert": True},
+                    plan_detail=project_diff(_owned_view({}), _owned_view(desired)),
                 )
                 return Change("created", id=name)
-            if _owned_view(existing.get("spec") or {}) == _owned_view(desired):
+            metadata = existing.get("metadata") or {}
+            adopted = claim(
+                owner, Mark.from_argocd(metadata), what=f'Argo CD project "{name}"', recorded=recorded
+            )
+            unmarked = any(
+                (metadata.get(section) or {}).get(k) != v
+                for section, pairs in marks.items()
+                for k, v in pairs.items()
+            )
+            if _owned_view(existing.get("spec") or {}) == _owned_view(desired) and not unmarked:
                 return Change("unchanged", id=name)
             what = f'update project "{name}"'
+            merged = _merge_project(existing, desired)
+            for section, pairs in marks.items():
+                merged.setdefault("metadata", {}).setdefault(section, {}).update(pairs)
             response = self._send(
                 "PUT",
                 f"/api/v1/projects/{quote(name, safe='')}",
                 what,
-                json={"project": _merge_project(existing, desired)},
+                json={"project": merged},
+                plan_detail=project_diff(_owned_view(existing.get("spec") or {}), _owned_view(desired))
+                or "owner marked",
             )
             if _is_stale_write(response):
                 continue  # someone wrote in between: read again and re-compare
             self._decoded(response, what)
             before, after = _owned_view(existing.get("spec") or {}), _owned_view(desired)
-            return Change(
-                "updated",
-                id=name,
-                detail=", ".join(k for k in _OWNED_PROJECT_FIELDS if before[k] != after[k]),
-            )
+            changed = [k for k in _OWNED_PROJECT_FIELDS if before[k] != after[k]]
+            if adopted and not recorded:
+                changed.append("adopted")
+            elif unmarked:
+                changed.append("owner marked")
+            return Change("updated", id=name, detail=", ".join(changed))
         raise TransientError(
             f'{SYSTEM}: update project "{name}": kept conflicting with concurrent writers ({_CONFLICT_ATTEMPTS} attempts)'
         )
@@ -450,6 +480,36 @@ def _is_stale_write(response: requests.Response) -> bool:
         return response.json().get("code") == 10
     except (ValueError, AttributeError):
         return False
+
+
+def project_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The owned fields that differ, in words: `sourceRepos +"https://…"; role developer: +group x`."""
+    parts: list[str] = []
+    if before["description"] != after["description"]:
+        parts.append(f"description {before['description']!r} → {after['description']!r}")
+    for field_name in ("sourceRepos", "destinations"):
+        old = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in before[field_name]]
+        new = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in after[field_name]]
+        changes = [f"+{v}" for v in new if v not in old] + [f"-{v}" for v in old if v not in new]
+        if changes:
+            parts.append(f"{field_name} {' '.join(changes)}")
+    old_roles = {r["name"]: r for r in before["roles"]}
+    new_roles = {r["name"]: r for r in after["roles"]}
+    for role in sorted(set(old_roles) | set(new_roles)):
+        old_role, new_role = old_roles.get(role), new_roles.get(role)
+        if old_role == new_role:
+            continue
+        if old_role is None or new_role is None:
+            parts.append(f"role {'+' if old_role is None else '-'}{role}")
+            continue
+        changes = []
+        for key in ("groups", "policies"):
+            changes += [f"+{key[:-1]} {v}" for v in new_role[key] if v not in old_role[key]]
+            changes += [f"-{key[:-1]} {v}" for v in old_role[key] if v not in new_role[key]]
+        if old_role["description"] != new_role["description"]:
+            changes.append("description")
+        parts.append(f"role {role}: {', '.join(changes)}")
+    return "; ".join(parts)
 
 
 def _owned_view(spec: Mapping[str, Any]) -> dict[str, Any]:

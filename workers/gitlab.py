@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gitlab
@@ -29,6 +29,8 @@ from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, 
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
+from workers.plan import PLANNED_NUMERIC_ID, planning
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,9 @@ class GitLabClient:
         self.url = url.rstrip("/")
         self.policy = policy or HttpPolicy()
         self.limiter = limiter
+        # Names seen in answers, so a planned write can say "john.doe in acme-corp", not "2 in 1".
+        self._group_paths: dict[int, str] = {}
+        self._usernames: dict[int, str] = {}
         session = new_session(self.policy, before_send=self._before_send, system="gitlab")
         session.hooks["response"].append(_raise_when_busy)
         self._gl = gitlab.Gitlab(
@@ -276,6 +281,11 @@ class GitLabClient:
     def get_group(self, group: str | int) -> GitLabGroup | None:
         """The group with this full path or numeric id, or None when GitLab has none."""
         ref = validate_group_path(group) if isinstance(group, str) else group
+        plan = planning()
+        if plan is not None and isinstance(ref, str) and (planned := plan.planned(SYSTEM, ref)) is not None:
+            return planned  # type: ignore[no-any-return]
+        if ref == PLANNED_NUMERIC_ID:
+            return None
         with self._calling(f'get group "{ref}"'):
             try:
                 # Without this GitLab embeds the group's projects in the answer.
@@ -284,7 +294,9 @@ class GitLabClient:
                 if _not_found(exc):
                     return None
                 raise
-        return GitLabGroup.from_api(found.attributes)
+        group = GitLabGroup.from_api(found.attributes)
+        self._group_paths[group.id] = group.full_path
+        return group
 
     def ensure_group(
         self,
@@ -293,16 +305,30 @@ class GitLabClient:
         visibility: str | None = None,
         description: str | None = None,
         name: str | None = None,
+        group_id: int | None = None,
+        owner: Owner | None = None,
     ) -> Change:
         """Create the group (and any missing parent) or bring visibility/description/name in line.
 
         None means "leave as it is" (GitLab's default on create). Missing parents are created
         with the same visibility, because GitLab refuses a subgroup more visible than its parent.
+        With `group_id` (the id recorded for it) a group whose path changed is found by id and
+        its path changed in place (same id: projects, members and history stay). With `owner`
+        the description ends in the owner's marker and an existing group is claimed by the
+        ownership rules.
         """
         path = validate_group_path(full_path)
         self._check_visibility(path, visibility)
         existing = self.get_group(path)
+        moved = ""
+        if group_id and (existing is None or existing.id != group_id):
+            # Not where its path says: the recorded group may carry an older path.
+            current = self.get_group(group_id)
+            if current is not None and current.full_path != path:
+                existing, moved = self._move(current, path), f"path {current.full_path!r} → {path!r}"
         if existing is None:
+            if owner is not None:
+                description = owner.gitlab_description(description or "")
             group, created = self._create_group(
                 path, visibility=visibility, description=description, name=name
             )
@@ -310,7 +336,53 @@ class GitLabClient:
                 log.info("GitLab group %s created (id %s)", path, group.id)
                 return Change("created", id=group.id, detail=f"group {path} created")
             existing = group
-        return self._converge(existing, visibility=visibility, description=description, name=name)
+        adopted = claim(
+            owner,
+            Mark.from_gitlab(existing.description),
+            what=f'GitLab group "{path}"',
+            recorded=existing.id == group_id,
+        )
+        if owner is not None:
+            description = owner.gitlab_description(
+                description if description is not None else existing.description
+            )
+        change = self._converge(existing, visibility=visibility, description=description, name=name)
+        details = [
+            d for d in (moved, "adopted" if adopted and existing.id != group_id else "", change.detail) if d
+        ]
+        if not details:
+            return change
+        return Change("updated", id=existing.id, detail=", ".join(details))
+
+    def _move(self, group: GitLabGroup, path: str) -> GitLabGroup:
+        """Change the group's path (and its name, when the name was the path) in place."""
+        parent_path, _, segment = path.rpartition("/")
+        old_parent = group.full_path.rpartition("/")[0]
+        if parent_path != old_parent:
+            raise PermanentError(
+                f'{SYSTEM}: group "{group.full_path}" (id {group.id}): groupPath "{path}" would move it under '
+                f'another parent ("{parent_path or "top level"}"); only the last segment can change in place '
+                "(keep the parent, or delete and recreate the object)",
+                reason="ImmutableField",
+            )
+        taken = self.get_group(path)
+        if taken is not None and taken.id != group.id:
+            raise PermanentError(
+                f'{SYSTEM}: rename group "{group.full_path}" to "{path}": the path is taken by group {taken.id}; '
+                "choose another groupPath",
+                reason="NameTaken",
+            )
+        changes: dict[str, Any] = {"path": segment}
+        if group.name == group.path:
+            changes["name"] = segment
+        moved = replace(group, full_path=path, path=segment, name=changes.get("name", group.name))
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "update", f'GitLab group "{group.full_path}"', f"path → {path!r}")
+            return moved
+        with self._calling(f'rename group "{group.full_path}" to "{path}"'):
+            self._gl.groups.update(group.id, changes)
+        log.info("GitLab group %s (id %s) moved to %s", group.full_path, group.id, path)
+        return moved
 
     def update_group(
         self,
@@ -337,6 +409,11 @@ class GitLabClient:
         group marked for deletion for a while.
         """
         path = validate_group_path(full_path)
+        if (plan := planning()) is not None:
+            if self.get_group(path) is None:
+                return False
+            plan.record(SYSTEM, "delete", f'GitLab group "{path}"', "with its subgroups and projects")
+            return True
         with self._calling(f'delete group "{path}"'):
             try:
                 self._gl.groups.delete(path)
@@ -380,6 +457,21 @@ class GitLabClient:
             payload["visibility"] = visibility
         if description is not None:
             payload["description"] = description
+        if (plan := planning()) is not None:
+            detail = ", ".join(f"{k} {v!r}" for k, v in payload.items() if k in ("visibility",))
+            plan.record(SYSTEM, "create", f'GitLab group "{path}"', detail)
+            planned = GitLabGroup(
+                PLANNED_NUMERIC_ID,
+                path,
+                payload["name"],
+                segment,
+                visibility or "",
+                description or "",
+                None,
+                "",
+            )
+            plan.created[(SYSTEM, path)] = planned
+            return planned, True
         with self._calling(f'create group "{path}"'):
             try:
                 return GitLabGroup.from_api(self._gl.groups.create(payload).attributes), True
@@ -405,9 +497,12 @@ class GitLabClient:
         }
         if not differs:
             return Change("unchanged", id=group.id)
+        detail = ", ".join(f"{key} {getattr(group, key)!r} → {value!r}" for key, value in differs.items())
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "update", f'GitLab group "{group.full_path}"', detail)
+            return Change("updated", id=group.id, detail=detail)
         with self._calling(f'update group "{group.full_path}"'):
             self._gl.groups.update(group.id, differs)
-        detail = ", ".join(f"{key} {getattr(group, key)!r} → {value!r}" for key, value in differs.items())
         log.info("GitLab group %s updated: %s", group.full_path, detail)
         return Change("updated", id=group.id, detail=detail)
 
@@ -416,9 +511,24 @@ class GitLabClient:
     def _group_ref(self, group: str | int) -> str | int:
         return validate_group_path(group) if isinstance(group, str) else group
 
+    def _membership(self, ref: str | int, user_id: int) -> str:
+        """How a planned membership write names user and group."""
+        group = self._group_paths.get(ref, ref) if isinstance(ref, int) else ref
+        return f'membership of {self._usernames.get(user_id, f"user {user_id}")} in GitLab group "{group}"'
+
+    @staticmethod
+    def _planned_group(ref: str | int) -> bool:
+        """A group this plan would create: it has no members yet."""
+        plan = planning()
+        if plan is None:
+            return False
+        return ref == PLANNED_NUMERIC_ID or (isinstance(ref, str) and plan.planned(SYSTEM, ref) is not None)
+
     def get_member(self, group: str | int, user_id: int) -> GitLabMember | None:
         """The user's direct membership of the group, or None."""
         ref = self._group_ref(group)
+        if self._planned_group(ref):
+            return None
         with self._calling(f'get member {user_id} of group "{ref}"'):
             try:
                 found = self._gl.groups.get(ref, lazy=True).members.get(user_id)
@@ -445,14 +555,21 @@ class GitLabClient:
                 )
         if current.access_level == wanted:
             return Change("unchanged", id=user_id)
+        detail = f"access level {_LEVEL_NAMES.get(current.access_level, current.access_level)} → {_LEVEL_NAMES[wanted]}"
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "update", self._membership(ref, user_id), detail)
+            return Change("updated", id=user_id, detail=detail)
         with self._calling(f'update member {user_id} of group "{ref}"'):
             self._gl.groups.get(ref, lazy=True).members.update(user_id, {"access_level": wanted})
-        detail = f"access level {_LEVEL_NAMES.get(current.access_level, current.access_level)} → {_LEVEL_NAMES[wanted]}"
         log.info("GitLab member %s of group %s updated: %s", user_id, ref, detail)
         return Change("updated", id=user_id, detail=detail)
 
     def _add_member(self, ref: str | int, user_id: int, level: int) -> bool:
         """True when added, False when GitLab says the user is a member already (409)."""
+        if (plan := planning()) is not None:
+            target = self._membership(ref, user_id)
+            plan.record(SYSTEM, "create", target, f"access level {_LEVEL_NAMES[level]}")
+            return True
         with self._calling(f'add user {user_id} to group "{ref}"'):
             try:
                 self._gl.groups.get(ref, lazy=True).members.create(
@@ -467,6 +584,11 @@ class GitLabClient:
     def remove_member(self, group: str | int, user_id: int) -> bool:
         """Remove the user's direct membership: True when removed, False when there was none."""
         ref = self._group_ref(group)
+        if (plan := planning()) is not None:
+            if self.get_member(ref, user_id) is None:
+                return False
+            plan.record(SYSTEM, "delete", self._membership(ref, user_id))
+            return True
         with self._calling(f'remove user {user_id} from group "{ref}"'):
             try:
                 self._gl.groups.get(ref, lazy=True).members.delete(user_id)
@@ -480,6 +602,8 @@ class GitLabClient:
     def list_members(self, group: str | int, *, inherited: bool = False) -> list[GitLabMember]:
         """Direct members (or, with `inherited`, also those of ancestor groups), every page."""
         ref = self._group_ref(group)
+        if self._planned_group(ref):
+            return []
         with self._calling(f'list members of group "{ref}"'):
             handle = self._gl.groups.get(ref, lazy=True)
             manager = handle.members_all if inherited else handle.members
@@ -499,13 +623,16 @@ class GitLabClient:
                 (u for u in found if u.attributes.get("username", "").lower() == username.lower()), None
             )
             if match is not None:
-                return GitLabUser.from_api(match.attributes)
+                user = GitLabUser.from_api(match.attributes)
+                self._usernames[user.id] = user.username
+                return user
         if email:
             with self._calling("find user by email"):
                 found = self._gl.users.list(search=email, get_all=True)
             for user in found:
                 candidate = GitLabUser.from_api(user.attributes)
                 if candidate.email is not None and candidate.email.lower() == email.lower():
+                    self._usernames[candidate.id] = candidate.username
                     return candidate
         return None
 

@@ -28,6 +28,8 @@ from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_r
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
+from workers.plan import planned_response, planning
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,12 @@ def _role_id(project: str, role: str) -> int:
     return ROLE_IDS[role]
 
 
+def _planned(project: str) -> bool:
+    """A project the active plan would create (it has no members yet)."""
+    plan = planning()
+    return plan is not None and plan.planned(SYSTEM, f'project "{project}"') is not None
+
+
 def _id_from_location(response: requests.Response) -> int | None:
     tail = (response.headers.get("Location") or "").rstrip("/").rsplit("/", 1)[-1]
     return int(tail) if tail.isdigit() else None
@@ -186,11 +194,14 @@ class HarborClient:
         json: Any = None,
         by_name: bool = False,
         absent: Sequence[int] = (),
+        plan_detail: str | None = None,
     ) -> requests.Response:
         """One call to `/api/v2.0{path}`; a status in `absent` is returned for the caller to read,
         any other failure raises the classified error for operation `what`."""
         headers = {"X-Is-Resource-Name": "true"} if by_name else None
         url = path if path.startswith(("http://", "https://")) else f"{self.url}{API_PREFIX}{path}"
+        if method != "GET" and (plan := planning()) is not None:
+            return planned_response(plan, SYSTEM, method, url, what, json, detail=plan_detail)
         with transport_errors(f"{SYSTEM}: {what}"):
             response = self._session.request(method, url, params=params, json=json, headers=headers)
         if response.status_code not in absent:
@@ -255,12 +266,20 @@ class HarborClient:
         return project
 
     def ensure_project(
-        self, name: str, *, public: bool = False, storage_quota: str | int | None = None
+        self,
+        name: str,
+        *,
+        public: bool = False,
+        storage_quota: str | int | None = None,
+        owner: Owner | None = None,
+        recorded: bool = False,
     ) -> Change:
         """Create the project or bring its public flag and storage quota in line.
 
         `storage_quota` is a Kubernetes quantity ("50Gi"); None leaves Harbor's quota alone
-        (on create: Harbor's default for new projects)."""
+        (on create: Harbor's default for new projects). With `owner` an existing project is
+        claimed only when `recorded` (the owner knows it as its own) or the owner adopts: Harbor
+        projects carry no ownership mark (its metadata keys are fixed)."""
         if not _PROJECT_NAME.match(name) or len(name) > 255:
             raise InvalidSpecError(
                 f'Harbor project "{name}": projectName must be lower-case letters and digits, '
@@ -280,6 +299,8 @@ class HarborClient:
                     reason="Forbidden",
                 )
         changes = []
+        if claim(owner, Mark(), what=f'Harbor project "{name}"', recorded=recorded) and not recorded:
+            changes.append("adopted")
         if project.public != public:
             self._put_public(name, public)
             changes.append(f"public {str(project.public).lower()} → {str(public).lower()}")
@@ -301,8 +322,16 @@ class HarborClient:
         body: dict[str, Any] = {"project_name": name, "metadata": {"public": str(public).lower()}}
         if storage_limit is not None:
             body["storage_limit"] = storage_limit
+        planned = f"public={str(public).lower()}" + (
+            f", storage quota {_describe_bytes(storage_limit)}" if storage_limit is not None else ""
+        )
         response = self.http_request(
-            "POST", "/projects", what=f'create project "{name}"', json=body, absent=(409,)
+            "POST",
+            "/projects",
+            what=f'create project "{name}"',
+            json=body,
+            absent=(409,),
+            plan_detail=planned,
         )
         if response.status_code == 409:
             return None
@@ -322,6 +351,7 @@ class HarborClient:
             what=f'update project "{name}"',
             json={"metadata": {"public": str(public).lower()}},
             by_name=True,
+            plan_detail=f"public → {str(public).lower()}",
         )
 
     def set_public(self, name: str, public: bool) -> Change:
@@ -350,11 +380,13 @@ class HarborClient:
         return quota
 
     def _put_quota(self, project: HarborProject, quota: Mapping[str, Any], size: int) -> None:
+        current = (quota.get("hard") or {}).get("storage", UNLIMITED)
         self.http_request(
             "PUT",
             f"/quotas/{int(quota['id'])}",
             what=f'set storage quota of project "{project.name}"',
             json={"hard": {"storage": size}},
+            plan_detail=f"{_describe_bytes(current)} → {_describe_bytes(size)}",
         )
 
     def get_storage_quota(self, name: str) -> int | None:
@@ -406,6 +438,8 @@ class HarborClient:
 
     def list_members(self, project: str) -> list[ProjectMember]:
         """Every member of the project (all pages)."""
+        if _planned(project):
+            return []
         what = f'list members of project "{project}"'
         return [
             ProjectMember.from_api(body)
@@ -416,6 +450,8 @@ class HarborClient:
         self, project: str, entity_name: str, entity_type: Literal["user", "group"]
     ) -> ProjectMember | None:
         # entityname is an exact match in Harbor, so every candidate is on the first page.
+        if _planned(project):
+            return None
         what = f'find member "{entity_name}" of project "{project}"'
         response = self.http_request(
             "GET",
@@ -475,6 +511,7 @@ class HarborClient:
             what=f'update role of member "{entity_name}" of project "{project}"',
             json={"role_id": role_id},
             by_name=True,
+            plan_detail=f"{entity_type} {entity_name}: role {existing.role} → {role}",
         )
         detail = f"{entity_type} {entity_name}: role {existing.role} → {role}"
         log.info("Harbor: updated member of project %s (%s)", project, detail)
@@ -513,6 +550,7 @@ class HarborClient:
             json=body,
             by_name=True,
             absent=(404, 409),
+            plan_detail=f"{entity_type} {entity_name} as {ROLE_NAMES[role_id]}",
         )
         if response.status_code == 409:
             return None

@@ -40,6 +40,8 @@ from polycrate.httppolicy import (
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
+from workers.ownership import Mark, Owner, claim
+from workers.plan import PLANNED_ID, planning
 
 SYSTEM = "keycloak"  # the `system` of the RateLimiter that guards one SDP's Keycloak
 DEFAULT_PAGE_SIZE = 100
@@ -137,6 +139,10 @@ def _raise_when_busy(response: requests.Response, *args: Any, **kwargs: Any) -> 
         )
 
 
+def _describe(attributes: Mapping[str, Sequence[str]]) -> str:
+    return f"attributes {', '.join(sorted(attributes))}" if attributes else ""
+
+
 def _validate_name(name: str, what: str) -> None:
     if not name or not name.strip():
         raise InvalidSpecError(f"{what}: the group name is empty")
@@ -169,6 +175,9 @@ class KeycloakClient:
         self.policy = policy or HttpPolicy()
         self._token_lock = threading.Lock()
         self._logins = 0
+        # Names seen in answers, so a planned write can say "john.doe in /acme-corp", not two uuids.
+        self._group_paths: dict[str, str] = {}
+        self._usernames: dict[str, str] = {}
         before_send = limiter.acquire if limiter is not None else None
         self._connection = KeycloakOpenIDConnection(
             server_url=self.url,
@@ -277,6 +286,9 @@ class KeycloakClient:
     def find_group_by_path(self, path: str) -> KeycloakGroup | None:
         """The group at `path` ("acme-corp" or "/acme-corp/acme-corp-admins"), or None."""
         clean = path.strip("/")
+        plan = planning()
+        if plan is not None and (planned := plan.planned(SYSTEM, f"/{clean}")) is not None:
+            return planned  # type: ignore[no-any-return]
         try:
             with self._calling(f'find group "/{clean}"'):
                 rep = self._admin.get_group_by_path(clean)
@@ -284,21 +296,73 @@ class KeycloakClient:
             if exc.status_code == 404:
                 return None
             raise
-        return KeycloakGroup.from_representation(rep)
+        return self._seen(KeycloakGroup.from_representation(rep))
 
-    def ensure_group(self, name: str, attributes: Attributes | None = None) -> Change:
-        """A top-level group `name` exists with `attributes` set (see `update_group_attributes`)."""
-        return self._ensure(None, name, attributes)
+    def _seen(self, group: KeycloakGroup) -> KeycloakGroup:
+        self._group_paths[group.id] = group.path
+        return group
 
-    def ensure_subgroup(self, parent_path: str, name: str, attributes: Attributes | None = None) -> Change:
+    def get_group(self, group_id: str) -> KeycloakGroup | None:
+        """The group with this id (its identity; names are attributes), or None when it is gone."""
+        if group_id == PLANNED_ID:
+            return None
+        try:
+            with self._calling(f"get group {group_id}"):
+                rep = self._admin.get_group(group_id)
+        except PermanentError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return self._seen(KeycloakGroup.from_representation(rep))
+
+    def ensure_group(
+        self,
+        name: str,
+        attributes: Attributes | None = None,
+        *,
+        group_id: str | None = None,
+        owner: Owner | None = None,
+    ) -> Change:
+        """A top-level group `name` exists with `attributes` set (see `update_group_attributes`).
+
+        With `group_id` (the id recorded for it) the group is found by id first and renamed in
+        place when its name differs, so members, subgroups and role mappings stay. With `owner`
+        the group is marked as the owner's, and an existing one is claimed by the ownership rules.
+        """
+        return self._ensure(None, name, attributes, group_id, owner)
+
+    def ensure_subgroup(
+        self,
+        parent_path: str,
+        name: str,
+        attributes: Attributes | None = None,
+        *,
+        group_id: str | None = None,
+        owner: Owner | None = None,
+    ) -> Change:
         """Subgroup `name` exists under the group at `parent_path`, with `attributes` set."""
-        return self._ensure(parent_path.strip("/"), name, attributes)
+        return self._ensure(parent_path.strip("/"), name, attributes, group_id, owner)
 
-    def _ensure(self, parent_path: str | None, name: str, attributes: Attributes | None) -> Change:
+    def _ensure(
+        self,
+        parent_path: str | None,
+        name: str,
+        attributes: Attributes | None,
+        group_id: str | None,
+        owner: Owner | None,
+    ) -> Change:
         path = f"{parent_path}/{name}" if parent_path else name
         what = f'ensure group "/{path}"'
         _validate_name(name, self._what(what))
+        wanted = {k: list(v) for k, v in (attributes or {}).items()}
+        if owner is not None:
+            wanted.update(owner.keycloak_attributes())
         existing = self.find_group_by_path(path)
+        if group_id and (existing is None or existing.id != group_id):
+            # Not where its name says: the recorded group may carry an older name.
+            current = self.get_group(group_id)
+            if current is not None and current.name != name:
+                return self._rename(current, path, name, wanted)
         if existing is None:
             parent_id = None
             if parent_path:
@@ -309,8 +373,18 @@ class KeycloakClient:
                     )
                 parent_id = parent.id
             payload: dict[str, Any] = {"name": name}
-            if attributes:
-                payload["attributes"] = {k: list(v) for k, v in attributes.items()}
+            if wanted:
+                payload["attributes"] = wanted
+            if (plan := planning()) is not None:
+                group = KeycloakGroup(PLANNED_ID, name, f"/{path}", parent_id)
+                plan.record(
+                    SYSTEM,
+                    "create",
+                    f'Keycloak group "/{path}"',
+                    _describe(wanted),
+                    created=(f"/{path}", group),
+                )
+                return Change("created", PLANNED_ID)
             try:
                 with self._calling(what):
                     created = self._admin.create_group(payload, parent=parent_id)
@@ -322,7 +396,35 @@ class KeycloakClient:
             existing = self.find_group_by_path(path)
             if existing is None:
                 raise TransientError(f"{self._what(what)}: Keycloak reports a conflict but no such group")
-        return self._update_attributes(existing, attributes, what)
+        adopted = claim(
+            owner,
+            Mark.from_keycloak(existing.attributes),
+            what=f'Keycloak group "/{path}" in realm "{self.realm}"',
+            recorded=existing.id == group_id,
+        )
+        change = self._update_attributes(existing, wanted, what)
+        if adopted and existing.id != group_id:
+            return Change("updated", existing.id, detail="adopted")
+        return change
+
+    def _rename(self, group: KeycloakGroup, path: str, name: str, attributes: Attributes) -> Change:
+        """Rename the group in place: same id, so members, subgroups and role mappings stay."""
+        what = f'rename group "{group.path}" to "/{path}"'
+        taken = self.find_group_by_path(path)
+        if taken is not None and taken.id != group.id:
+            raise PermanentError(
+                f'{self._what(what)}: a group "/{path}" exists already (id {taken.id}); choose another name '
+                "or delete that group",
+                reason="NameTaken",
+            )
+        merged = {**group.attributes, **{k: list(v) for k, v in attributes.items()}}
+        detail = f'renamed "{group.path}" → "/{path}"'
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "update", f'Keycloak group "{group.path}"', detail)
+            return Change("updated", group.id, detail=detail)
+        with self._calling(what):
+            self._admin.update_group(group.id, {"name": name, "attributes": merged})
+        return Change("updated", group.id, detail=detail)
 
     def update_group_attributes(self, path: str, attributes: Attributes) -> Change:
         """Set the named attribute keys; keys not named are left as they are (others may own them)."""
@@ -340,9 +442,13 @@ class KeycloakClient:
         if merged == group.attributes:
             return Change("unchanged", group.id)
         changed = sorted(k for k in wanted if group.attributes.get(k) != wanted[k])
+        detail = f"attributes {', '.join(changed)}"
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "update", f'Keycloak group "{group.path}"', detail)
+            return Change("updated", group.id, detail=detail)
         with self._calling(what):
             self._admin.update_group(group.id, {"name": group.name, "attributes": merged})
-        return Change("updated", group.id, detail=f"attributes {', '.join(changed)}")
+        return Change("updated", group.id, detail=detail)
 
     def list_subgroups(self, parent_path: str) -> list[KeycloakGroup]:
         """Direct subgroups of the group at `parent_path`, all pages."""
@@ -350,6 +456,8 @@ class KeycloakClient:
         parent = self.find_group_by_path(parent_path)
         if parent is None:
             raise DependencyNotFoundError(f"{self._what(what)}: the group does not exist")
+        if parent.id == PLANNED_ID:
+            return []
         with self._calling(what):
             reps = self._admin.get_group_children(parent.id, query={"briefRepresentation": False})
         return [KeycloakGroup.from_representation(rep) for rep in reps]
@@ -360,6 +468,9 @@ class KeycloakClient:
         group = self.find_group_by_path(clean)
         if group is None:
             return False
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "delete", f'Keycloak group "/{clean}"', "with its subgroups and memberships")
+            return True
         try:
             with self._calling(f'delete group "/{clean}"'):
                 self._admin.delete_group(group.id)
@@ -389,7 +500,9 @@ class KeycloakClient:
         wanted = value.lower()
         for rep in reps:
             if str(rep.get(field_name, "")).lower() == wanted:
-                return KeycloakUser.from_representation(rep)
+                user = KeycloakUser.from_representation(rep)
+                self._usernames[user.id] = user.username
+                return user
         return None
 
     def list_group_members(self, group_id: str) -> list[KeycloakUser]:
@@ -402,7 +515,14 @@ class KeycloakClient:
         """Groups the user is a direct member of, all pages."""
         with self._calling(f"list groups of user {user_id}"):
             reps = self._admin.get_user_groups(user_id, brief_representation=True)
-        return [KeycloakGroup.from_representation(rep) for rep in reps]
+        return [self._seen(KeycloakGroup.from_representation(rep)) for rep in reps]
+
+    def _membership(self, user_id: str, group_id: str) -> str:
+        """How a planned membership write names user and group."""
+        user = self._usernames.get(user_id, f"user {user_id}")
+        if group_id not in self._group_paths:
+            self.get_group(group_id)  # only plans ask: one read for a readable line
+        return f'membership of {user} in Keycloak group "{self._group_paths.get(group_id, group_id)}"'
 
     def _is_member(self, user_id: str, group_id: str) -> bool:
         return any(group.id == group_id for group in self.list_user_groups(user_id))
@@ -411,6 +531,9 @@ class KeycloakClient:
         """The user is a member of the group ("created" when this call added it)."""
         if self._is_member(user_id, group_id):
             return Change("unchanged", group_id)
+        if (plan := planning()) is not None:
+            plan.record(SYSTEM, "create", self._membership(user_id, group_id))
+            return Change("created", group_id)
         with self._calling(f"add user {user_id} to group {group_id}"):
             self._admin.group_user_add(user_id, group_id)
         return Change("created", group_id)
@@ -420,6 +543,9 @@ class KeycloakClient:
         try:
             if not self._is_member(user_id, group_id):
                 return Change("absent", group_id)
+            if (plan := planning()) is not None:
+                plan.record(SYSTEM, "delete", self._membership(user_id, group_id))
+                return Change("deleted", group_id)
             with self._calling(f"remove user {user_id} from group {group_id}"):
                 self._admin.group_user_remove(user_id, group_id)
         except PermanentError as exc:

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from emulators.kubernetes import status as statuses
+from emulators.kubernetes.celrules import transition_errors
 from emulators.kubernetes.patching import PatchError, json_merge_patch, json_patch, strategic_merge_patch
 from emulators.kubernetes.resources import (
     CRD_RESOURCE,
@@ -317,9 +318,10 @@ class ApiServer:
                 )
 
     def _schema_check(
-        self, rt: ResourceType, obj: JsonObject, options: WriteOptions
+        self, rt: ResourceType, obj: JsonObject, options: WriteOptions, old: JsonObject | None = None
     ) -> tuple[JsonObject, list[str]]:
-        """Prune/default/validate a custom resource; returns the object to store and warnings."""
+        """Prune/default/validate a custom resource (with the CRD's CEL rules against `old` on an
+        update); returns the object to store and warnings."""
         name = _meta(obj).get("name") or _meta(obj).get("generateName", "")
         outcome = process_custom_resource(obj, rt.schema if rt.is_custom else None)
         warnings: list[str] = []
@@ -335,6 +337,8 @@ class ApiServer:
             _meta(outcome.obj), dns_label_name=rt.plural == "namespaces"
         )
         errors += self._owner_reference_errors(_meta(outcome.obj))
+        if rt.is_custom and rt.schema is not None:
+            errors += transition_errors(outcome.obj, old, rt.schema)
         if errors:
             raise _invalid(rt, name, errors)
         return outcome.obj, warnings
@@ -572,7 +576,7 @@ class ApiServer:
             errors = prepare_for_update(rt, current, candidate, now_timestamp())
             if errors:
                 raise _invalid(rt, name, errors)
-        candidate, warnings = self._schema_check(rt, candidate, options)
+        candidate, warnings = self._schema_check(rt, candidate, options, old=current)
         metadata = _meta(candidate)
         if _meta(current).get("deletionTimestamp"):
             added = [

@@ -10,6 +10,7 @@ from polycrate.cli import (  # noqa: F401 - imported for their registration side
     emulators,
     health,
     kube_emulator,
+    plan,
     rbac,
     run,
     sandbox,

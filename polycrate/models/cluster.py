@@ -7,10 +7,23 @@ spec. Argo CD destinations refer to a K8sCluster by name (`clusterRef`).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
-from polycrate.models.fieldtypes import HttpURL, ObjectName, SecretKeyRef, SpecModel, Timestamp
+from polycrate.models.fieldtypes import (
+    PEM_MAX,
+    DeletionPolicy,
+    DisplayName,
+    HttpURL,
+    ObjectName,
+    SecretKeyRef,
+    SpecModel,
+    Timestamp,
+)
 from polycrate.models.status import StatusModel
+
+PemBundle = Annotated[str, Field(max_length=PEM_MAX)]
 
 
 class SecretCredential(SpecModel):
@@ -42,13 +55,17 @@ class K8sClusterSpec(SpecModel):
     """An external cluster: where its API server is and how to authenticate."""
 
     sdp: ObjectName = Field(description="name of a SoftwareDeliveryPlatform")
-    displayName: str | None = Field(default=None, description="human-readable name")
+    displayName: DisplayName | None = Field(default=None, description="human-readable name")
     apiServer: HttpURL = Field(description="API server URL, e.g. https://api.prod.example.com:6443")
     authentication: ClusterAuthentication = Field(
         description="serviceAccountToken or kubeconfig Secret reference"
     )
-    caCertificate: str | None = Field(
+    caCertificate: PemBundle | None = Field(
         default=None, description="PEM CA bundle of the API server; absent = system trust store"
+    )
+    deletionPolicy: DeletionPolicy = Field(
+        default="Delete",
+        description="Delete (default) unregisters the cluster from Argo CD; Orphan leaves it registered",
     )
 
 

@@ -68,7 +68,7 @@ def _matching(
 ObjectName = _matching(OBJECT_NAME_PATTERN, "a Kubernetes object name", "acme-corp", max_length=253)
 """Name of another Kubernetes object (lower-case letters, digits, '-' and '.')."""
 
-HttpURL = _matching(HTTP_URL_PATTERN, "an http(s) URL", "https://gitlab.example.com")
+HttpURL = _matching(HTTP_URL_PATTERN, "an http(s) URL", "https://gitlab.example.com", max_length=2048)
 """An absolute http or https URL, kept verbatim (no normalisation, no trailing slash added)."""
 
 GitLabPath = _matching(GITLAB_PATH_PATTERN, "a GitLab group path", "acme-corp", max_length=255)
@@ -77,10 +77,61 @@ GitLabPath = _matching(GITLAB_PATH_PATTERN, "a GitLab group path", "acme-corp", 
 HarborProjectName = _matching(HARBOR_PROJECT_PATTERN, "a Harbor project name", "acme-corp", max_length=255)
 """Harbor's project name rule: lower-case alphanumerics separated by single '.', '_' or '-'."""
 
-Email = _matching(EMAIL_PATTERN, "an e-mail address", "john.doe@example.com", fmt="email")
+Email = _matching(EMAIL_PATTERN, "an e-mail address", "john.doe@example.com", max_length=254, fmt="email")
 """An e-mail address (the server checks the `email` format as well)."""
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+# Limits of the target systems, so the API server refuses what a system would refuse (or truncate):
+# Keycloak stores group names, attribute names and attribute values in VARCHAR(255) columns;
+# GitLab validates namespace names and paths to 255 and a namespace description to 255
+# characters (Namespace::Detail); Harbor project names are at most 255; Kubernetes names 253.
+KEYCLOAK_NAME_MAX = 255
+KEYCLOAK_ATTRIBUTE_VALUE_MAX = 255
+GITLAB_DESCRIPTION_MAX = 255
+DISPLAY_NAME_MAX = 255
+DESCRIPTION_MAX = 1024
+TEXT_MAX = 1024
+PEM_MAX = 64 * 1024
+
+SecretKey = Annotated[str, Field(min_length=1, max_length=253)]
+"""A key in a Secret's data (at most 253 characters, as Kubernetes allows)."""
+
+KeycloakName = Annotated[str, Field(min_length=1, max_length=KEYCLOAK_NAME_MAX)]
+"""A Keycloak group or user name, or a role name that becomes part of one."""
+
+KeycloakAttributes = dict[
+    str,
+    Annotated[
+        list[Annotated[str, Field(max_length=KEYCLOAK_ATTRIBUTE_VALUE_MAX)]],
+        Field(max_length=64),
+    ],
+]
+"""Keycloak group attributes: name -> values (each value at most 255 characters)."""
+
+DisplayName = Annotated[str, Field(max_length=DISPLAY_NAME_MAX)]
+"""A human-readable name (Argo CD descriptions and Polycrate API names are built from it)."""
+
+GitLabDescription = Annotated[str, Field(max_length=GITLAB_DESCRIPTION_MAX - 100)]
+"""A GitLab group description: GitLab's 255 characters minus room for the operator's ownership marker."""
+
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+"""A free-text description."""
+
+BoundedStr = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
+"""A non-empty free-text value with an upper bound, e.g. a repository URL pattern."""
+
+DeletionPolicy = Literal["Delete", "Orphan"]
+"""What deleting the object does outside the cluster: Delete removes what the operator created
+(the default), Orphan leaves it in place and only removes the finalizer."""
+
+
+def immutable(field: str, fix: str) -> dict[str, Any]:
+    """A CRD transition rule: once set, the field keeps its value (`self == oldSelf`)."""
+    return {
+        "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": f"{field} is immutable; {fix}"}]
+    }
+
 
 Timestamp = datetime
 """RFC 3339 timestamps (`format: date-time` in the CRD); serialised with a trailing Z for UTC."""
@@ -182,7 +233,7 @@ class SecretKeyRef(SpecModel):
     """A key in a Secret in the namespace of the referring object."""
 
     name: ObjectName = Field(description="name of the Secret")
-    key: NonEmptyStr = Field(description="key inside the Secret's data")
+    key: SecretKey = Field(description="key inside the Secret's data")
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -215,7 +266,9 @@ class ArgoCDDestination(SpecModel):
     clusterRef: ObjectName | None = Field(
         default=None, description="name of a K8sCluster in the same namespace"
     )
-    namespace: NonEmptyStr = Field(default="*", description='target namespace, "*" for all')
+    namespace: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        default="*", description='target namespace, "*" for all'
+    )
 
     @model_validator(mode="after")
     def _server_xor_cluster_ref(self) -> ArgoCDDestination:

@@ -13,10 +13,14 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from polycrate.models.fieldtypes import (
+    KEYCLOAK_NAME_MAX,
     NAME_PATTERN_PLACEHOLDER_PATTERN,
+    BoundedStr,
+    Description,
     HttpURL,
-    NonEmptyStr,
+    KeycloakName,
     ObjectName,
+    SecretKey,
     SpecModel,
     Timestamp,
 )
@@ -33,31 +37,31 @@ class KeycloakCredentialsRef(SpecModel):
     """Secret holding the client credentials of a confidential Keycloak client."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    clientIdKey: NonEmptyStr = Field(default="client-id", description="key of the client id")
-    clientSecretKey: NonEmptyStr = Field(default="client-secret", description="key of the client secret")
+    clientIdKey: SecretKey = Field(default="client-id", description="key of the client id")
+    clientSecretKey: SecretKey = Field(default="client-secret", description="key of the client secret")
 
 
 class TokenCredentialsRef(SpecModel):
     """Secret holding an API token."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    tokenKey: NonEmptyStr = Field(default="token", description="key of the token")
+    tokenKey: SecretKey = Field(default="token", description="key of the token")
 
 
 class BasicCredentialsRef(SpecModel):
     """Secret holding a username and password."""
 
     secretName: ObjectName = Field(description="name of the Secret in the SDP's namespace")
-    usernameKey: NonEmptyStr = Field(default="username", description="key of the username")
-    passwordKey: NonEmptyStr = Field(default="password", description="key of the password")
+    usernameKey: SecretKey = Field(default="username", description="key of the username")
+    passwordKey: SecretKey = Field(default="password", description="key of the password")
 
 
 class KeycloakConnection(SpecModel):
     """The Keycloak realm tenants' groups are created in."""
 
     url: HttpURL = Field(description="base URL of Keycloak, e.g. https://keycloak.example.com")
-    realm: NonEmptyStr = Field(description="realm that holds the tenant groups and users")
-    authRealm: NonEmptyStr | None = Field(
+    realm: KeycloakName = Field(description="realm that holds the tenant groups and users")
+    authRealm: KeycloakName | None = Field(
         default=None, description="realm the client authenticates against; defaults to realm"
     )
     credentialsRef: KeycloakCredentialsRef = Field(description="Secret with the client credentials")
@@ -80,8 +84,8 @@ class HarborConnection(SpecModel):
 class ArgoCDRoleTemplate(SpecModel):
     """Policies of one Argo CD project role; `{project}` is replaced by the project name."""
 
-    description: str | None = Field(default=None, description="description of the project role")
-    policies: list[NonEmptyStr] = Field(
+    description: Description | None = Field(default=None, description="description of the project role")
+    policies: list[BoundedStr] = Field(
         default_factory=list,
         description='Casbin policy lines, e.g. "p, proj:{project}:admin, applications, *, {project}/*, allow"',
     )
@@ -132,12 +136,13 @@ class PlatformSettings(SpecModel):
         default=True,
         description="create one Keycloak subgroup per default role below each organization group",
     )
-    defaultRoles: list[NonEmptyStr] = Field(
+    defaultRoles: list[KeycloakName] = Field(
         default_factory=lambda: list(DEFAULT_ROLES),
         description="roles that get a subgroup per organization, default admins, developers, viewers",
     )
     subgroupNamePattern: str = Field(
         default=DEFAULT_SUBGROUP_NAME_PATTERN,
+        max_length=KEYCLOAK_NAME_MAX,
         pattern=NAME_PATTERN_PLACEHOLDER_PATTERN,
         description="name of a role subgroup; {org} and {role} are replaced, {role} is required",
     )

@@ -12,24 +12,33 @@ from pydantic import Field
 
 from polycrate.models.fieldtypes import (
     ArgoCDDestination,
+    BoundedStr,
+    DeletionPolicy,
+    Description,
     GitLabAccessLevel,
+    GitLabDescription,
     GitLabPath,
     HarborProjectName,
     HarborRole,
-    NonEmptyStr,
+    KeycloakName,
     ObjectName,
     Quantity,
     SdpNames,
     SpecModel,
     Visibility,
+    immutable,
 )
 from polycrate.models.status import StatusModel
+
+DELETION_POLICY_DESCRIPTION = (
+    "Delete (default) removes what the operator created in every SDP; Orphan leaves it in place"
+)
 
 
 class GitLabGroupAccess(SpecModel):
     """A Keycloak group's access level in the GitLab group."""
 
-    keycloakGroup: NonEmptyStr = Field(description="Keycloak group name, e.g. platform-admins")
+    keycloakGroup: KeycloakName = Field(description="Keycloak group name, e.g. platform-admins")
     accessLevel: GitLabAccessLevel = Field(description="guest, reporter, developer, maintainer or owner")
 
 
@@ -44,15 +53,18 @@ class GitLabGroupSpec(SpecModel):
     """A GitLab group outside any Organization, created in every listed SDP."""
 
     sdp: SdpNames = Field(description="names of SoftwareDeliveryPlatforms to create the group in")
-    groupPath: GitLabPath | None = Field(default=None, description="GitLab group path, default metadata.name")
+    groupPath: GitLabPath | None = Field(
+        default=None, description="GitLab group path, default metadata.name; a change moves the group"
+    )
     visibility: Visibility = Field(default="private", description="private, internal or public")
-    description: str | None = Field(default=None, description="GitLab group description")
+    description: GitLabDescription | None = Field(default=None, description="GitLab group description")
     accessControl: list[GitLabGroupAccess] = Field(
         default_factory=list, description="access for Keycloak groups"
     )
     organizationAccess: list[GitLabOrganizationAccess] = Field(
         default_factory=list, description="access for Organizations"
     )
+    deletionPolicy: DeletionPolicy = Field(default="Delete", description=DELETION_POLICY_DESCRIPTION)
 
 
 class GitLabGroupStatus(StatusModel):
@@ -64,7 +76,7 @@ class GitLabGroupStatus(StatusModel):
 class HarborProjectAccess(SpecModel):
     """A Keycloak group's role in the Harbor project."""
 
-    keycloakGroup: NonEmptyStr = Field(description="Keycloak group name, e.g. platform-admins")
+    keycloakGroup: KeycloakName = Field(description="Keycloak group name, e.g. platform-admins")
     role: HarborRole = Field(description="projectAdmin, maintainer, developer, guest or limitedGuest")
 
 
@@ -80,7 +92,9 @@ class HarborProjectSpec(SpecModel):
 
     sdp: SdpNames = Field(description="names of SoftwareDeliveryPlatforms to create the project in")
     projectName: HarborProjectName | None = Field(
-        default=None, description="Harbor project name, default metadata.name"
+        default=None,
+        description="Harbor project name, default metadata.name; Harbor cannot rename a project",
+        json_schema_extra=immutable("projectName", "delete and recreate the HarborProject to change it"),
     )
     public: bool = Field(default=False, description="anyone may pull from the project")
     storageQuota: Quantity | None = Field(
@@ -92,6 +106,7 @@ class HarborProjectSpec(SpecModel):
     organizationAccess: list[HarborOrganizationAccess] = Field(
         default_factory=list, description="roles for Organizations"
     )
+    deletionPolicy: DeletionPolicy = Field(default="Delete", description=DELETION_POLICY_DESCRIPTION)
 
 
 class HarborProjectStatus(StatusModel):
@@ -103,8 +118,8 @@ class HarborProjectStatus(StatusModel):
 class ArgoCDProjectAccess(SpecModel):
     """A Keycloak group's role in the Argo CD project."""
 
-    keycloakGroup: NonEmptyStr = Field(description="Keycloak group name, e.g. platform-admins")
-    role: NonEmptyStr = Field(description="name of a role in the SDP's spec.argocd.roles")
+    keycloakGroup: KeycloakName = Field(description="Keycloak group name, e.g. platform-admins")
+    role: KeycloakName = Field(description="name of a role in the SDP's spec.argocd.roles")
 
 
 class ArgoCDProjectSpec(SpecModel):
@@ -112,10 +127,12 @@ class ArgoCDProjectSpec(SpecModel):
 
     sdp: SdpNames = Field(description="names of SoftwareDeliveryPlatforms to create the project in")
     projectName: ObjectName | None = Field(
-        default=None, description="Argo CD project name, default metadata.name"
+        default=None,
+        description="Argo CD project name, default metadata.name; Argo CD cannot rename a project",
+        json_schema_extra=immutable("projectName", "delete and recreate the ArgoCDProject to change it"),
     )
-    description: str | None = Field(default=None, description="Argo CD project description")
-    sourceRepos: list[NonEmptyStr] = Field(
+    description: Description | None = Field(default=None, description="Argo CD project description")
+    sourceRepos: list[BoundedStr] = Field(
         default_factory=list, description="repositories applications may use, wildcards allowed"
     )
     destinations: list[ArgoCDDestination] = Field(
@@ -125,6 +142,7 @@ class ArgoCDProjectSpec(SpecModel):
     accessControl: list[ArgoCDProjectAccess] = Field(
         default_factory=list, description="project roles granted to Keycloak groups"
     )
+    deletionPolicy: DeletionPolicy = Field(default="Delete", description=DELETION_POLICY_DESCRIPTION)
 
 
 class ArgoCDProjectStatus(StatusModel):
@@ -132,4 +150,7 @@ class ArgoCDProjectStatus(StatusModel):
 
     argoCDProjectsCreated: dict[str, bool] = Field(
         default_factory=dict, description="the Argo CD project exists, by SDP"
+    )
+    argoCDProjectNames: dict[str, str] = Field(
+        default_factory=dict, description="name of the Argo CD project by SDP (its identity)"
     )

@@ -13,26 +13,35 @@ from pydantic import Field, model_validator
 
 from polycrate.models.fieldtypes import (
     ArgoCDDestination,
+    BoundedStr,
+    DeletionPolicy,
+    Description,
+    DisplayName,
     Email,
+    GitLabDescription,
     GitLabPath,
     HarborProjectName,
-    NonEmptyStr,
+    KeycloakAttributes,
+    KeycloakName,
     ObjectName,
     Quantity,
     SdpNames,
     SpecModel,
     Visibility,
+    immutable,
 )
 from polycrate.models.status import StatusModel
 
-KeycloakAttributes = dict[str, list[str]]
+DELETION_POLICY_DESCRIPTION = (
+    "Delete (default) removes what the operator created in the systems; Orphan leaves it in place"
+)
 
 
 class KeycloakGroupSettings(SpecModel):
     """The Keycloak group of an Organization or ContactGroup."""
 
-    groupName: NonEmptyStr | None = Field(
-        default=None, description="Keycloak group name, default metadata.name"
+    groupName: KeycloakName | None = Field(
+        default=None, description="Keycloak group name, default metadata.name; a change renames the group"
     )
     attributes: KeycloakAttributes = Field(
         default_factory=dict, description='group attributes, e.g. description: ["Main organization group"]'
@@ -43,9 +52,11 @@ class OrganizationGitLab(SpecModel):
     """The Organization's GitLab group; absent or disabled means no GitLab group."""
 
     enabled: bool = Field(default=True, description="create the GitLab group")
-    groupPath: GitLabPath | None = Field(default=None, description="GitLab group path, default metadata.name")
+    groupPath: GitLabPath | None = Field(
+        default=None, description="GitLab group path, default metadata.name; a change moves the group"
+    )
     visibility: Visibility = Field(default="private", description="private, internal or public")
-    description: str | None = Field(default=None, description="GitLab group description")
+    description: GitLabDescription | None = Field(default=None, description="GitLab group description")
 
 
 class OrganizationHarbor(SpecModel):
@@ -53,7 +64,9 @@ class OrganizationHarbor(SpecModel):
 
     enabled: bool = Field(default=True, description="create the Harbor project")
     projectName: HarborProjectName | None = Field(
-        default=None, description="Harbor project name, default metadata.name"
+        default=None,
+        description="Harbor project name, default metadata.name; Harbor cannot rename a project",
+        json_schema_extra=immutable("projectName", "delete and recreate the Organization to change it"),
     )
     public: bool = Field(default=False, description="anyone may pull from the project")
     storageQuota: Quantity | None = Field(
@@ -64,8 +77,8 @@ class OrganizationHarbor(SpecModel):
 class RoleBinding(SpecModel):
     """Grants an Argo CD project role (a role of the SDP) to Keycloak groups."""
 
-    role: NonEmptyStr = Field(description="name of a role in the SDP's spec.argocd.roles")
-    keycloakGroups: list[NonEmptyStr] = Field(min_length=1, description="Keycloak groups that get the role")
+    role: KeycloakName = Field(description="name of a role in the SDP's spec.argocd.roles")
+    keycloakGroups: list[KeycloakName] = Field(min_length=1, description="Keycloak groups that get the role")
 
 
 class OrganizationArgoCD(SpecModel):
@@ -73,10 +86,12 @@ class OrganizationArgoCD(SpecModel):
 
     enabled: bool = Field(default=True, description="create the Argo CD project")
     projectName: ObjectName | None = Field(
-        default=None, description="Argo CD project name, default metadata.name"
+        default=None,
+        description="Argo CD project name, default metadata.name; Argo CD cannot rename a project",
+        json_schema_extra=immutable("projectName", "delete and recreate the Organization to change it"),
     )
-    description: str | None = Field(default=None, description="Argo CD project description")
-    sourceRepos: list[NonEmptyStr] = Field(
+    description: Description | None = Field(default=None, description="Argo CD project description")
+    sourceRepos: list[BoundedStr] = Field(
         default_factory=list,
         description='repositories applications may use, wildcards allowed, e.g. "https://gitlab.example.com/acme-corp/*"',
     )
@@ -92,13 +107,14 @@ class OrganizationSpec(SpecModel):
     """One tenant across the systems of one SoftwareDeliveryPlatform."""
 
     sdp: ObjectName = Field(description="name of a SoftwareDeliveryPlatform")
-    displayName: str | None = Field(default=None, description="human-readable name")
+    displayName: DisplayName | None = Field(default=None, description="human-readable name")
     keycloak: KeycloakGroupSettings | None = Field(
         default=None, description="Keycloak group name and attributes"
     )
     gitlab: OrganizationGitLab | None = Field(default=None, description="GitLab group")
     harbor: OrganizationHarbor | None = Field(default=None, description="Harbor project")
     argocd: OrganizationArgoCD | None = Field(default=None, description="Argo CD project")
+    deletionPolicy: DeletionPolicy = Field(default="Delete", description=DELETION_POLICY_DESCRIPTION)
 
     def keycloak_group_name(self, object_name: str) -> str:
         return (self.keycloak.groupName if self.keycloak else None) or object_name
@@ -132,6 +148,9 @@ class OrganizationStatus(StatusModel):
     gitlabGroupID: int | None = Field(default=None, description="id of the GitLab group")
     harborProjectID: int | None = Field(default=None, description="id of the Harbor project")
     argoCDProjectCreated: bool | None = Field(default=None, description="the Argo CD project exists")
+    argoCDProjectName: str | None = Field(
+        default=None, description="name of the Argo CD project (its identity: Argo CD cannot rename)"
+    )
 
 
 class ContactKeycloak(SpecModel):
@@ -141,7 +160,7 @@ class ContactKeycloak(SpecModel):
         "json_schema_extra": {"anyOf": [{"required": ["username"]}, {"required": ["email"]}]}
     }
 
-    username: NonEmptyStr | None = Field(default=None, description="Keycloak username, e.g. john.doe")
+    username: KeycloakName | None = Field(default=None, description="Keycloak username, e.g. john.doe")
     email: Email | None = Field(default=None, description="Keycloak e-mail, used when username is absent")
 
     @model_validator(mode="after")
@@ -155,7 +174,9 @@ class OrganizationMembership(SpecModel):
     """Membership in an Organization with one role."""
 
     name: ObjectName = Field(description="name of an Organization in the same namespace")
-    role: NonEmptyStr = Field(description="role in the organization, e.g. developer (one of the SDP's roles)")
+    role: KeycloakName = Field(
+        description="role in the organization, e.g. developer (one of the SDP's roles)"
+    )
 
 
 class ContactGroupMembership(SpecModel):
@@ -173,6 +194,10 @@ class ContactSpec(SpecModel):
     )
     additionalGroups: list[ContactGroupMembership] = Field(
         default_factory=list, description="ContactGroups the user is added to"
+    )
+    deletionPolicy: DeletionPolicy = Field(
+        default="Delete",
+        description="Delete (default) removes the memberships the operator added; Orphan leaves them",
     )
 
 
@@ -196,6 +221,7 @@ class ContactGroupSpec(SpecModel):
     keycloak: KeycloakGroupSettings = Field(
         default_factory=KeycloakGroupSettings, description="Keycloak group name and attributes"
     )
+    deletionPolicy: DeletionPolicy = Field(default="Delete", description=DELETION_POLICY_DESCRIPTION)
 
 
 class ContactGroupStatus(StatusModel):

@@ -8,11 +8,12 @@ removes only the members it added itself, remembered per SDP in the `polycrate.i
 annotation (the status schema has no field for them and would prune one), so a member a human
 added is never touched. Deletion cleans every SDP; an SDP or credential Secret that is gone
 cannot be reached, so that SDP is skipped with a Warning Event instead of blocking the finalizer.
+As for an Organization, a GitLab group path change moves the group in place (same id) and a
+Harbor or Argo CD project name change is refused before anything is written in that SDP.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import abstractmethod
 from collections.abc import Iterable
@@ -34,6 +35,13 @@ from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, Harb
 from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
+from tasks.flows.identity import (
+    check_harbor_owner,
+    harbor_creation,
+    harbor_project_name,
+    immutable_name_error,
+)
+from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, NotFoundError
@@ -42,63 +50,16 @@ from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
 from workers.gitlab import GitLabClient, parse_access_level
 from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
+from workers.ownership import Owner
+from workers.plan import planning, planning_in
 
 log = logging.getLogger(__name__)
 
-STATE_ANNOTATION = "polycrate.io/operator-state"
+NAMES_FIELD = "argoCDProjectNames"  # Argo CD projects are known by name: the name is the identity
 # Harbor roles from most to least privileged: a group granted two roles gets the stronger one.
 HARBOR_ROLE_RANK = ("projectAdmin", "maintainer", "developer", "guest", "limitedGuest")
 
 Prepared = TypeVar("Prepared")
-
-
-# --- what status cannot hold ------------------------------------------------------------------
-
-
-class OperatorState:
-    """Sections of JSON the operator keeps on the object itself, in one annotation.
-
-    Each change is written at once (a merge patch of just this annotation), so what was recorded
-    before a write to an external system survives a crash right after that write.
-    """
-
-    def __init__(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        self._ctx = ctx
-        self._key = key
-        raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(STATE_ANNOTATION)
-        try:
-            state = json.loads(raw) if raw else {}
-        except ValueError:
-            log.warning("%s: annotation %s is not JSON; starting afresh", key, STATE_ANNOTATION)
-            state = {}
-        self._state: dict[str, Any] = state if isinstance(state, dict) else {}
-
-    def get(self, section: str) -> Any:
-        return self._state.get(section)
-
-    def set(self, section: str, value: Any) -> None:
-        """Record `value` under `section`; None or an empty collection removes the section."""
-        wanted = dict(self._state)
-        if value is None or value == {} or value == []:
-            wanted.pop(section, None)
-        else:
-            wanted[section] = value
-        if wanted == self._state:
-            return
-        encoded = json.dumps(wanted, sort_keys=True, separators=(",", ":")) if wanted else None
-        self._ctx.objects.patch(self._key, {"metadata": {"annotations": {STATE_ANNOTATION: encoded}}})
-        self._state = wanted
-
-    def get_for(self, section: str, sdp: str) -> Any:
-        return (self._state.get(section) or {}).get(sdp)
-
-    def set_for(self, section: str, sdp: str, value: Any) -> None:
-        per_sdp = dict(self._state.get(section) or {})
-        if value is None or value == {} or value == []:
-            per_sdp.pop(sdp, None)
-        else:
-            per_sdp[sdp] = value
-        self.set(section, per_sdp)
 
 
 # --- helpers shared by the three kinds --------------------------------------------------------
@@ -126,7 +87,9 @@ def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, 
 
 
 def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> None:
-    """Ask for a reconcile of each key now, instead of at the next resync."""
+    """Ask for a reconcile of each key now, instead of at the next resync (a plan wakes nobody)."""
+    if planning() is not None:
+        return
     queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix)
     for key in keys:
         try:
@@ -154,6 +117,11 @@ def _sdp_names(obj: JsonObject) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(name) for name in value or [] if name]
+
+
+def _recorded(obj: JsonObject, status_field: str, sdp: str) -> Any:
+    """The value status holds for `sdp` under `status_field` (an id, a flag, a name), or None."""
+    return ((obj.get("status") or {}).get(status_field) or {}).get(sdp)
 
 
 def _phase(obj: JsonObject) -> str | None:
@@ -404,12 +372,16 @@ class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
         for sdp in wanted_sdps:
             try:
                 connections = platform(ctx, key.namespace, sdp, referrer=self._referrer(key))
-                run.values[sdp] = self.provision_in(ctx, key, obj, spec, prepared, sdp, connections, state)
+                with planning_in(f'SDP "{sdp}"'):
+                    run.values[sdp] = self.provision_in(
+                        ctx, key, obj, spec, prepared, sdp, connections, state
+                    )
             except PolycrateError as exc:
                 run.failures.append((sdp, exc))
         for sdp in sorted(set(current) - set(wanted_sdps)):
             try:
-                self._cleanup_sdp(ctx, key, obj, sdp, current[sdp])
+                with planning_in(f'SDP "{sdp}"'):
+                    self._cleanup_sdp(ctx, key, obj, sdp, current[sdp])
                 if self.state_section:
                     state.set_for(self.state_section, sdp, None)
             except PolycrateError as exc:
@@ -488,8 +460,16 @@ class GitLabGroupHandler(OrganizationAccessHandler):
         assert isinstance(spec, GitLabGroupSpec)
         gitlab: GitLabClient = _require(connections.gitlab(), "GitLab", sdp)
         path = spec.groupPath or key.name
+        recorded = _recorded(obj, self.status_field, sdp)
         group_id = int(
-            gitlab.ensure_group(path, visibility=spec.visibility, description=spec.description).id or 0
+            gitlab.ensure_group(
+                path,
+                visibility=spec.visibility,
+                description=spec.description,
+                group_id=int(recorded) if recorded else None,
+                owner=Owner.of(obj),
+            ).id
+            or 0
         )
         levels = self._wanted_levels(ctx, key, spec, prepared, sdp, connections)
         self._sync_members(ctx, key, obj, gitlab, group_id, levels, sdp, state)
@@ -611,9 +591,22 @@ class HarborProjectHandler(OrganizationAccessHandler):
         assert isinstance(spec, HarborProjectSpec)
         harbor = _require(connections.harbor(), "Harbor", sdp)
         name = spec.projectName or key.name
-        project_id = int(
-            harbor.ensure_project(name, public=spec.public, storage_quota=spec.storageQuota).id or 0
-        )
+        recorded = _recorded(obj, self.status_field, sdp)
+        if recorded:
+            current = harbor_project_name(harbor, int(recorded))
+            if current is not None and current != name:
+                raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current)
+        with harbor_creation(state, harbor, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
+            if not ours:
+                check_harbor_owner(ctx, obj, harbor, name)
+            change = harbor.ensure_project(
+                name,
+                public=spec.public,
+                storage_quota=spec.storageQuota,
+                owner=Owner.of(obj),
+                recorded=ours,
+            )
+            project_id = int(change.id or 0)
         roles: dict[str, str] = {}
 
         def grant(group: str, role: str) -> None:
@@ -649,7 +642,9 @@ class HarborProjectHandler(OrganizationAccessHandler):
     ) -> None:
         harbor = connections.harbor()
         if harbor is not None:
-            harbor.delete_project(str(_raw_spec(obj).get("projectName") or key.name))
+            # By the recorded id: the project that is ours, whatever the spec says now.
+            name = harbor_project_name(harbor, int(recorded)) if recorded else None
+            harbor.delete_project(name or str(_raw_spec(obj).get("projectName") or key.name))
 
 
 # --- ArgoCDProject ----------------------------------------------------------------------------
@@ -702,6 +697,10 @@ class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
         assert isinstance(spec, ArgoCDProjectSpec)
         argocd = _require(connections.argocd(), "Argo CD", sdp)
         name = spec.projectName or key.name
+        previous = _recorded(obj, NAMES_FIELD, sdp)
+        created = bool(_recorded(obj, self.status_field, sdp))
+        if created and previous and previous != name:
+            raise immutable_name_error(key, "spec.projectName", name, "Argo CD project", previous)
         conf = connections.spec.argocd
         templates = {role: template.model_dump() for role, template in (conf.roles if conf else {}).items()}
         groups = role_groups(access_control=[access.model_dump() for access in spec.accessControl])
@@ -712,8 +711,20 @@ class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
             source_repos=spec.sourceRepos,
             destinations=prepared,
             roles=roles,
+            owner=Owner.of(obj),
+            recorded=created and previous in (None, name),
         )
         return True
+
+    def provision(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
+    ) -> dict[str, Any]:
+        fields = super().provision(ctx, key, obj, spec)
+        assert isinstance(spec, ArgoCDProjectSpec)
+        created = fields.get(self.status_field) or {}
+        names = {sdp: spec.projectName or key.name for sdp, done in created.items() if done}
+        current = dict((obj.get("status") or {}).get(NAMES_FIELD) or {})
+        return {**fields, NAMES_FIELD: per_sdp_field(current, names)}
 
     def cleanup_in(
         self,
@@ -726,7 +737,8 @@ class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
     ) -> None:
         argocd = connections.argocd()
         if argocd is not None:
-            argocd.delete_project(str(_raw_spec(obj).get("projectName") or key.name))
+            name = _recorded(obj, NAMES_FIELD, sdp)
+            argocd.delete_project(str(name or _raw_spec(obj).get("projectName") or key.name))
 
 
 def handlers() -> list[CustomResourceHandler]:

@@ -6,7 +6,10 @@ its status: a disabled section is cleaned up from them, and the IDs reached so f
 even when a later system fails, so an outage never makes the operator forget what it created.
 A Contact's memberships are recorded in status before they are made (write-ahead) and only
 recorded ones are ever removed, so a membership a human granted is never taken away. An
-Organization or ContactGroup that becomes Ready enqueues the objects waiting for it.
+Organization or ContactGroup that becomes Ready enqueues the objects waiting for it. The recorded
+IDs are the identity: a changed group name or path renames the Keycloak and GitLab groups in
+place, a changed Harbor or Argo CD project name is refused (see identity.py), and what already
+exists under a wanted name is claimed by the ownership rules of workers/ownership.py.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ from polycrate.models.tenancy import (
 )
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
+from tasks.flows.identity import (
+    check_harbor_owner,
+    harbor_creation,
+    harbor_project_name,
+    immutable_name_error,
+)
+from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
@@ -46,6 +56,7 @@ from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate
 from workers import argocd, gitlab, harbor, keycloak
 from workers.change import Change
+from workers.ownership import Owner
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +160,12 @@ def _delete_keycloak_group(
     *,
     sdp: str | None = None,
 ) -> None:
-    """Delete the group at `path` (with its subgroups) only if it is the one whose id was
-    recorded: a group of that name that someone else made stays."""
-    found = client.find_group_by_path(path)
+    """Delete the group with the recorded id (with its subgroups), wherever a rename took it; a
+    group at `path` that someone else made stays."""
+    found = client.get_group(group_id) or client.find_group_by_path(path)
     if found is not None and found.id == group_id and client.delete_group(found.path):
         where = f' of SDP "{sdp}"' if sdp else ""
         _record_change(ctx, obj, Change("deleted", group_id), f'Keycloak group "{found.path}"{where}')
-
-
-def _harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
-    """The name of the Harbor project with this id, or None when it is gone."""
-    what = f"get project {project_id}"
-    # Only 404 means gone; a 403 is a rights problem that must not make the operator forget the id.
-    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(404,))
-    if response.status_code != 200:
-        return None
-    try:
-        return str(response.json()["name"])
-    except (ValueError, KeyError, TypeError):
-        raise TransientError(f"{harbor.SYSTEM}: {what}: the answer names no project") from None
 
 
 class DependencyNotifyingHandler(CustomResourceHandler):
@@ -228,6 +226,7 @@ class OrganizationResources:
     gitlab_group_id: int | None = None
     harbor_project_id: int | None = None
     argocd_project_created: bool | None = None
+    argocd_project_name: str | None = None
 
     @classmethod
     def recorded(cls, obj: JsonObject) -> OrganizationResources:
@@ -238,6 +237,7 @@ class OrganizationResources:
             gitlab_group_id=status.gitlabGroupID,
             harbor_project_id=status.harborProjectID,
             argocd_project_created=status.argoCDProjectCreated,
+            argocd_project_name=status.argoCDProjectName,
         )
 
     def status_fields(self, recorded: OrganizationResources) -> dict[str, Any]:
@@ -247,6 +247,7 @@ class OrganizationResources:
             "gitlabGroupID": self.gitlab_group_id,
             "harborProjectID": self.harbor_project_id,
             "argoCDProjectCreated": self.argocd_project_created,
+            "argoCDProjectName": self.argocd_project_name,
         }
 
 
@@ -292,6 +293,8 @@ class OrganizationHandler(DependencyNotifyingHandler):
         systems = platform(ctx, key.namespace, spec.sdp, referrer=f"{key.describe()}: spec.sdp")
         recorded = OrganizationResources.recorded(obj)
         owned = replace(recorded, keycloak_subgroup_ids=dict(recorded.keycloak_subgroup_ids))
+        # Harbor and Argo CD cannot rename: refused before anything is written anywhere.
+        self._check_names_kept(key, spec, systems, recorded)
         try:
             self._keycloak(ctx, key, obj, spec, systems, owned)
             self._gitlab(ctx, key, obj, spec, systems, owned)
@@ -301,6 +304,24 @@ class OrganizationHandler(DependencyNotifyingHandler):
             _record_progress(ctx, key, obj, owned.status_fields(recorded))
             raise
         return owned.status_fields(recorded)
+
+    @staticmethod
+    def _check_names_kept(
+        key: ObjectKey, spec: OrganizationSpec, systems: PlatformConnections, recorded: OrganizationResources
+    ) -> None:
+        harbor_client = systems.harbor()
+        name = spec.harbor_project_name(key.name)
+        if harbor_client is not None and name is not None and recorded.harbor_project_id is not None:
+            current = harbor_project_name(harbor_client, recorded.harbor_project_id)
+            if current is not None and current != name:
+                raise immutable_name_error(key, "spec.harbor.projectName", name, "Harbor project", current)
+        argocd_name = spec.argocd_project_name(key.name)
+        previous = recorded.argocd_project_name
+        known = systems.argocd() is not None and recorded.argocd_project_created and previous
+        if known and argocd_name and previous != argocd_name:
+            raise immutable_name_error(
+                key, "spec.argocd.projectName", argocd_name, "Argo CD project", previous
+            )
 
     @staticmethod
     def _left_behind(ctx: WorkerContext, obj: JsonObject, sdp: str, system: str, what: str) -> None:
@@ -329,7 +350,8 @@ class OrganizationHandler(DependencyNotifyingHandler):
             return
         group = spec.keycloak_group_name(key.name)
         attributes = spec.keycloak.attributes if spec.keycloak else {}
-        change = client.ensure_group(group, attributes)
+        owner = Owner.of(obj)
+        change = client.ensure_group(group, attributes, group_id=owned.keycloak_group_id, owner=owner)
         _record_change(ctx, obj, change, f'Keycloak group "/{group}"')
         owned.keycloak_group_id = str(change.id)
         settings = systems.spec.settings
@@ -337,7 +359,9 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if settings.autoCreateRoleSubgroups:
             for role in settings.defaultRoles:
                 name = settings.subgroup_name(group, role)
-                change = client.ensure_subgroup(group, name)
+                change = client.ensure_subgroup(
+                    group, name, group_id=owned.keycloak_subgroup_ids.get(role), owner=owner
+                )
                 _record_change(ctx, obj, change, f'Keycloak group "/{group}/{name}"')
                 subgroups[role] = str(change.id)
         stale = set(owned.keycloak_subgroup_ids.values()) - set(subgroups.values())
@@ -372,7 +396,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
             return
         assert spec.gitlab is not None
         change = client.ensure_group(
-            path, visibility=spec.gitlab.visibility, description=spec.gitlab.description
+            path,
+            visibility=spec.gitlab.visibility,
+            description=spec.gitlab.description,
+            group_id=owned.gitlab_group_id,
+            owner=Owner.of(obj),
         )
         _record_change(ctx, obj, change, f'GitLab group "{path}"')
         owned.gitlab_group_id = int(change.id) if change.id is not None else None
@@ -407,17 +435,27 @@ class OrganizationHandler(DependencyNotifyingHandler):
                 owned.harbor_project_id = None
             return
         assert spec.harbor is not None
-        change = client.ensure_project(
-            name, public=spec.harbor.public, storage_quota=spec.harbor.storageQuota
-        )
+        state = OperatorState(ctx, key, obj)
+        with harbor_creation(
+            state, client, "harbor", name, recorded=owned.harbor_project_id is not None
+        ) as ours:
+            if not ours:
+                check_harbor_owner(ctx, obj, client, name)
+            change = client.ensure_project(
+                name,
+                public=spec.harbor.public,
+                storage_quota=spec.harbor.storageQuota,
+                owner=Owner.of(obj),
+                recorded=ours,
+            )
+            owned.harbor_project_id = int(change.id) if change.id is not None else None
         _record_change(ctx, obj, change, f'Harbor project "{name}"')
-        owned.harbor_project_id = int(change.id) if change.id is not None else None
 
     @staticmethod
     def _delete_harbor_project(
         ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, project_id: int
     ) -> None:
-        name = _harbor_project_name(client, project_id)
+        name = harbor_project_name(client, project_id)
         if name is not None and client.delete_project(name):
             _record_change(ctx, obj, Change("deleted", project_id), f'Harbor project "{name}"')
 
@@ -440,9 +478,12 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if name is None:
             if owned.argocd_project_created:
                 self._delete_argocd_project(
-                    ctx, obj, client, OrganizationNames.of(obj, key.name).argocd_project
+                    ctx,
+                    obj,
+                    client,
+                    owned.argocd_project_name or OrganizationNames.of(obj, key.name).argocd_project,
                 )
-                owned.argocd_project_created = None
+                owned.argocd_project_created, owned.argocd_project_name = None, None
             return
         assert spec.argocd is not None and systems.spec.argocd is not None
         templates = systems.spec.argocd.roles
@@ -456,9 +497,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
             source_repos=spec.argocd.sourceRepos,
             destinations=destinations,
             roles=roles,
+            owner=Owner.of(obj),
+            recorded=bool(owned.argocd_project_created) and owned.argocd_project_name in (None, name),
         )
         _record_change(ctx, obj, change, f'Argo CD project "{name}"')
-        owned.argocd_project_created = True
+        owned.argocd_project_created, owned.argocd_project_name = True, name
 
     @staticmethod
     def _delete_argocd_project(
@@ -497,7 +540,9 @@ class OrganizationHandler(DependencyNotifyingHandler):
         # Reverse of the creation order: Argo CD → Harbor → GitLab → Keycloak.
         argocd_client = systems.argocd()
         if owned.argocd_project_created and argocd_client is not None:
-            self._delete_argocd_project(ctx, obj, argocd_client, names.argocd_project)
+            self._delete_argocd_project(
+                ctx, obj, argocd_client, owned.argocd_project_name or names.argocd_project
+            )
         harbor_client = systems.harbor()
         if owned.harbor_project_id is not None and harbor_client is not None:
             self._delete_harbor_project(ctx, obj, harbor_client, owned.harbor_project_id)
@@ -547,7 +592,9 @@ class ContactGroupHandler(DependencyNotifyingHandler):
         for sdp in spec.sdp:
             try:
                 systems = platform(ctx, key.namespace, sdp, referrer=f"{key.describe()}: spec.sdp")
-                change = self._keycloak(systems, key, sdp).ensure_group(group, spec.keycloak.attributes)
+                change = self._keycloak(systems, key, sdp).ensure_group(
+                    group, spec.keycloak.attributes, group_id=recorded.get(sdp), owner=Owner.of(obj)
+                )
                 _record_change(ctx, obj, change, f'Keycloak group "/{group}" of SDP "{sdp}"')
                 ids[sdp] = str(change.id)
             except PolycrateError as exc:
@@ -910,6 +957,15 @@ class ContactHandler(CustomResourceHandler):
             member_of = {}  # the user is gone, and with it every membership
         plan.keycloak_add = {path: gid for path, gid in wanted.items() if path not in member_of}
         plan.keycloak_keep = {path for path in plan.keycloak_managed if path in wanted}
+        # A recorded path the user is no longer under, and a wanted group (known by its id) the
+        # user is in although nothing recorded it: the group was renamed, the membership is ours.
+        renamed_away = {path for path in plan.keycloak_managed - set(wanted) if path not in member_of}
+        if renamed_away:
+            plan.keycloak_keep |= {
+                path
+                for path, gid in wanted.items()
+                if member_of.get(path) == gid and path not in plan.keycloak_managed
+            }
         plan.keycloak_remove = {
             path: member_of[path] for path in plan.keycloak_managed - set(wanted) if path in member_of
         }
@@ -951,11 +1007,14 @@ class ContactHandler(CustomResourceHandler):
         if user_id is None:
             return
         plan.gitlab_user_id = user_id
+        # A recorded group path that no longer exists was renamed (or deleted): a wanted group the
+        # user is in but that nothing recorded is then taken as that same membership.
+        renamed_away = any(client.get_group(path) is None for path in plan.gitlab_managed - set(wanted))
         for path, level in wanted.items():
             member = client.get_member(path, user_id)
             if member is None:
                 plan.gitlab_add[path] = level
-            elif path in plan.gitlab_managed:
+            elif path in plan.gitlab_managed or renamed_away:
                 plan.gitlab_keep.add(path)
                 if member.access_level != level:
                     plan.gitlab_update[path] = level

@@ -476,3 +476,18 @@ def test_emulator_answers_conform_to_the_contract(case, gitlab_emulator_server):
     )
     case.validate_response(response, checks=CONFORMANCE_CHECKS)
     assert gitlab_emulator_server.take_violations() == []
+
+
+def test_a_group_description_over_255_characters_is_refused_as_gitlab_does(
+    gitlab_emulator: GitLabEmulator,
+) -> None:
+    admin = gitlab.Gitlab(gitlab_emulator.url, private_token=gitlab_emulator.admin_token)
+
+    with pytest.raises(gitlab.GitlabCreateError) as refused:
+        admin.groups.create({"name": "long", "path": "long", "description": "d" * 256})
+    group = admin.groups.create({"name": "ok", "path": "ok", "description": "d" * 255})
+    with pytest.raises(gitlab.GitlabUpdateError):
+        admin.groups.update(group.id, {"description": "d" * 256})
+
+    assert refused.value.response_code == 400
+    assert "is too long (maximum is 255 characters)" in str(refused.value.error_message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -339,9 +340,9 @@ def test_the_specs_crds_and_examples_work_with_kubectl(kubectl: Kubectl) -> None
     assert artifacts[1].split()[0] == "cargo-ayedo-cloud-library-nginx-1-25-3"
     assert "NAMESPACE" not in artifacts[0]
 
-    assert (
-        "Display Name:  ACME Corporation" in kubectl("describe", "org", "acme-corp", "-n", "polycrate").stdout
-    )
+    described = kubectl("describe", "org", "acme-corp", "-n", "polycrate").stdout
+    assert re.search(r"Display Name:\s+ACME Corporation", described)
+    assert re.search(r"Deletion Policy:\s+Delete", described)  # the CRD's default
 
     watching = LineReader(kubectl.popen("get", "orgs", "-n", "polycrate", "-w"))
     try:

@@ -211,6 +211,30 @@ def test_k8s_cluster_deletion_unregisters_it(
     assert SERVER not in _registered(systems["argocd"])
 
 
+def test_k8s_cluster_with_deletion_policy_orphan_stays_registered_when_deleted(
+    cluster: Cluster, production: ObjectKey, core: kubernetes.client.CoreV1Api, systems: dict[str, Any]
+) -> None:
+    key = _k8s_cluster(cluster, core)
+    cluster.custom.patch_namespaced_custom_object(
+        "polycrate.io",
+        "v1alpha1",
+        key.namespace,
+        "k8sclusters",
+        key.name,
+        {"spec": {"deletionPolicy": "Orphan"}},
+    )
+    cluster.reconcile(key)
+    cluster.custom.delete_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", key.namespace, "k8sclusters", key.name
+    )
+
+    assert cluster.reconcile(key).result == "succeeded"
+
+    assert cluster.get(key) is None
+    assert SERVER in _registered(systems["argocd"])
+    assert [e["reason"] for e in cluster.events(key) if e["reason"] == "Orphaned"] == ["Orphaned"]
+
+
 @pytest.fixture
 def celery_on_test_redis(redis_url: str) -> Iterator[None]:
     """Point this process's Celery app (the one handlers publish with) at the test's Redis."""

@@ -21,7 +21,7 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from polycrate.models import FINALIZER
-from tasks.flows.standalone import STATE_ANNOTATION
+from tasks.flows.state import STATE_ANNOTATION
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _platform, _secret
@@ -587,3 +587,69 @@ def test_argocd_project_deletion_deletes_the_project(
 
     assert cluster.get(key) is None
     assert _argocd_project(systems["argocd"], "infrastructure").status_code == 404
+
+
+# --- names: renames in place, names that cannot change ------------------------------------------
+
+
+def test_gitlab_group_path_change_moves_the_group_in_place_with_its_members(
+    cluster: Cluster, gitlab_groups: None, gitlab_stage: None, systems: dict[str, Any]
+) -> None:
+    key = cluster.create("gitlabgroups", example("gitlabgroup-shared-libs.yaml", cluster.namespace))
+    cluster.reconcile(key)
+    group_id = cluster.get(key)["status"]["gitlabGroupIDs"]["production"]
+
+    _patch_spec(cluster, "gitlabgroups", key, {"groupPath": "shared-libraries"})
+    assert cluster.reconcile(key).result == "succeeded"
+
+    admin = gitlab.Gitlab(systems["gitlab"].url, private_token=systems["gitlab"].admin_token)
+    assert [(g.id, g.full_path) for g in admin.groups.list(get_all=True)] == [(group_id, "shared-libraries")]
+    members = _gitlab_members(systems["gitlab"], "shared-libraries")
+    assert (members["alice"], members["bob"]) == (50, 30)
+    assert cluster.get(key)["status"]["gitlabGroupIDs"] == {"production": group_id}
+
+
+def test_harbor_project_name_change_is_refused_by_the_api_server_and_past_it_by_an_error(
+    cluster: Cluster, harbor_projects: None, systems: dict[str, Any]
+) -> None:
+    project = example("harborproject-shared-images.yaml", cluster.namespace)
+    key = cluster.create("harborprojects", project)
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        _patch_spec(cluster, "harborprojects", key, {"projectName": "images"})
+    assert refused.value.status == 422
+    assert "spec.projectName: Invalid value" in json.loads(refused.value.body)["message"]
+    # Past validation: from defaulted (metadata.name) to set is no transition the rule sees.
+    _patch_spec(cluster, "harborprojects", key, {"projectName": None})
+    cluster.reconcile(key)
+    calls = dict(systems["harbor"].calls)
+    _patch_spec(cluster, "harborprojects", key, {"projectName": "images"})
+
+    assert cluster.reconcile(key).result == "failed"
+
+    obj = cluster.get(key)
+    message = _ready_condition(obj)["message"]
+    assert obj["status"]["phase"] == "Error"
+    assert 'spec.projectName "images": the Harbor project "shared-images" cannot be renamed' in message
+    assert [e["reason"] for e in cluster.events(key) if e["type"] == "Warning"] == ["ImmutableField"]
+    assert _writes(systems["harbor"], calls) == []
+
+
+def test_argocd_project_records_its_name_and_refuses_a_name_change_past_the_api_server(
+    cluster: Cluster, argocd_projects: None, systems: dict[str, Any]
+) -> None:
+    project = _infrastructure_without_cluster_ref(cluster.namespace)
+    del project["spec"]["projectName"]
+    key = cluster.create("argocdprojects", project)
+    cluster.reconcile(key)
+    assert cluster.get(key)["status"]["argoCDProjectNames"] == {"production": "infrastructure"}
+    calls = dict(systems["argocd"].calls)
+
+    _patch_spec(cluster, "argocdprojects", key, {"projectName": "infra"})
+    assert cluster.reconcile(key).result == "failed"
+
+    assert (
+        'the Argo CD project "infrastructure" cannot be renamed'
+        in _ready_condition(cluster.get(key))["message"]
+    )
+    assert _writes(systems["argocd"], calls) == []
+    assert _argocd_project(systems["argocd"], "infra").status_code == 404

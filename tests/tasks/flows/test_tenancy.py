@@ -45,6 +45,16 @@ def cluster(
     kube_install_crd: Callable[..., dict[str, Any]],
     systems: dict[str, Any],
 ) -> Cluster:
+    return tenancy_cluster(kube_api_client, redis_client, kube_namespace, kube_install_crd, systems)
+
+
+def tenancy_cluster(
+    kube_api_client: kubernetes.client.ApiClient,
+    redis_client: redis.Redis,
+    kube_namespace: str,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    systems: dict[str, Any],
+) -> Cluster:
     """The reconciler with the tenancy flows (their enqueues recorded) and the spec's SDP."""
     cluster = Cluster(kube_api_client, redis_client, kube_namespace)
     for handler in tenancy.handlers(sender=cluster.sender):
@@ -192,10 +202,16 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert _keycloak_tree(keycloak_stage) == {
         "acme-corp": ["acme-corp-admins", "acme-corp-developers", "acme-corp-viewers"]
     }
+    uid = cluster.get(key)["metadata"]["uid"]
     assert keycloak_stage.get_group_by_path("acme-corp")["attributes"] == {
-        "description": ["Main organization group"]
+        "description": ["Main organization group"],
+        "polycrate.io/owner-uid": [uid],  # the ownership mark, written with the create
+        "polycrate.io/owner": [f"Organization {key.namespace}/acme-corp"],
     }
     assert _gitlab_groups(gitlab_admin) == {"acme-corp": "private"}
+    assert gitlab_admin.groups.get("acme-corp").description.endswith(
+        f"[polycrate.io/owner: {uid} (Organization {key.namespace}/acme-corp)]"
+    )
     project = _harbor_get(systems["harbor"], "/projects/acme-corp").json()
     [quota] = _harbor_get(
         systems["harbor"], "/quotas", reference="project", reference_id=str(project["project_id"])
@@ -216,6 +232,7 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert status["gitlabGroupID"] == gitlab_admin.groups.get("acme-corp").id
     assert status["harborProjectID"] == project["project_id"]
     assert status["argoCDProjectCreated"] is True
+    assert status["argoCDProjectName"] == "acme-corp"
 
 
 def test_ready_organization_says_provisioned_in_the_spec_words_and_was_provisioning_meanwhile(

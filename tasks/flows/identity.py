@@ -1,0 +1,118 @@
+"""Names versus identity of what a tenant owns outside the cluster.
+
+The IDs in status are an object's identity; names are attributes. Keycloak and GitLab rename in
+place (same id, members and history kept); Harbor and Argo CD cannot rename a project, so a
+changed name there is refused before anything is written — the CRD's transition rule already
+refuses it at the API server when old and new value are both set, this catches the rest (e.g. a
+name that was defaulted from metadata.name), so a rename never leaves an orphan with members.
+Harbor accepts only its fixed metadata keys, so a Harbor project cannot carry an ownership mark;
+instead the name of a project about to be created is written ahead into the object's
+operator-state annotation, and a crash between create and status write finds it as its own
+instead of as a stranger's project that would need `polycrate.io/adopt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from polycrate.errors import PermanentError, TransientError
+from tasks.context import WorkerContext
+from tasks.flows.state import OperatorState
+from tasks.keys import ObjectKey
+from tasks.objects import JsonObject
+from workers import harbor
+
+CREATING_SECTION = "creating"
+
+
+def immutable_name_error(key: ObjectKey, field: str, wanted: str, what: str, current: str) -> PermanentError:
+    """The Error for a name the system cannot change: names field, both names and the way out."""
+    return PermanentError(
+        f'{key.describe()}: {field} "{wanted}": the {what} "{current}" cannot be renamed; set {field} back '
+        f'to "{current}", or delete and recreate the {key.kind} to get a {what} named "{wanted}" '
+        "(deletionPolicy: Orphan keeps the old one)",
+        reason="ImmutableField",
+    )
+
+
+def harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
+    """The name of the Harbor project with this id, or None when it is gone."""
+    what = f"get project {project_id}"
+    # Only 404 means gone; a 403 is a rights problem that must not make the operator forget the id.
+    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(404,))
+    if response.status_code != 200:
+        return None
+    try:
+        return str(response.json()["name"])
+    except (ValueError, KeyError, TypeError):
+        raise TransientError(f"{harbor.SYSTEM}: {what}: the answer names no project") from None
+
+
+@contextmanager
+def harbor_creation(
+    state: OperatorState, client: harbor.HarborClient, slot: str, name: str, *, recorded: bool
+) -> Iterator[bool]:
+    """Around a Harbor ensure step: yields whether the project `name` counts as the object's own
+    although status has no id for it (a creation of ours was interrupted). When status has no id
+    and the project does not exist yet, its name is written ahead under `slot` (cleared once the
+    step succeeded), so only a project that did not exist before can ever count as ours."""
+    if recorded:
+        yield True
+        return
+    creating = dict(state.get(CREATING_SECTION) or {})
+    if creating.get(slot) == name:
+        yield True
+    elif client.get_project(name) is not None:
+        yield False  # someone else's (or older): claimed only by adoption
+        return
+    else:
+        state.set(CREATING_SECTION, {**creating, slot: name})
+        yield False
+    state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
+
+
+# Where the objects that own Harbor projects record them: kind → (status field, spec name field).
+_HARBOR_RECORDS = (
+    ("Organization", "harborProjectID", ("harbor", "projectName")),
+    ("HarborProject", "harborProjectIDs", ("projectName",)),
+)
+
+
+def _recorded_harbor_ids(obj: JsonObject, status_field: str) -> list[Any]:
+    value = (obj.get("status") or {}).get(status_field)
+    return list(value.values()) if isinstance(value, dict) else [value]
+
+
+def _spec_harbor_name(obj: JsonObject, path: tuple[str, ...]) -> str:
+    value: Any = obj.get("spec") or {}
+    for part in path:
+        value = (value or {}).get(part) if isinstance(value, dict) else None
+    return str(value or (obj.get("metadata") or {}).get("name"))
+
+
+def check_harbor_owner(ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, name: str) -> None:
+    """Harbor projects carry no mark, so before a project the object has not recorded is taken
+    (created by a run that crashed, or adopted), the cluster is asked: another object whose status
+    records it (same id, same name) owns it, and that is an error naming it — adopt or not."""
+    project = client.get_project(name)
+    if project is None:
+        return
+    own_uid = (obj.get("metadata") or {}).get("uid")
+    for kind, status_field, name_path in _HARBOR_RECORDS:
+        try:
+            candidates = ctx.objects.list(kind)
+        except PermanentError:
+            continue  # the kind's CRD is not installed
+        for other in candidates:
+            metadata = other.get("metadata") or {}
+            if metadata.get("uid") == own_uid or project.id not in _recorded_harbor_ids(other, status_field):
+                continue
+            if _spec_harbor_name(other, name_path) == name:
+                raise PermanentError(
+                    f'Harbor project "{name}" is managed by {kind} {metadata.get("namespace")}/{metadata.get("name")}; '
+                    "choose another projectName (once that object is deleted with deletionPolicy: Orphan, the "
+                    'project can be adopted with the annotation polycrate.io/adopt: "true")',
+                    reason="OwnedByAnother",
+                )
