@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.fence import check_fence_for
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -62,8 +63,9 @@ class HttpPolicy:
 
 
 class PolicyAdapter(HTTPAdapter):
-    """Applies the policy's timeout to every request that does not set its own, and calls
-    `before_send` (e.g. a shared rate limiter's acquire) before each request leaves."""
+    """Applies the policy's timeout to every request that does not set its own, checks the run's
+    fence before a mutating request leaves, and calls `before_send` (e.g. a shared rate
+    limiter's acquire) before each request leaves."""
 
     def __init__(
         self, timeout: tuple[float, float], before_send: Callable[[], object] | None = None, **kwargs
@@ -77,6 +79,8 @@ class PolicyAdapter(HTTPAdapter):
             kwargs["timeout"] = self._timeout
         if self._before_send is not None:
             self._before_send()
+        # Checked last, right before the request leaves: a rate limiter may have waited long.
+        check_fence_for(request.method or "GET")
         return super().send(request, **kwargs)
 
 
