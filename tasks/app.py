@@ -41,12 +41,19 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
+        # Keep reconnecting for as long as the broker is away; giving up would end the worker.
+        broker_connection_max_retries=None,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
             # Sweep for messages of dead workers often enough that redelivery happens soon after
             # the visibility timeout, not up to 100 s later (kombu's 10 s x 10 default).
             "unacked_restore_interval": min(60.0, max(1.0, settings.visibility_timeout_seconds / 10)),
             "unacked_restore_throttle": 1,
+            # A stalled link fails within seconds instead of hanging the consumer or a publish.
+            "socket_timeout": 30.0,
+            "socket_connect_timeout": 10.0,
+            "socket_keepalive": True,
+            "health_check_interval": 25,
             # Broadcast (remote control) messages only reach workers that listen to them.
             "fanout_prefix": True,
             "fanout_patterns": True,
@@ -80,8 +87,11 @@ def configure(app: Celery, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app for `settings` (default: from the environment), with the reconcile task."""
+    from tasks.heartbeat import ConsumerHeartbeat
+
     celery_app = Celery("polycrate", include=["tasks.reconcile"])
     configure(celery_app, settings or Settings.from_env())
+    celery_app.steps["consumer"].add(ConsumerHeartbeat)
     return celery_app
 
 
