@@ -30,7 +30,6 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "retry_jitter": "POLYCRATE_RETRY_JITTER",
     "retry_after_cap_seconds": "POLYCRATE_RETRY_AFTER_CAP",
     "resync_period_seconds": "POLYCRATE_RESYNC_PERIOD",
-    "resync_jitter": "POLYCRATE_RESYNC_JITTER",
     "pending_stale_after_seconds": "POLYCRATE_PENDING_STALE_AFTER",
     "reconcile_time_limit_seconds": "POLYCRATE_RECONCILE_TIME_LIMIT",
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
@@ -83,7 +82,6 @@ class Settings(BaseModel):
     resync_period_seconds: float = Field(
         600.0, gt=0, description="Every known key is re-enqueued this often."
     )
-    resync_jitter: float = Field(0.1, ge=0, lt=1, description="Relative jitter of the resync period.")
     pending_stale_after_seconds: float = Field(
         300.0, gt=0, description="A pending key whose task has not started after this long is sent again."
     )
