@@ -8,6 +8,8 @@ passing of time and the healing loop that publishes due runs.
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 import pytest
 import redis
@@ -17,13 +19,14 @@ from polycrate.settings import Settings
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
 from tasks.keys import ObjectKey
-from tasks.locking import KeyLock
+from tasks.locking import KeyLock, lock_key
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Reconciler
 from tasks.retry import BackoffPolicy, RetryTracker
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects, register_handlers
 from tests.tasks.support import RecordingSender
+from tests.tasks.write_recorder import WriteRecorder
 
 KEY = ObjectKey(RECORDED_KIND, "team-a", "widget")
 
@@ -282,3 +285,23 @@ def test_key_of_a_kind_without_handler_fails_once_and_is_not_retried(harness: Ha
     assert harness.run_last_sent().result == "failed"
     assert len(harness.sender.sent) == 1
     assert harness.queue.pending() == set() and harness.queue.processing() == set()
+
+
+def test_run_whose_lock_was_taken_over_writes_nothing_more_and_its_key_runs_again(
+    harness: Harness, objects: RecordedObjects, redis_client: redis.Redis
+) -> None:
+    with WriteRecorder() as system:
+        objects.put(KEY, version=1, write_url=system.url, writes=1, sleep=2.5)
+        harness.enqueue()
+
+        def take_the_lock_over_during_the_run() -> None:
+            time.sleep(0.5)
+            redis_client.set(lock_key("polycrate", KEY), "another-worker", px=10_000)
+
+        threading.Thread(target=take_the_lock_over_during_the_run).start()
+        outcome = harness.run_last_sent()
+
+        assert outcome.result == "fenced"
+        assert system.writes() == [], "the write after the takeover never left"
+        assert objects.failures(KEY) == [], "and no failure status was written either"
+        assert harness.queue.pending() == {KEY}, "the key runs again, under a lock that is valid"
