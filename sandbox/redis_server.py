@@ -74,6 +74,13 @@ class LocalRedis:
                     ) from exc
                 time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would end it (tests and benchmarks of recovery)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
