@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,7 @@ class RecordingHandler(KindHandler):
 
     @staticmethod
     def _write_externally(url: str, obj: JsonObject) -> None:
-        record = {"version": obj.get("version"), "pid": os.getpid()}
+        record = {"version": obj.get("version"), "pid": os.getpid(), "run": uuid.uuid4().hex}
         with new_session() as session:
             for _ in range(int(obj.get("writes") or 1)):
                 time.sleep(float(obj.get("sleep") or 0))
