@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,3 +106,39 @@ def test_worker_serves_reconcile_metrics_of_its_pool_processes(
         time.sleep(0.1)
 
     assert "widget" not in scraped, "object names never become label values"
+
+
+@pytest.mark.slow
+def test_worker_probes_report_consuming_and_the_healing_loop_publishes_its_metrics(
+    worker_pool: WorkerPool, redis_client: redis.Redis
+) -> None:
+    probes, metrics = free_port(), free_port()
+    worker_pool.start(
+        1,
+        extra_args=(
+            "--health-probe-bind-address", f"127.0.0.1:{probes}",
+            "--metrics-bind-address", f"127.0.0.1:{metrics}",
+        ),
+    )  # fmt: skip
+
+    def get(port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    deadline = time.monotonic() + 30
+    while get(probes, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, f"never ready: {get(probes, '/readyz')}"
+        time.sleep(0.2)
+    status, body = get(probes, "/healthz")
+    assert status == 200 and "[+]consuming ok" in body and "[+]healing-loop ok" in body
+
+    # A retry that became due is published by the loop and counted by cause.
+    redis_client.hset("polycrate:queue:pending", f"{RECORDED_KIND}/team-a/late", "@a-retry")
+    redis_client.zadd("polycrate:queue:due", {f"{RECORDED_KIND}/team-a/late": 0})
+    expected = 'polycrate_healer_keys_resent_total{cause="retry-due"} 1.0'
+    while expected not in (scraped := get(metrics, "/metrics")[1]):
+        assert time.monotonic() < deadline + 30, f"the healing loop never published the retry:\n{scraped}"
+        time.sleep(0.2)
