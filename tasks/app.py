@@ -5,7 +5,9 @@ running them dies (`reject_on_worker_lost`), so a reconcile is delivered at leas
 worker process reserves one task at a time (`prefetch 1`) so a long reconcile never hides
 queued work from idle workers. The Redis transport redelivers an unacknowledged task after the
 visibility timeout, which therefore sits far above the reconcile time limit and the 60 s retry
-cap: a shorter one would run healthy long tasks twice. Messages are JSON and carry only the
+cap: a shorter one would run healthy long tasks twice. Recovery does not wait for it: the
+self-healing loop (tasks.healing) re-sends what a dead worker held within seconds. Workers keep
+reconnecting to a broker that went away, with socket timeouts so a stalled link fails fast. Messages are JSON and carry only the
 object key, so Flower shows `polycrate.reconcile('Organization/polycrate/acme-corp')`.
 """
 

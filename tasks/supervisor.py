@@ -134,12 +134,14 @@ class WorkerSupervisor:
                     self._process = process = self._spawn()
                     self._started_at = time.time()
                 returncode = self._wait_while_consuming(process)
-                if self._stop.is_set():
-                    return
-                self.restarts += 1
-                log.error("Celery worker ended (%s); restarting it in %.0f s", returncode, delay)
+                if time.time() - self._started_at > 60:
+                    delay = 1.0  # it ran fine for a while: this is a new failure, not a crash loop
+                # A stop requested together with the child's own exit (Ctrl-C reaches the whole
+                # process group) is not a crash: give it the backoff delay to arrive.
                 if self._stop.wait(delay):
                     return
+                self.restarts += 1
+                log.error("Celery worker ended (%s); restarted it after %.0f s", returncode, delay)
                 delay = min(delay * 2, 30.0)
         finally:
             self.exited.set()

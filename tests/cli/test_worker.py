@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 import urllib.error
@@ -141,4 +143,27 @@ def test_worker_probes_report_consuming_and_the_healing_loop_publishes_its_metri
     expected = 'polycrate_healer_keys_resent_total{cause="retry-due"} 1.0'
     while expected not in (scraped := get(metrics, "/metrics")[1]):
         assert time.monotonic() < deadline + 30, f"the healing loop never published the retry:\n{scraped}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_celery_worker_that_dies_is_restarted_by_the_worker_command_and_consumes_again(
+    worker_pool: WorkerPool, redis_client: redis.Redis, celery_app: Celery
+) -> None:
+    worker = worker_pool.start(1)[0]
+    celery_main = worker.pool_children()[0]  # the supervisor's only child; its pool processes follow
+    os.kill(celery_main, signal.SIGKILL)  # e.g. kombu giving up during a broker reconnect
+
+    deadline = time.monotonic() + 90
+    while worker.log().count(" ready.") < 2:
+        assert worker.running(), f"the worker command itself ended:\n{worker.log()}"
+        assert time.monotonic() < deadline, f"Celery was not restarted:\n{worker.log()}"
+        time.sleep(0.2)
+    assert "Celery worker ended (exit code -9)" in worker.log()
+
+    key = ObjectKey(RECORDED_KIND, "team-a", "after-restart")
+    RecordedObjects(redis_client).put(key, version=1)
+    KeyQueue(redis_client, sender=celery_sender(celery_app)).add(key)
+    while not RecordedObjects(redis_client).runs(key):
+        assert time.monotonic() < deadline, "the restarted worker does not consume"
         time.sleep(0.2)
