@@ -230,13 +230,13 @@ def main() -> int:
                 wipe, exited = bench_redis_wipe(world, args.objects)
                 wipes.append(wipe)
                 exits.append(exited)
+                print(f"round {round_no}: worker-kill {kills[-1]:.1f}s, retry-kill {retries[-1]:+.1f}s after due, "
+                      f"redis-wipe {wipe:.1f}s ({exited} processes exited)", flush=True)  # fmt: skip
                 if args.with_api_and_outage:
                     restarts.append(bench_api_restart(world))
                     outages.append(bench_system_down(world, max(1, args.objects // 5)))
                     print(f"round {round_no}: api-restart {restarts[-1]:.1f}s, "
                           f"system-down {outages[-1]:+.1f}s after the outage", flush=True)  # fmt: skip
-                print(f"round {round_no}: worker-kill {kills[-1]:.1f}s, retry-kill {retries[-1]:+.1f}s after due, "
-                      f"redis-wipe {wipe:.1f}s ({exited} processes exited)", flush=True)  # fmt: skip
         finally:
             world.close()
 

@@ -4,7 +4,9 @@ Workers are `polycrate operator worker` processes running the test handler plugi
 plays the watcher (KeyQueue.add) and reads what the handlers recorded. Nothing here assumes an
 outcome from timing: overlap is checked on recorded intervals, recovery by who finished the run.
 The throughput tests share one set of four pool processes (two workers of two) on their own
-Redis database; tests that kill or reconfigure workers start their own.
+Redis database; tests that kill or reconfigure workers start their own, and those that kill
+one run with the production timings (lock TTL 30 s, visibility timeout 3,600 s): recovery comes
+from the workers' self-healing loop, not from a shortened redelivery.
 """
 
 from __future__ import annotations
