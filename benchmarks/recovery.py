@@ -84,6 +84,15 @@ class FaultyWorld(World):
         except redis.RedisError:
             return 0
 
+    def idle(self) -> bool:
+        """Nothing pending or processing for two seconds."""
+        with self.client() as client:
+            for _ in range(20):
+                if client.hlen("polycrate:queue:pending") or client.hlen("polycrate:queue:processing"):
+                    return False
+                time.sleep(0.1)
+        return True
+
     def wait_platform_ready(self) -> None:
         deadline = time.monotonic() + 120
         while True:
@@ -132,6 +141,7 @@ def bench_retry_kill(world: FaultyWorld) -> float:
     doomed = world.processes[0]
     world.start_watcher()
     world.wait_platform_ready()
+    wait_for(world.idle, 60, "the platform's follow-up runs never ended")
     request = urllib.request.Request(
         f"{world.systems.url('harbor')}/_emulator/faults",
         data=b'{"rate_limit": {"count": 1, "retry_after": 60}}',

@@ -82,6 +82,7 @@ def test_retry_held_by_a_killed_worker_runs_within_90s_of_its_due_time(world: Op
     world.start_workers(1, concurrency=2)
     world.start_watcher()
     world.wait_platform_ready()
+    world.wait_idle()  # so the injected 429 goes to the Organization, not to a late platform check
     # Harbor answers the next request with 429 and Retry-After: 60, set over the fault endpoint.
     faults = requests.post(
         f"{world.systems.url('harbor')}/_emulator/faults",
