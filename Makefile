@@ -6,7 +6,14 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install redis-server test lint sandbox bench clean
+.PHONY: install redis-server test lint sandbox bench image clean
+
+# The image every Deployment in deploy/ runs (watcher, workers, Flower); the tag is the
+# project's version, the one deploy/ names. Push it where your cluster pulls from, e.g.
+# `make image IMAGE=registry.example.com/polycrate-operator:0.1.0 && docker push ...`.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= polycrate-operator:$(VERSION)
+DOCKER ?= docker
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +41,9 @@ sandbox: install redis-server
 
 bench: install redis-server
 	$(BIN)/python benchmarks/run.py
+
+image:
+	$(DOCKER) build --tag $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .sandbox .pytest_cache .ruff_cache

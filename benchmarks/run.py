@@ -5,7 +5,8 @@ Everything is real: redis-server, the Kubernetes API emulator and the emulated K
 GitLab, Harbor and Argo CD over HTTP (each with injected latency, so a reconcile costs what
 API round trips cost), `polycrate operator run --workers 0` as the watcher and
 `polycrate operator worker` processes. Each Organization is a full tenant: a Keycloak group
-with three role subgroups, a GitLab group, a Harbor project with quota, an Argo CD project. Numbers are medians of repeated
+with three role subgroups, a GitLab group, a Harbor project with quota, an Argo CD project.
+Operator processes run as the ServiceAccount of deploy/ with its RBAC enforced. Numbers are medians of repeated
 rounds; the machine is shared and noisy, so read the ratios, not the absolute seconds.
 
   throughput   N Organizations from creation to Ready: 1 worker process with concurrency 1
@@ -37,8 +38,9 @@ from kubernetes import client as k8s
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
+from polycrate.redis_server import LocalRedis, free_port
 from sandbox.demo import apply
-from sandbox.redis_server import LocalRedis, free_port
+from sandbox.service_account import operator_kubeconfig
 from sandbox.systems import EmulatedSystems
 
 GROUP, VERSION, NAMESPACE = "polycrate.io", "v1alpha1", "bench"
@@ -116,10 +118,12 @@ class World:
         self.api_client = load_api_client(str(self.kubeconfig))
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.processes: list[subprocess.Popen[bytes]] = []
+        # Operator processes run as the ServiceAccount of deploy/ (RBAC enforced by the emulator).
+        self.operator_kubeconfig = workdir / "operator-kubeconfig"
         self.env = {
             **os.environ,
             "REDIS_URL": self.redis.url,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig),
             "POLYCRATE_RESYNC_PERIOD": "3600",
         }
 
@@ -132,6 +136,7 @@ class World:
         install_crds(self.api_client, crd_manifests())
         k8s.CoreV1Api(self.api_client).create_namespace({"metadata": {"name": NAMESPACE}})
         apply(self.api_client, platform(self.systems))
+        operator_kubeconfig(self.api_client, self.kubeconfig, self.operator_kubeconfig)
 
     def spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("ab")

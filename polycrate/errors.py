@@ -49,3 +49,15 @@ class DependencyNotFoundError(PermanentError):
 
     def __init__(self, message: str):
         super().__init__(message, reason="DependencyNotFound")
+
+
+class DependencyNotReadyError(DependencyNotFoundError):
+    """A referenced object exists but is still being provisioned: wait for it, do not alarm.
+
+    Parked like its parent (the dependency wakes its dependents when it becomes Ready), but the
+    waiting object shows phase Provisioning, not Error: there is nothing for the user to fix.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.reason = "DependencyNotReady"

@@ -5,7 +5,8 @@ python-keycloak and python-gitlab) gets the same timeouts, connection pool and T
 and every failed response is sorted into TransientError (retry with backoff: connection
 errors, timeouts, 429, 5xx) or PermanentError (a 4xx that only the user can fix). Error
 messages carry the system, the operation and the server's own error text, never credentials:
-request headers and bodies are not echoed.
+request headers and bodies are not echoed. Every request is counted and timed per system
+(polycrate.call_metrics).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from polycrate import call_metrics
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.fence import check_fence_for
 
@@ -63,15 +65,22 @@ class HttpPolicy:
 
 
 class PolicyAdapter(HTTPAdapter):
-    """Applies the policy's timeout to every request that does not set its own, checks the run's
-    fence before a mutating request leaves, and calls `before_send` (e.g. a shared rate
-    limiter's acquire) before each request leaves."""
+    """Applies the policy's timeout to every request that does not set its own, calls
+    `before_send` (e.g. a shared rate limiter's acquire) before each request leaves, checks the
+    run's fence before a mutating request leaves, and counts and times each request under the
+    label `system`."""
 
     def __init__(
-        self, timeout: tuple[float, float], before_send: Callable[[], object] | None = None, **kwargs
+        self,
+        timeout: tuple[float, float],
+        before_send: Callable[[], object] | None = None,
+        *,
+        system: str = "other",
+        **kwargs,
     ):
         self._timeout = timeout
         self._before_send = before_send
+        self._system = system
         super().__init__(**kwargs)
 
     def send(self, request, **kwargs):  # type: ignore[override]
@@ -81,7 +90,18 @@ class PolicyAdapter(HTTPAdapter):
             self._before_send()
         # Checked last, right before the request leaves: a rate limiter may have waited long.
         check_fence_for(request.method or "GET")
-        return super().send(request, **kwargs)
+        started = time.monotonic()
+        outcome = "connection_error"
+        try:
+            response = super().send(request, **kwargs)
+        except requests.Timeout:
+            outcome = "timeout"
+            raise
+        else:
+            outcome = call_metrics.outcome_of(response.status_code)
+            return response
+        finally:
+            call_metrics.record(self._system, request.method or "", outcome, time.monotonic() - started)
 
 
 def apply_policy(
@@ -89,10 +109,14 @@ def apply_policy(
     policy: HttpPolicy | None = None,
     *,
     before_send: Callable[[], object] | None = None,
+    system: str = "other",
 ) -> requests.Session:
-    """Make an existing session (ours, or one owned by a client library) follow the policy."""
+    """Make an existing session (ours, or one owned by a client library) follow the policy;
+    its requests are counted under `system` (keycloak, gitlab, harbor, argocd, polycrate-api)."""
     policy = policy or HttpPolicy()
-    adapter = PolicyAdapter(policy.timeout, before_send, pool_connections=4, pool_maxsize=policy.pool_maxsize)
+    adapter = PolicyAdapter(
+        policy.timeout, before_send, system=system, pool_connections=4, pool_maxsize=policy.pool_maxsize
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = policy.verify_arg
@@ -100,10 +124,13 @@ def apply_policy(
 
 
 def new_session(
-    policy: HttpPolicy | None = None, *, before_send: Callable[[], object] | None = None
+    policy: HttpPolicy | None = None,
+    *,
+    before_send: Callable[[], object] | None = None,
+    system: str = "other",
 ) -> requests.Session:
     """A pooled requests.Session that follows the policy (timeouts, TLS, pool size)."""
-    return apply_policy(requests.Session(), policy, before_send=before_send)
+    return apply_policy(requests.Session(), policy, before_send=before_send, system=system)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -10,7 +10,9 @@ reconcile); tests shorten them through the same variables.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,7 +38,13 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "redis_socket_timeout_seconds": "POLYCRATE_REDIS_SOCKET_TIMEOUT",
     "heal_interval_seconds": "POLYCRATE_HEAL_INTERVAL",
     "handler_modules": "POLYCRATE_HANDLER_MODULES",
+    "namespaces": "POLYCRATE_NAMESPACES",
+    "pod_namespace": "POD_NAMESPACE",
 }
+
+DEFAULT_NAMESPACE = "polycrate"
+# Where the kubelet puts the namespace of a pod's ServiceAccount.
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 # A Redis URL may carry a password; its value never goes into a message.
@@ -105,15 +113,44 @@ class Settings(BaseModel):
         "process held.",
     )
     handler_modules: tuple[str, ...] = Field((), description="Extra modules that register handlers.")
+    namespaces: tuple[str, ...] = Field(
+        (),
+        description="Serve only these namespaces (watches, lists, Secret reads); empty = the whole cluster. "
+        "Cluster-scoped kinds (Node, Artifact) are still watched cluster-wide.",
+    )
+    pod_namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="The operator's own namespace (downward API); holds the leader Lease.",
+    )
 
-    @field_validator("handler_modules", mode="before")
+    @property
+    def operator_namespace(self) -> str:
+        """The namespace the operator runs in: POD_NAMESPACE, else the pod's ServiceAccount
+        namespace, else `polycrate` (outside a cluster)."""
+        if self.pod_namespace:
+            return self.pod_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() or DEFAULT_NAMESPACE
+        except OSError:
+            return DEFAULT_NAMESPACE
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-')")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("handler_modules", "namespaces", mode="before")
     @classmethod
     def _split_module_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @field_validator("kubeconfig", mode="before")
+    @field_validator("kubeconfig", "pod_namespace", mode="before")
     @classmethod
     def _empty_kubeconfig_means_default(cls, value: Any) -> Any:
         return value or None

@@ -4,14 +4,18 @@
 system emulators (Keycloak, GitLab, Harbor, Argo CD, Polycrate API), installs the CRDs, applies
 the manifests in `sandbox/manifests/` (the spec's examples, with the SDP and OperatorConfig
 pointed at the emulators and the Secrets holding the emulators' real credentials), then starts
-`polycrate operator run` as its own process over real HTTP and Redis, and waits until every
-applied polycrate.io object is reconciled (phase Ready and observedGeneration = generation).
+`polycrate operator run` as its own process over real HTTP and Redis, as the operator's
+ServiceAccount with exactly the RBAC of deploy/rbac.yaml (the emulator enforces it; the
+sandbox itself sets up the world as the admin), and Flower (behind basic auth, as in
+deploy/) to watch the tasks, and waits until every applied polycrate.io object is
+reconciled (phase Ready and observedGeneration = generation).
 The kubeconfig and the emulators' state file land in the sandbox directory so kubectl and
 the official clients can be pointed at everything while it runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gitlab
+import requests
 import yaml
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from kubernetes import dynamic
@@ -35,15 +40,19 @@ from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
 from polycrate.kube import load_api_client
 from polycrate.models import API_VERSION, KINDS
-from sandbox.redis_server import LocalRedis, free_port
+from polycrate.redis_server import LocalRedis, free_port
+from polycrate.settings import redact_url
+from sandbox.service_account import operator_kubeconfig
 from sandbox.systems import EmulatedSystems
 
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = Path(__file__).parent / "manifests"
+# CRDs of third-party operators whose objects the sandbox's manifests contain (CloudNativePG).
+THIRD_PARTY_CRDS_DIR = Path(__file__).parent / "crds"
 SETTLED_PHASES = {"Ready", "Synced", "synced", "Discovered"}
 # What discovery must have produced from sandbox/manifests/60-discovery-sources.yaml.
-EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2}
+EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2, "Backup": 1, "BackupSchedule": 1}
 
 
 @dataclass
@@ -55,6 +64,7 @@ class SandboxOptions:
     kube_port: int = 0
     port_base: int = 0
     redis_url: str | None = None
+    flower_port: int = 0
 
 
 @dataclass
@@ -79,6 +89,10 @@ class SandboxReport:
         return bool(self.objects) and all(o.settled for o in self.objects)
 
 
+def third_party_crds(directory: Path = THIRD_PARTY_CRDS_DIR) -> list[dict[str, Any]]:
+    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.yaml"))]
+
+
 def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for path in sorted(directory.glob("*.yaml")):
@@ -87,12 +101,19 @@ def load_manifests(directory: Path = MANIFESTS_DIR) -> list[dict[str, Any]]:
 
 
 def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[dict[str, Any]]:
-    """The manifests with URLs and Secret values of the running emulators.
+    """The manifests with URLs and Secret values of the emulators running in this process."""
+    return point_at_state(documents, systems.state()["systems"], add_realm=systems.keycloak.add_realm)
+
+
+def point_at_state(
+    documents: list[dict[str, Any]], state: dict[str, Any], *, add_realm: Callable[[str], object]
+) -> list[dict[str, Any]]:
+    """The manifests with URLs and Secret values of the emulators in `state` (the state file's
+    "systems"); `add_realm` creates the SDP's Keycloak realm in the emulator.
 
     The SDP keeps the spec's realm, secret names and keys; only what differs between a real
     installation and the sandbox changes: URLs and the credential values inside the Secrets.
     """
-    state = systems.state()["systems"]
     secret_values = {
         ("keycloak-creds", "client-id"): state["keycloak"]["client_id"],
         ("keycloak-creds", "client-secret"): state["keycloak"]["client_secret"],
@@ -116,7 +137,7 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
                     doc["spec"][system]["url"] = state[system]["url"]
             realm = doc["spec"].get("keycloak", {}).get("realm")
             if realm:
-                systems.keycloak.add_realm(realm)
+                add_realm(realm)
         elif kind == "OperatorConfig" and "api_sync" in doc.get("spec", {}):
             doc["spec"]["api_sync"]["api_url"] = state["polycrate_api"]["url"]
         out.append(doc)
@@ -124,12 +145,16 @@ def point_at_emulators(documents: list[dict[str, Any]], systems: EmulatedSystems
 
 
 def seed_users(documents: list[dict[str, Any]], systems: EmulatedSystems) -> list[str]:
+    """Create the people the Contacts name in the emulators running in this process."""
+    return seed_users_of_state(documents, systems.state()["systems"])
+
+
+def seed_users_of_state(documents: list[dict[str, Any]], state: dict[str, Any]) -> list[str]:
     """Create the people the Contacts name in Keycloak and GitLab, through their official APIs.
 
     In a real installation users appear in Keycloak and GitLab at their first login; the
     sandbox plays that login so the Contacts have someone to map.
     """
-    state = systems.state()["systems"]
     seeded = []
     for doc in documents:
         if doc.get("kind") != "Contact":
@@ -180,6 +205,14 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
                 CoreV1Api(api_client).patch_node_status(
                     doc["metadata"]["name"], {"status": doc["status"]}, _preload_content=False
                 )
+            elif doc.get("status"):
+                # What another operator (CloudNativePG) reports, through the status subresource.
+                resource.status.patch(
+                    body={"status": doc["status"]},
+                    name=doc["metadata"]["name"],
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                )
         else:
             resource.patch(
                 body=doc,
@@ -187,8 +220,28 @@ def apply(api_client: ApiClient, documents: list[dict[str, Any]]) -> list[tuple[
                 namespace=namespace,
                 content_type="application/merge-patch+json",
             )
-        applied.append((doc["kind"], namespace or "", doc["metadata"]["name"]))
+        # Kinds of other API groups are group-qualified, so CloudNativePG's Backup is no polycrate.io Backup.
+        group = doc["apiVersion"].rpartition("/")[0]
+        kind = doc["kind"] if group in ("", API_VERSION.partition("/")[0]) else f"{group}/{doc['kind']}"
+        applied.append((kind, namespace or "", doc["metadata"]["name"]))
     return applied
+
+
+def apply_examples(api_client: ApiClient, state_file: Path) -> list[tuple[str, str, str]]:
+    """Apply the sandbox's examples to a running cluster, pointed at emulators running elsewhere
+    (their state file), e.g. the docker-compose stack's."""
+    state = json.loads(state_file.read_text())["systems"]
+
+    def add_realm(name: str) -> None:
+        response = requests.post(
+            f"{state['keycloak']['url']}/_emulator/realms", json={"name": name}, timeout=10
+        )
+        response.raise_for_status()
+
+    documents = point_at_state(load_manifests(), state, add_realm=add_realm)
+    seed_users_of_state(documents, state)
+    install_crds(api_client, third_party_crds())  # the examples hold CloudNativePG objects too
+    return apply(api_client, documents)
 
 
 def discovered_keys(api_client: ApiClient) -> list[tuple[str, str, str]]:
@@ -230,10 +283,15 @@ class Sandbox:
         self.echo = echo
         self.workdir = options.workdir.resolve()
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.operator_kubeconfig = self.workdir / "operator-kubeconfig"
         self.state_file = self.workdir / "emulators.json"
         self.operator_log = self.workdir / "operator.log"
         self._stack = ExitStack()
         self._operator: subprocess.Popen[bytes] | None = None
+        self._flower: subprocess.Popen[bytes] | None = None
+        self.flower_log = self.workdir / "flower.log"
+        self.flower_url = ""
+        self.flower_credentials = ("sandbox", secrets.token_urlsafe(12))
         self.systems: EmulatedSystems | None = None
         self.kube: KubeEmulator | None = None
         self.redis_url = options.redis_url or ""
@@ -251,7 +309,7 @@ class Sandbox:
             redis_server = LocalRedis(self.workdir).start()
             self._stack.callback(redis_server.stop)
             self.redis_url = redis_server.url
-        self.echo(f"redis          {self.redis_url}")
+        self.echo(f"redis          {redact_url(self.redis_url)}")
 
         self.kube = KubeEmulator(port=self.options.kube_port, latency_ms=self.options.latency_ms)
         self.kube.start()
@@ -269,12 +327,18 @@ class Sandbox:
             extra={
                 "kubernetes": {"url": self.kube.url, "kubeconfig": str(self.kubeconfig)},
                 "redis": {"url": self.redis_url},
+                "flower": {
+                    "url": self._flower_address(),
+                    "username": self.flower_credentials[0],
+                    "password": self.flower_credentials[1],
+                },
             },
         )
 
         api_client = load_api_client(str(self.kubeconfig))
         install_crds(api_client, crd_manifests())
-        self.echo(f"installed {len(KINDS)} CRDs")
+        others = install_crds(api_client, third_party_crds())
+        self.echo(f"installed {len(KINDS)} CRDs, and {', '.join(crd.name for crd in others)}")
         documents = point_at_emulators(load_manifests(), self.systems)
         seeded = seed_users(documents, self.systems)
         if seeded:
@@ -282,13 +346,47 @@ class Sandbox:
         self.applied = apply(api_client, documents)
         self.echo(f"applied {len(self.applied)} objects from {MANIFESTS_DIR}")
 
+        operator_kubeconfig(api_client, self.kubeconfig, self.operator_kubeconfig)
+        self.echo(f"operator RBAC  deploy/rbac.yaml (kubeconfig {self.operator_kubeconfig})")
+
+        self._start_flower()  # first, so it sees the operator's first tasks
         self._start_operator()
 
+    def _flower_address(self) -> str:
+        if not self.flower_url:
+            self.flower_url = f"http://127.0.0.1:{self.options.flower_port or free_port()}"
+        return self.flower_url
+
+    def _start_flower(self) -> None:
+        port = self._flower_address().rsplit(":", 1)[1]
+        user, password = self.flower_credentials
+        env = {**os.environ, "REDIS_URL": self.redis_url}
+        command = [
+            sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+            "--address=127.0.0.1", f"--port={port}", f"--basic-auth={user}:{password}",
+        ]  # fmt: skip
+        log_file = self.flower_log.open("ab")
+        self._flower = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(self._stop_flower)
+        self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
+
+    def _stop_flower(self) -> None:
+        if self._flower is None or self._flower.poll() is not None:
+            return
+        self._flower.terminate()
+        try:
+            self._flower.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._flower.kill()
+            self._flower.wait()
+
     def _start_operator(self) -> None:
-        env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
         command = [
             sys.executable, "-m", "polycrate", "operator", "run",
-            "--kubeconfig", str(self.kubeconfig),
+            "--kubeconfig", str(self.operator_kubeconfig),
             "--workers", str(self.options.workers),
             "--metrics-bind-address", f"127.0.0.1:{free_port()}",
             "--health-probe-bind-address", f"127.0.0.1:{free_port()}",

@@ -7,17 +7,19 @@ queued work from idle workers. The Redis transport redelivers an unacknowledged 
 visibility timeout, which therefore sits far above the reconcile time limit and the 60 s retry
 cap: a shorter one would run healthy long tasks twice. Recovery does not wait for it: the
 self-healing loop (tasks.healing) re-sends what a dead worker held within seconds. Workers keep
-reconnecting to a broker that went away, with socket timeouts so a stalled link fails fast. Messages are JSON and carry only the
-object key, so Flower shows `polycrate.reconcile('Organization/polycrate/acme-corp')`.
+reconnecting to a broker that went away, with socket timeouts so a stalled link fails fast.
+Messages are JSON and carry only the object key; Flower shows `reconcile` with the argument
+`Organization/polycrate/acme-corp`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
+from polycrate.logformat import log_key
 from polycrate.settings import Settings
 from tasks.keys import ObjectKey
 from tasks.routing import DEFAULT_QUEUE, QUEUES, queue_for
@@ -95,6 +97,18 @@ def create_app(settings: Settings | None = None) -> Celery:
     configure(celery_app, settings or Settings.from_env())
     celery_app.steps["consumer"].add(ConsumerHeartbeat)
     return celery_app
+
+
+@signals.task_prerun.connect
+def _log_lines_carry_the_key(task: Any = None, args: Any = None, **extra: Any) -> None:
+    """Every log line of a reconcile names its key (the `key` field of `--log-format json`)."""
+    if task is not None and task.name == RECONCILE_TASK_NAME and args:
+        log_key.set(str(args[0]))
+
+
+@signals.task_postrun.connect
+def _forget_the_key(**extra: Any) -> None:
+    log_key.set(None)
 
 
 app = create_app()

@@ -63,12 +63,14 @@ class WorkerContext:
 
     @cached_property
     def objects(self) -> ObjectAPI:
-        return ObjectAPI(self._api_client_factory(self.settings.kubeconfig))
+        return ObjectAPI(
+            self._api_client_factory(self.settings.kubeconfig), namespaces=self.settings.namespaces
+        )
 
     @cached_property
     def secrets(self) -> SecretReader:
         """Credentials read from Secrets at use, cached briefly in this process only."""
-        return SecretReader(CoreV1Api(self.objects.api_client))
+        return SecretReader(CoreV1Api(self.objects.api_client), namespaces=self.settings.namespaces)
 
     @cached_property
     def status(self) -> StatusWriter:

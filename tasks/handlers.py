@@ -29,8 +29,30 @@ from tasks.status import ConditionUpdate, StatusChange, StatusUpdate
 log = logging.getLogger(__name__)
 
 READY = "Ready"
+PROVISIONING = "Provisioning"
 ERROR = "Error"
 DELETING = "Deleting"
+PROVISIONED = "Provisioned"
+WAITING_REASON = "DependencyNotReady"
+
+
+def provisioned_message(info: KindInfo) -> str:
+    """The Ready message of the spec's status example, per kind: "All organization resources provisioned"."""
+    return f"All {info.singular} resources provisioned"
+
+
+def failure_phase(info: KindInfo, obj: JsonObject, error: PolycrateError, *, retrying: bool) -> str:
+    """The phase a failed run leaves: `Error` only when the user has to act.
+
+    A transient failure (retried with backoff) and a wait for a dependency that is still being
+    provisioned are progress, so the object stays `Provisioning`; a failing cleanup stays
+    `Deleting`. Discovered kinds keep their own phases and show `Error` for every failure.
+    """
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return DELETING
+    if not info.discovered and (retrying or getattr(error, "reason", None) == WAITING_REASON):
+        return PROVISIONING
+    return ERROR
 
 
 def _generation(obj: JsonObject) -> int | None:
@@ -69,24 +91,51 @@ class CustomResourceHandler(KindHandler):
         current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
         if current is None:
             return  # deleted meanwhile; its deletion event brings the key back
+        current = self._mark_provisioning(ctx, key, current)
         fields = self.provision(ctx, key, current, spec)
+        message = provisioned_message(self.info)
         self._announce(
             ctx,
             ctx.status.write(
                 key,
                 StatusUpdate(
                     phase=READY,
-                    conditions=(
-                        ConditionUpdate("Ready", "True", "Reconciled", f"{key.describe()} is reconciled"),
-                    ),
+                    conditions=(ConditionUpdate("Ready", "True", PROVISIONED, message),),
                     observed_generation=_generation(current),
                     fields=fields,
                 ),
                 current=current,
             ),
             READY,
-            f"{key.describe()} is {READY}",
+            f"{key.describe()}: {message}",
         )
+
+    def _mark_provisioning(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> JsonObject:
+        """Phase Provisioning while a generation not yet acted on is being provisioned.
+
+        Only for new work (observedGeneration behind generation): a steady-state resync of a
+        Ready object writes nothing, and an Error stays visible until the spec changes or a run
+        succeeds. The Ready condition's observedGeneration still names the last completed one.
+        """
+        status = obj.get("status") or {}
+        if status.get("phase") == PROVISIONING or status.get("observedGeneration") == _generation(obj):
+            return obj
+        change = ctx.status.write(
+            key,
+            StatusUpdate(
+                phase=PROVISIONING,
+                conditions=(
+                    ConditionUpdate(
+                        "Ready",
+                        "False",
+                        PROVISIONING,
+                        f"{key.describe()}: generation {_generation(obj)} is being provisioned",
+                    ),
+                ),
+            ),
+            current=obj,
+        )
+        return change.object or obj
 
     def _finish_deletion(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         if self.info.finalizer not in ((obj.get("metadata") or {}).get("finalizers") or []):
@@ -124,7 +173,7 @@ class CustomResourceHandler(KindHandler):
             ctx.status.write(
                 key,
                 StatusUpdate(
-                    phase=ERROR,
+                    phase=failure_phase(self.info, obj, error, retrying=retrying),
                     conditions=(ConditionUpdate("Ready", "False", reason, message),),
                     observed_generation=_generation(obj),
                 ),

@@ -28,6 +28,12 @@ DURATION = Histogram(
     ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+QUEUE_WAIT = Histogram(
+    "polycrate_queue_wait_seconds",
+    "Time from when a key's reconcile was due (enqueued, or its retry's time) to the start of its run.",
+    ["queue"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
 LOCK_LOSSES = Counter(
     "polycrate_lock_losses_total",
     "Runs whose key lock expired or could not be renewed before the fence deadline.",
@@ -41,8 +47,8 @@ FENCED = Counter(
 HEALED = Counter(
     "polycrate_healer_keys_resent_total",
     "Keys the self-healing loop re-sent, by cause: lock-expired (a dead or partitioned run), "
-    "retry-due (a retry or deferral reached its time), lost-task (a task that vanished with its "
-    "worker), unsent (a publish that failed).",
+    "retry-due (a retry or deferral reached its time, or a failed publish is sent again), "
+    "lost-task (a task that vanished with its worker before it started).",
     ["cause"],
 )
 SUPERSEDED = Counter(

@@ -11,7 +11,7 @@ transient error that read-modify-write loops catch and redo at once); 401/403/40
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from polycrate.errors import PermanentError, TransientError
 from polycrate.fence import check_fence_for
 from polycrate.models import GROUP, KINDS, VERSION
+from polycrate.rbac import RBAC_HINT
 from tasks.keys import ObjectKey
 
 JsonObject = dict[str, Any]
@@ -79,6 +80,8 @@ SOURCE_RESOURCES: dict[str, Resource] = {
     "Pod": Resource("", "v1", "pods", True),
     "velero.io/Backup": Resource("velero.io", "v1", "backups", True),
     "velero.io/Schedule": Resource("velero.io", "v1", "schedules", True),
+    "postgresql.cnpg.io/Backup": Resource("postgresql.cnpg.io", "v1", "backups", True),
+    "postgresql.cnpg.io/ScheduledBackup": Resource("postgresql.cnpg.io", "v1", "scheduledbackups", True),
     "cert-manager.io/Certificate": Resource("cert-manager.io", "v1", "certificates", True),
 }
 
@@ -121,11 +124,18 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 class ObjectAPI:
-    """JSON get/patch/create against the API server of an `ApiClient`."""
+    """JSON get/patch/create against the API server of an `ApiClient`.
 
-    def __init__(self, api_client: ApiClient, *, request_timeout: float = 30.0) -> None:
+    With `namespaces` (POLYCRATE_NAMESPACES) a list "in every namespace" lists each of them
+    instead, which is all a namespace-scoped Role allows.
+    """
+
+    def __init__(
+        self, api_client: ApiClient, *, request_timeout: float = 30.0, namespaces: Sequence[str] = ()
+    ) -> None:
         self.api_client = api_client
         self._request_timeout = request_timeout
+        self.namespaces = tuple(namespaces)
 
     @property
     def host(self) -> str:
@@ -180,6 +190,8 @@ class ObjectAPI:
         if status in _TRANSIENT_STATUS:
             raise TransientError(text, retry_after=_retry_after(response.headers), status_code=status)
         permanent_reason = {401: "Unauthorized", 403: "Forbidden"}.get(status, reason or "Invalid")
+        if status == 403:
+            text += RBAC_HINT  # the server's message names user, verb and resource: what to grant
         raise PermanentError(text, reason=permanent_reason, status_code=status)
 
     def get(self, key: ObjectKey) -> JsonObject | None:
@@ -208,6 +220,14 @@ class ObjectAPI:
         Follows `continue` tokens so a large list arrives whole, one page of 500 at a time.
         """
         resource = resource_for(kind)
+        if resource.namespaced and not namespace and self.namespaces:
+            return [
+                item
+                for served in self.namespaces
+                for item in self.list(
+                    kind, served, label_selector=label_selector, field_selector=field_selector
+                )
+            ]
         base = resource.path(namespace) if namespace or not resource.namespaced else _all_namespaces(resource)
         query: dict[str, str] = {"limit": "500"}
         if label_selector:

@@ -29,9 +29,10 @@ from typing import Literal
 import redis
 from celery import Celery
 
+from tasks import metrics
 from tasks.keys import ObjectKey
 from tasks.locking import lock_key, lock_key_prefix
-from tasks.routing import QUEUES
+from tasks.routing import QUEUES, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -90,27 +91,29 @@ return 'enqueued'
 )
 
 # KEYS: pending, due, processing   ARGV: key, task id
+# Returns {0} for a duplicate (or a stray copy of a run not due yet), else {1, seconds since the
+# key was due ('' if it was not pending)}.
 _BEGIN = (
     _NOW
     + """
 local key = ARGV[1]
 local ticket = redis.call('HGET', KEYS[1], key)
 if not ticket and redis.call('HEXISTS', KEYS[3], key) == 0 then
-  return 0
+  return {0}
 end
-if ticket and string.sub(ticket, 1, 1) == '@' then
-  local due = tonumber(redis.call('ZSCORE', KEYS[2], key))
-  if due and due > now() then
-    -- A stray copy came early: the scheduled run (a retry's backoff) is published when due.
-    return 0
-  end
+local due = redis.call('ZSCORE', KEYS[2], key)
+if ticket and string.sub(ticket, 1, 1) == '@' and due and tonumber(due) > now() then
+  -- A stray copy came early: the scheduled run (a retry's backoff) is published when due.
+  return {0}
 end
+local waited = ''
+if due then waited = tostring(now() - tonumber(due)) end
 -- Pending: this run covers the events. Processing without pending: the previous run died
 -- (the caller holds the key's lock, so that run is not alive) and must be redone.
 redis.call('HDEL', KEYS[1], key)
 redis.call('ZREM', KEYS[2], key)
 redis.call('HSET', KEYS[3], key, ARGV[2])
-return 1
+return {1, waited}
 """
 )
 
@@ -255,7 +258,6 @@ class FollowUp:
 def celery_sender(celery_app: Celery) -> TaskSender:
     """A sender that publishes `polycrate.reconcile(key)` with `celery_app` on the key's queue."""
     from tasks.app import RECONCILE_TASK_NAME
-    from tasks.routing import queue_for
 
     def send(key: ObjectKey, task_id: str, countdown: float) -> None:
         celery_app.send_task(
@@ -264,6 +266,9 @@ def celery_sender(celery_app: Celery) -> TaskSender:
             task_id=task_id,
             queue=queue_for(key.kind),
             countdown=countdown if countdown > 0 else None,
+            # Flower and the worker's log show `reconcile` with the key as its argument.
+            shadow="reconcile",
+            argsrepr=str(key),
         )
 
     return send
@@ -318,7 +323,13 @@ class KeyQueue:
 
         Call it only while holding the key's lock.
         """
-        return bool(self._begin(keys=[self._pending, self._due, self._processing], args=[str(key), task_id]))
+        claimed, *waited = self._begin(
+            keys=[self._pending, self._due, self._processing], args=[str(key), task_id]
+        )
+        if waited and waited[0]:
+            # Started before its due time by a few ms of timer slack counts as no wait.
+            metrics.QUEUE_WAIT.labels(queue_for(key.kind)).observe(max(0.0, float(waited[0])))
+        return bool(claimed)
 
     def finish(
         self,
@@ -352,6 +363,7 @@ class KeyQueue:
             log.warning(
                 "run %s of %s was taken over after its lock expired; adding the key again", task_id, key
             )
+            metrics.SUPERSEDED.labels(key.kind).inc()
             self.add(key, reason="superseded")
             return None
         if not follow_up_id:

@@ -12,6 +12,12 @@ honouring a server's Retry-After up to a cap; the retry waits in Redis (tasks.qu
 published when due. A PermanentError is reported in status and Events and is not retried until
 the object changes. Success resets the backoff. The lock is released before a follow-up task
 due now is published, so that follow-up never finds the key still locked.
+
+A run that failed (retrying or parked) ends its Celery task in FAILURE with the key and the
+reason (`ReconcileFailed`), after the queue's bookkeeping is done, so Flower and
+`celery events` show failures as failures. The exception is declared in `throws` (logged without
+a traceback) and Celery does not retry it: the next run is our queue's follow-up, and the
+message is acknowledged as any finished task.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class Outcome:
 
     result: Result
     countdown: float | None = None
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ class Reconciler:
         except PermanentError as error:
             log.error("cannot reconcile %s: %s", key, error)
             metrics.FAILURES.labels(key.kind, "permanent").inc()
-            return _RunResult(Outcome("failed"))
+            return _RunResult(Outcome("failed", message=str(error)))
         obj: JsonObject | None = None
         started = time.monotonic()
         try:
@@ -180,7 +187,7 @@ class Reconciler:
         metrics.FAILURES.labels(key.kind, "transient").inc()
         metrics.RETRIES.labels(key.kind).inc()
         self._report(handler, key, obj, error, retrying=True)
-        return _RunResult(Outcome("retrying", plan.countdown), retry_in=plan.countdown)
+        return _RunResult(Outcome("retrying", plan.countdown, str(error)), retry_in=plan.countdown)
 
     def _park(
         self, handler: KindHandler, key: ObjectKey, obj: JsonObject | None, error: PermanentError
@@ -191,7 +198,7 @@ class Reconciler:
         log.warning("reconcile of %s failed permanently (%s): %s", key, error.reason, error)
         metrics.FAILURES.labels(key.kind, "permanent").inc()
         self._report(handler, key, obj, error, retrying=False)
-        return _RunResult(Outcome("failed"), requeue_delay=plan.countdown)
+        return _RunResult(Outcome("failed", message=str(error)), requeue_delay=plan.countdown)
 
     def _report(
         self,
@@ -223,7 +230,29 @@ def process_reconciler() -> Reconciler:
         return _process_reconciler[1]
 
 
-@app.task(name=RECONCILE_TASK_NAME, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+class ReconcileFailed(Exception):
+    """The task's run of a key failed; raised only after the run's bookkeeping is complete.
+
+    Constructed from its message alone, so Celery can serialise it into the task-failed event.
+    """
+
+    @classmethod
+    def of(cls, key: str, outcome: Outcome) -> ReconcileFailed:
+        then = f"retrying in {outcome.countdown:.1f}s" if outcome.result == "retrying" else "not retried"
+        return cls(f"reconcile {key} failed: {outcome.message or outcome.result} ({then})")
+
+
+@app.task(
+    name=RECONCILE_TASK_NAME,
+    bind=True,
+    max_retries=None,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(ReconcileFailed,),
+)
 def reconcile(self: Task, key: str) -> str:
     """Reconcile the object named by `key` ("Kind/namespace/name")."""
-    return process_reconciler().run(key, self.request.id).result
+    outcome = process_reconciler().run(key, self.request.id)
+    if outcome.result in ("failed", "retrying"):
+        raise ReconcileFailed.of(key, outcome)
+    return outcome.result

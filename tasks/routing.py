@@ -33,6 +33,8 @@ DISCOVERY_SOURCE_KINDS: tuple[str, ...] = (
     "Pod",
     "velero.io/Backup",
     "velero.io/Schedule",
+    "postgresql.cnpg.io/Backup",
+    "postgresql.cnpg.io/ScheduledBackup",
     "cert-manager.io/Certificate",
 )
 

@@ -80,6 +80,8 @@ class KeyEnqueuer:
         """The (re)list finished: keys known before but not listed now were deleted meanwhile."""
         present = set(seen)
         for key in self._known.keys(source.key_kind):
+            if source.namespace and key.namespace != source.namespace:
+                continue  # another namespace's informer lists that one
             if key not in present and self._known.forget(key):
                 self._add(key, reason="vanished")
         self._update_known_gauge(source)
@@ -92,7 +94,7 @@ class KeyEnqueuer:
             if key == OPERATOR_CONFIG_KEY and self._on_operator_config is not None:
                 self._on_operator_config(None)
             was_known = self._known.forget(key)
-            if was_known or self._filters.admits(source, key.namespace):
+            if was_known or (self._filters.admits(source, key.namespace) and source.selects(obj)):
                 self._add(key, reason="deleted")
             else:
                 self._metrics.events_ignored.labels(source.key_kind, "filtered").inc()
@@ -118,7 +120,9 @@ class KeyEnqueuer:
     def _observe(self, source: WatchSource, key: ObjectKey, obj: dict[str, Any], *, reason: str) -> None:
         if key == OPERATOR_CONFIG_KEY and self._on_operator_config is not None:
             self._on_operator_config(obj)
-        if not self._filters.admits(source, key.namespace):
+        if not self._filters.admits(source, key.namespace) or not source.selects(obj):
+            # Enqueued once more when it was a source until now (e.g. a meta Secret lost its
+            # label), so its handler can retire what was discovered from it.
             if self._known.forget(key):
                 self._add(key, reason="out-of-scope")
             else:

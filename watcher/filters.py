@@ -3,7 +3,8 @@
 The OperatorConfig singleton (polycrate/default) has one section per discovery type. A missing
 section (or no OperatorConfig at all) means that discovery is off; a present section is on
 unless `enabled: false`. Within a section an empty `watch_namespaces` means all namespaces and
-`ignore_namespaces` always wins. Velero objects are also confined to `velero_namespace`, and
+`ignore_namespaces` always wins. Velero objects are also confined to `velero_namespace`,
+CloudNativePG backups need `backup_discovery.cnpg_enabled` as well, and
 `node_discovery.label_selector` narrows the Node watch server-side. The filters are re-read on
 every OperatorConfig event; `update` reports which sections changed so the watcher can start,
 stop or relist exactly those sources. An OperatorConfig that fails validation leaves the
@@ -85,18 +86,22 @@ class DiscoveryFilters:
         if source.discovery_section is None:
             return True
         section = self._section(source.discovery_section)
-        return section is not None and section.enabled
+        if section is None or not section.enabled:
+            return False
+        return source.section_switch is None or bool(getattr(section, source.section_switch))
 
     def admits(self, source: WatchSource, namespace: str) -> bool:
         """Whether an object of `source` in `namespace` ("" when cluster-scoped) is in scope."""
         if source.discovery_section is None:
             return True
-        section = self._section(source.discovery_section)
-        if section is None or not section.enabled:
+        if not self.is_watched(source):
             return False
+        section = self._section(source.discovery_section)
+        if section is None:
+            return False  # switched off between the two reads
         if not source.namespaced:
             return True
-        if source.discovery_section == "backup_discovery" and namespace != section.velero_namespace:
+        if source.section_namespace is not None and namespace != getattr(section, source.section_namespace):
             return False
         return bool(section.watches(namespace))
 

@@ -22,6 +22,9 @@ from typing import Any, Protocol
 
 from tasks.keys import ObjectKey
 from watcher.kubeapi import (
+    JSON,
+    METADATA_LIST,
+    METADATA_WATCH,
     ApiUnreachableError,
     GoneError,
     InactiveStreamError,
@@ -267,7 +270,11 @@ class Informer:
             if continue_token:
                 query["continue"] = continue_token
             try:
-                page = self._api.get(self.source.collection_path, query=query)
+                page = self._api.get(
+                    self.source.collection_path,
+                    query=query,
+                    accept=METADATA_LIST if self.source.metadata_only else JSON,
+                )
             except KubeApiError as exc:
                 if exc.code == 404:
                     self._note_served(False)
@@ -308,6 +315,7 @@ class Informer:
                 query=query,
                 inactivity_timeout=self._timing.inactivity_timeout,
                 connect_timeout=self._timing.connect_timeout,
+                accept=METADATA_WATCH if self.source.metadata_only else JSON,
             )
         except KubeApiError as exc:
             if exc.code == 404:

@@ -4,7 +4,8 @@ The watcher needs three things the generated client models get in the way of: di
 of model objects (only keys and a few metadata fields matter), a watch stream whose every
 socket read is bounded by an inactivity timeout, and a way to cut a blocked stream from another
 thread. So requests go through the configured `ApiClient` (kubeconfig auth, TLS, token refresh)
-but bodies stay JSON. Every failure becomes one of three errors: `KubeApiError` (the server
+but bodies stay JSON, or metadata only (PartialObjectMetadata) for sources whose content the
+watcher must not hold, such as Secrets. Every failure becomes one of three errors: `KubeApiError` (the server
 answered with a Status), `GoneError` (410: the resourceVersion is too old, relist) and
 `ApiUnreachableError` (no answer: connection refused, reset, timed out).
 """
@@ -22,6 +23,12 @@ from kubernetes.client import ApiClient
 
 JsonObject = dict[str, Any]
 QueryValue = str | int | bool
+
+JSON = "application/json"
+# Metadata only (name, labels, resourceVersion, ...): the content negotiation every API server
+# since 1.15 supports; plain JSON stays acceptable so an older server still answers.
+METADATA_LIST = f"{JSON};as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, {JSON}"
+METADATA_WATCH = f"{JSON};as=PartialObjectMetadata;g=meta.k8s.io;v=v1, {JSON}"
 
 
 class KubeApiError(Exception):
@@ -141,9 +148,10 @@ class KubeApi:
         body: JsonObject | None = None,
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = None,
+        accept: str = JSON,
     ) -> urllib3.BaseHTTPResponse:
         query_params = [(k, _query_text(v)) for k, v in (query or {}).items()]
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         serialized = self._client.param_serialize(
@@ -185,10 +193,11 @@ class KubeApi:
         body: JsonObject | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str = JSON,
     ) -> JsonObject:
         """Send one request and return the decoded JSON body; raise on any error status."""
         response = self._send(
-            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout, accept=accept
         )
         try:
             payload = response.data
@@ -201,9 +210,14 @@ class KubeApi:
         return json.loads(payload) if payload else {}
 
     def get(
-        self, path: str, *, query: Mapping[str, QueryValue] | None = None, timeout: float | None = None
+        self,
+        path: str,
+        *,
+        query: Mapping[str, QueryValue] | None = None,
+        timeout: float | None = None,
+        accept: str = JSON,
     ) -> JsonObject:
-        return self.request("GET", path, query=query, timeout=timeout)
+        return self.request("GET", path, query=query, timeout=timeout, accept=accept)
 
     def create(self, path: str, body: JsonObject, *, timeout: float | None = None) -> JsonObject:
         return self.request("POST", path, body=body, timeout=timeout)
@@ -218,6 +232,7 @@ class KubeApi:
         query: Mapping[str, QueryValue],
         inactivity_timeout: float,
         connect_timeout: float = 10.0,
+        accept: str = JSON,
     ) -> WatchStream:
         """Open a watch; each read waits at most `inactivity_timeout` seconds for data."""
         response = self._send(
@@ -225,6 +240,7 @@ class KubeApi:
             path,
             query={**query, "watch": "true"},
             timeout=(connect_timeout, inactivity_timeout),
+            accept=accept,
         )
         if response.status >= 400:
             try:

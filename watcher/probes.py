@@ -5,7 +5,8 @@ leader loop turns it 503, so the kubelet restarts the pod). /readyz answers 200 
 initial lists of all installed sources completed and Redis takes keys, or while the process is
 a standby waiting for the Lease (it is ready to take over). Both list their checks in the body,
 `[+]name ok` / `[-]name failed: why`, as the API server does. /metrics renders the watcher's
-own registry. Bind addresses use controller-runtime's form: ":8081" (all interfaces),
+own registry, behind a bearer token when one is configured (polycrate.metrics_auth). Bind
+addresses use controller-runtime's form: ":8081" (all interfaces),
 "127.0.0.1:0" (ephemeral port, see `.port`), "0" to disable.
 """
 
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from polycrate.metrics_auth import MetricsToken
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,9 @@ class ProbeServer:
         health_checks: dict[str, Check] | None = None,
         ready_checks: dict[str, Check] | None = None,
         registry: CollectorRegistry | None = None,
+        metrics_token: MetricsToken | None = None,
     ):
+        self._metrics_token = metrics_token
         self._health_checks = health_checks
         self._ready_checks = ready_checks
         self._registry = registry
@@ -75,8 +80,10 @@ class ProbeServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def _respond(self, path: str) -> tuple[int, str, bytes]:
+    def _respond(self, path: str, authorization: str | None = None) -> tuple[int, str, bytes]:
         if path == "/metrics" and self._registry is not None:
+            if self._metrics_token is not None and not self._metrics_token.allows(authorization):
+                return 401, "text/plain; charset=utf-8", b"401 Unauthorized: a bearer token is required\n"
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         checks = {"/healthz": self._health_checks, "/readyz": self._ready_checks}.get(path)
         if checks is None:
@@ -99,8 +106,12 @@ class ProbeServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                status, content_type, body = respond(self.path.split("?", 1)[0])
+                status, content_type, body = respond(
+                    self.path.split("?", 1)[0], self.headers.get("Authorization")
+                )
                 self.send_response(status)
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

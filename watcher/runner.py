@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 
+from polycrate.metrics_auth import MetricsToken
 from polycrate.models import GROUP, VERSION
 from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
@@ -54,6 +55,8 @@ class WatcherOptions:
     embedded_workers: int = 0
     kubeconfig: str | None = None
     sources: tuple[WatchSource, ...] = field(default_factory=all_sources)
+    # /metrics answers only requests bearing this file's content (None: open).
+    metrics_token_file: str | None = None
 
 
 class Watcher:
@@ -165,9 +168,10 @@ class Watcher:
         with self._lock:
             return list(self._informers.values())
 
-    def informer(self, key_kind: str) -> Informer | None:
+    def informer(self, identity: str) -> Informer | None:
+        """The informer of a source identity: its key kind, or `Kind@namespace` when confined."""
         with self._lock:
-            return self._informers.get(key_kind)
+            return self._informers.get(identity)
 
     # -- leadership --------------------------------------------------------------------------
 
@@ -255,7 +259,7 @@ class Watcher:
             timing=self.options.watch,
             label_selector=lambda: self.filters.label_selector(source),
         )
-        self._informers[source.key_kind] = informer
+        self._informers[source.identity] = informer
         informer.start()
 
     def _operator_config_changed(self, operator_config: dict[str, Any] | None) -> None:
@@ -269,14 +273,14 @@ class Watcher:
             for source in self.options.sources:
                 if source.discovery_section not in changed:
                     continue
-                running = self._informers.get(source.key_kind)
+                running = self._informers.get(source.identity)
                 if self.filters.is_watched(source):
                     if running is None:
                         self._start_informer(source)
                     else:
                         running.request_relist()
                 elif running is not None:
-                    del self._informers[source.key_kind]
+                    del self._informers[source.identity]
                     running.stop()
                     self.known.forget_kind(source.key_kind)
                     self.metrics.known_keys.labels(source.key_kind).set(0)
@@ -311,7 +315,10 @@ class Watcher:
         ready: dict[str, Check] | None,
         registry: CollectorRegistry | None,
     ) -> None:
-        server = ProbeServer(address, health_checks=health, ready_checks=ready, registry=registry)
+        token = MetricsToken(self.options.metrics_token_file) if self.options.metrics_token_file else None
+        server = ProbeServer(
+            address, health_checks=health, ready_checks=ready, registry=registry, metrics_token=token
+        )
         server.start()
         self._probe_servers.append(server)
         self._probe_names.append(name)

@@ -5,17 +5,22 @@ is namespaced, an optional server-side label selector, and which OperatorConfig 
 section decides whether and where it is watched. It also names the key kind under which its
 objects are enqueued: polycrate.io kinds by their kind name, discovery sources by kind name,
 group-qualified where a polycrate.io kind has the same name (velero.io/Backup,
-cert-manager.io/Certificate). Nothing here talks to the cluster; the table is data.
+postgresql.cnpg.io/Backup, cert-manager.io/Certificate). With `--namespace` (`in_namespaces`),
+each namespaced source becomes one list-watch per namespace, which a namespace-scoped Role
+allows where an all-namespaces watch would get 403. Nothing here talks to the cluster; the
+table is data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from polycrate.models import GROUP, KINDS, VERSION
+from polycrate.models.discovery import is_meta_secret
 from tasks.keys import ObjectKey
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
@@ -35,6 +40,23 @@ class WatchSource:
     label_selector: str = ""
     discovery_section: str | None = None
     status_subresource: bool = False
+    object_filter: Callable[[dict[str, Any]], bool] | None = None
+    """Which listed objects are sources at all, where no server-side selector can say it
+    (meta Secrets are also found by a name suffix); the others are never enqueued."""
+    metadata_only: bool = False
+    """List and watch PartialObjectMetadata: the watcher needs names, labels and versions only,
+    and must not hold the data of every Secret in the cluster."""
+    section_switch: str | None = None
+    """A boolean field of the discovery section that must be on as well (CloudNativePG's `cnpg_enabled`)."""
+    section_namespace: str | None = None
+    """A field of the discovery section naming the one namespace watched (Velero's `velero_namespace`)."""
+    namespace: str = ""
+    """Watch only this namespace ("" = all namespaces, or a cluster-scoped resource)."""
+
+    @property
+    def identity(self) -> str:
+        """One informer per identity: the key kind, plus the namespace when confined to one."""
+        return f"{self.key_kind}@{self.namespace}" if self.namespace else self.key_kind
 
     @property
     def api_version(self) -> str:
@@ -46,13 +68,18 @@ class WatchSource:
 
     @property
     def collection_path(self) -> str:
-        """The all-namespaces collection: list-watch sees every namespace in one stream."""
+        """The all-namespaces collection (every namespace in one stream), or the one namespace's."""
+        if self.namespace:
+            return f"{self.group_version_path}/namespaces/{self.namespace}/{self.plural}"
         return f"{self.group_version_path}/{self.plural}"
 
     @property
     def display_name(self) -> str:
         """`organizations.polycrate.io`, `nodes`: the name kubectl users know."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def selects(self, obj: dict[str, Any]) -> bool:
+        return self.object_filter is None or self.object_filter(obj)
 
     def key_for(self, obj: dict[str, Any]) -> ObjectKey:
         metadata = obj.get("metadata") or {}
@@ -93,20 +120,56 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
     WatchSource(
         "Ingress", "networking.k8s.io", "v1", "ingresses", True, discovery_section="endpoint_discovery"
     ),
+    # Meta Secrets named `<block>.poly` need not carry a label, so Secrets are watched unselected
+    # (metadata only: their data never reaches the watcher) and filtered here; only the meta
+    # Secrets' keys are remembered and enqueued. The worker reads the Secret itself, at use.
     WatchSource(
         "Secret",
         "",
         "v1",
         "secrets",
         True,
-        label_selector="polycrate.io/type=meta",
         discovery_section="app_discovery",
+        object_filter=is_meta_secret,
+        metadata_only=True,
     ),
     WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
     WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),
-    WatchSource("velero.io/Backup", "velero.io", "v1", "backups", True, discovery_section="backup_discovery"),
     WatchSource(
-        "velero.io/Schedule", "velero.io", "v1", "schedules", True, discovery_section="backup_discovery"
+        "velero.io/Backup",
+        "velero.io",
+        "v1",
+        "backups",
+        True,
+        discovery_section="backup_discovery",
+        section_namespace="velero_namespace",
+    ),
+    WatchSource(
+        "velero.io/Schedule",
+        "velero.io",
+        "v1",
+        "schedules",
+        True,
+        discovery_section="backup_discovery",
+        section_namespace="velero_namespace",
+    ),
+    WatchSource(
+        "postgresql.cnpg.io/Backup",
+        "postgresql.cnpg.io",
+        "v1",
+        "backups",
+        True,
+        discovery_section="backup_discovery",
+        section_switch="cnpg_enabled",
+    ),
+    WatchSource(
+        "postgresql.cnpg.io/ScheduledBackup",
+        "postgresql.cnpg.io",
+        "v1",
+        "scheduledbackups",
+        True,
+        discovery_section="backup_discovery",
+        section_switch="cnpg_enabled",
     ),
     WatchSource(
         "cert-manager.io/Certificate",
@@ -122,3 +185,16 @@ DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
 def all_sources() -> tuple[WatchSource, ...]:
     """Everything the watcher list-watches, polycrate.io kinds first."""
     return polycrate_sources() + DISCOVERY_SOURCES
+
+
+def in_namespaces(sources: Sequence[WatchSource], namespaces: Sequence[str]) -> tuple[WatchSource, ...]:
+    """`sources` confined to `namespaces`: one per namespace for namespaced ones (none given: unchanged)."""
+    if not namespaces:
+        return tuple(sources)
+    return tuple(
+        scoped
+        for source in sources
+        for scoped in (
+            [replace(source, namespace=ns) for ns in namespaces] if source.namespaced else [source]
+        )
+    )

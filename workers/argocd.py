@@ -281,7 +281,7 @@ class ArgoCDClient:
         limiter: RateLimiter | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._session = new_session(policy, before_send=limiter.acquire if limiter else None)
+        self._session = new_session(policy, before_send=limiter.acquire if limiter else None, system="argocd")
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._session.headers["Accept"] = "application/json"
 

@@ -200,7 +200,7 @@ class GitLabClient:
         self.url = url.rstrip("/")
         self.policy = policy or HttpPolicy()
         self.limiter = limiter
-        session = new_session(self.policy, before_send=self._before_send)
+        session = new_session(self.policy, before_send=self._before_send, system="gitlab")
         session.hooks["response"].append(_raise_when_busy)
         self._gl = gitlab.Gitlab(
             self.url,

@@ -167,7 +167,7 @@ class HarborClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.page_size = max(1, min(page_size, MAX_PAGE_SIZE))
-        self._session = new_session(policy, before_send=limiter.acquire if limiter else None)
+        self._session = new_session(policy, before_send=limiter.acquire if limiter else None, system="harbor")
         self._session.auth = (username, password)
         self._session.headers["Accept"] = "application/json"
 

@@ -188,7 +188,7 @@ class KeycloakClient:
         # python-keycloak keeps one requests.Session per ConnectionManager in `_s`: the admin
         # connection and the KeycloakOpenID used for the token endpoint each own one.
         for session in (self._connection._s, self._connection.keycloak_openid.connection._s):
-            apply_policy(session, self.policy, before_send=before_send)
+            apply_policy(session, self.policy, before_send=before_send, system="keycloak")
             session.hooks["response"].append(_raise_when_busy)
         self._connection.keycloak_openid.connection._s.hooks["response"].append(self._count_login)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,14 @@ class WorkspaceIdentity(BaseModel):
     organization_id: str
     organization_name: str
     cluster_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedNames:
+    """A meta Secret's organization and workspace as API ids; None where the API knows no such name."""
+
+    workspace_id: str | None
+    organization_id: str | None
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,9 @@ class PolycrateApiClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.page_size = page_size
-        self._session = new_session(policy, before_send=limiter.acquire if limiter else None)
+        self._session = new_session(
+            policy, before_send=limiter.acquire if limiter else None, system="polycrate-api"
+        )
         self._session.headers["Authorization"] = f"Token {token}"
         self._session.headers["Accept"] = "application/json"
         self._lookups: dict[tuple[str, ...], tuple[float, str | None]] = {}
@@ -278,28 +288,52 @@ class PolycrateApiClient:
         )
         return next(found, None)
 
-    def resolve_block_id(self, workspace_name: str, organization_name: str, block_name: str) -> str | None:
-        """The block's id in workspace `organization_name/workspace_name`, or None if either is unknown.
+    def find_organization(self, name: str) -> dict[str, Any] | None:
+        found = self.paginate("/api/v1/organizations/", {"name": name}, what=f'find organization "{name}"')
+        return next(found, None)
 
-        Answers are kept for a minute per client, since every K8sApp of a workspace asks the same.
-        """
-        key = (organization_name, workspace_name, block_name)
+    def _cached(self, key: tuple[str, ...], lookup: Callable[[], str | None]) -> str | None:
+        """`lookup()`, kept for a minute per client: every K8sApp of a workspace asks the same."""
         with self._lookups_lock:
             cached = self._lookups.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        workspace = self.find_workspace(workspace_name, organization_name)
-        block_id = None
-        if workspace is not None:
+        value = lookup()
+        with self._lookups_lock:
+            self._lookups[key] = (time.monotonic() + LOOKUP_TTL_SECONDS, value)
+        return value
+
+    def resolve_workspace(self, workspace_name: str, organization_name: str) -> ResolvedNames:
+        """The UUIDs of a meta Secret's organization and workspace names (None where unknown)."""
+
+        def workspace_id() -> str | None:
+            workspace = self.find_workspace(workspace_name, organization_name)
+            return str(workspace["id"]) if workspace else None
+
+        def organization_id() -> str | None:
+            organization = self.find_organization(organization_name)
+            return str(organization["id"]) if organization else None
+
+        return ResolvedNames(
+            workspace_id=self._cached(("workspace", organization_name, workspace_name), workspace_id),
+            organization_id=self._cached(("organization", organization_name), organization_id),
+        )
+
+    def resolve_block_id(self, workspace_name: str, organization_name: str, block_name: str) -> str | None:
+        """The block's id in workspace `organization_name/workspace_name`, or None if either is unknown."""
+        workspace = self.resolve_workspace(workspace_name, organization_name).workspace_id
+        if workspace is None:
+            return None
+
+        def block_id() -> str | None:
             blocks = self.paginate(
                 "/api/v1/blocks/",
-                {"workspace": workspace["id"], "name": block_name},
+                {"workspace": workspace, "name": block_name},
                 what=f'find block "{block_name}" in workspace "{organization_name}/{workspace_name}"',
             )
-            block_id = next((b["id"] for b in blocks), None)
-        with self._lookups_lock:
-            self._lookups[key] = (time.monotonic() + LOOKUP_TTL_SECONDS, block_id)
-        return block_id
+            return next((str(b["id"]) for b in blocks), None)
+
+        return self._cached(("block", workspace, block_name), block_id)
 
     def register_local_cluster(
         self,

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from emulators.kubernetes import openapi, protobuf, resources, tables
 from emulators.kubernetes import status as statuses
+from emulators.kubernetes.access import AccessControl, RequestAttributes, UserInfo
 from emulators.kubernetes.apiserver import ApiServer, DeleteOptions, ListResult, WriteOptions, WriteResult
 from emulators.kubernetes.resources import ResourceType
 from emulators.kubernetes.selectors import parse_field_selector, parse_label_selector
@@ -145,8 +146,10 @@ class KubeApiApp:
         epoch: Callable[[], int],
         bookmark_interval: Callable[[], float],
         server_address: Callable[[], str],
+        access: AccessControl | None = None,
     ):
         self.api = api
+        self.access = access or AccessControl(api.store)
         self.registry = api.registry
         self.latency_seconds = latency_seconds
         self.epoch = epoch
@@ -173,16 +176,47 @@ class KubeApiApp:
     # --- routing ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
+        user = self.access.authenticate(request.headers.get("Authorization"))
         parts = [part for part in request.path.split("/") if part]
-        if request.method == "GET":
-            fixed = self._non_resource(request, parts)
+        route = None
+        if len(parts) >= 3 and parts[0] == "api":
+            route = self._route("", parts[1], parts[2:])
+        elif len(parts) >= 4 and parts[0] == "apis":
+            route = self._route(parts[1], parts[2], parts[3:])
+        if route is None:
+            verb = request.method.lower()
+            self.access.authorize(user, RequestAttributes(verb, request.path, resource_request=False))
+            fixed = self._non_resource(request, parts) if request.method == "GET" else None
             if fixed is not None:
                 return fixed
-        if len(parts) >= 3 and parts[0] == "api":
-            return self._resource(request, self._route("", parts[1], parts[2:]))
-        if len(parts) >= 4 and parts[0] == "apis":
-            return self._resource(request, self._route(parts[1], parts[2], parts[3:]))
-        raise statuses.path_not_found()
+            raise statuses.path_not_found()
+        self.access.authorize(user, self._attributes(request, route))
+        if route.group == "authorization.k8s.io" and request.method == "POST" and route.name is None:
+            return self._access_review(request, route, user)
+        return self._resource(request, route)
+
+    @staticmethod
+    def _attributes(request: Request, route: ResourceRoute) -> RequestAttributes:
+        """The verb and resource of a request, as kube-apiserver's RequestInfo derives them."""
+        method = request.method
+        if method == "GET":
+            verb = "get" if route.name else ("watch" if _flag(request.args, "watch") else "list")
+        elif method == "DELETE":
+            verb = "delete" if route.name else "deletecollection"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        namespace = route.namespace or ""
+        if route.group == "" and route.plural == "namespaces" and route.name:
+            namespace = route.name  # a Namespace is authorized within itself
+        return RequestAttributes(
+            verb,
+            request.path,
+            group=route.group,
+            resource=route.plural,
+            subresource=route.subresource or "",
+            name=route.name or "",
+            namespace=namespace,
+        )
 
     def _non_resource(self, request: Request, parts: list[str]) -> Response | None:
         accept = request.headers.get("Accept")
@@ -233,7 +267,9 @@ class KubeApiApp:
     def _route(self, group: str, version: str, rest: list[str]) -> ResourceRoute:
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace_subresource = len(rest) == 3 and self.registry.lookup(group, version, rest[2]) is None
+            # As kube-apiserver's RequestInfo: only status and finalize follow a Namespace's name;
+            # anything else is a namespaced resource, served or not (404 after authorization).
+            namespace_subresource = len(rest) == 3 and rest[2] in ("status", "finalize")
             if not namespace_subresource:
                 namespace, rest = rest[1], rest[2:]
         if len(rest) > 3:
@@ -253,6 +289,12 @@ class KubeApiApp:
         rt = self.registry.lookup(route.group, route.version, route.plural)
         if rt is None or (route.namespace is not None and not rt.namespaced):
             raise statuses.path_not_found()
+        if route.subresource is not None and route.subresource in dict(rt.extra_subresources):
+            if request.method != "POST":
+                raise statuses.method_not_allowed(
+                    request.method, f"{rt.plural}/{route.subresource}", rt.group
+                )
+            return self._token_request(request, rt, route)
         if route.subresource is not None and not (route.subresource == "status" and rt.status_subresource):
             raise statuses.path_not_found()
         method = request.method
@@ -301,6 +343,75 @@ class KubeApiApp:
                 self.api.delete(rt, route.namespace, route.name, self._delete_options(request))
             )
         raise statuses.method_not_allowed(method, rt.plural, rt.group)
+
+    def _access_review(self, request: Request, route: ResourceRoute, user: UserInfo) -> Response:
+        """SelfSubjectAccessReview (the caller) or SubjectAccessReview (spec.user, spec.groups)."""
+        kinds = {
+            "selfsubjectaccessreviews": "SelfSubjectAccessReview",
+            "subjectaccessreviews": "SubjectAccessReview",
+        }
+        if route.plural not in kinds:
+            raise statuses.path_not_found()
+        body = self._body(request)
+        spec = (body.get("spec") if isinstance(body, dict) else None) or {}
+        subject = user
+        if route.plural == "subjectaccessreviews":
+            subject = UserInfo(str(spec.get("user") or ""), tuple(spec.get("groups") or ()))
+        resource = spec.get("resourceAttributes")
+        non_resource = spec.get("nonResourceAttributes")
+        if resource:
+            attributes = RequestAttributes(
+                str(resource.get("verb") or ""),
+                "",
+                group=str(resource.get("group") or ""),
+                resource=str(resource.get("resource") or ""),
+                subresource=str(resource.get("subresource") or ""),
+                name=str(resource.get("name") or ""),
+                namespace=str(resource.get("namespace") or ""),
+            )
+        elif non_resource:
+            attributes = RequestAttributes(
+                str(non_resource.get("verb") or ""),
+                str(non_resource.get("path") or ""),
+                resource_request=False,
+            )
+        else:
+            raise statuses.bad_request(
+                "spec: Invalid value: resourceAttributes or nonResourceAttributes is required"
+            )
+        return json_response(
+            {
+                "kind": kinds[route.plural],
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": {"allowed": self.access.allowed(subject, attributes)},
+            },
+            201,
+        )
+
+    def _token_request(self, request: Request, rt: ResourceType, route: ResourceRoute) -> Response:
+        """TokenRequest: a bearer token for the ServiceAccount (what `kubectl create token` asks for)."""
+        account = self.api.get(rt, route.namespace, str(route.name))
+        body = self._body(request) if request.get_data() else {}
+        spec = dict((body or {}).get("spec") or {}) if isinstance(body, dict) else {}
+        spec.setdefault("audiences", ["https://kubernetes.default.svc.cluster.local"])
+        spec["expirationSeconds"] = int(spec.get("expirationSeconds") or 3600)
+        spec.setdefault("boundObjectRef", None)
+        expires = time.gmtime(time.time() + spec["expirationSeconds"])
+        return json_response(
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": route.name, "namespace": route.namespace, "creationTimestamp": None},
+                "spec": spec,
+                "status": {
+                    "token": self.access.issue_token(account),
+                    "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", expires),
+                },
+            },
+            201,
+        )
 
     def _body(self, request: Request) -> Any:
         raw = request.get_data()

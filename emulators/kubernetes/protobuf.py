@@ -85,6 +85,56 @@ KIND_SCHEMAS: dict[str, dict[int, Field]] = {
         4: Field("stringData", "map"),
         5: Field("immutable", "bool"),
     },
+    # authentication.k8s.io/v1, what `kubectl create token` sends to serviceaccounts/<name>/token.
+    "TokenRequest": {
+        1: _METADATA,
+        2: Field(
+            "spec",
+            "message",
+            schema={
+                1: Field("audiences", "string", repeated=True),
+                3: Field(
+                    "boundObjectRef",
+                    "message",
+                    schema={
+                        1: Field("kind", "string"),
+                        2: Field("apiVersion", "string"),
+                        3: Field("name", "string"),
+                        4: Field("uid", "string"),
+                    },
+                ),
+                4: Field("expirationSeconds", "int"),
+            },
+        ),
+    },
+    # authorization.k8s.io/v1, what `kubectl auth can-i` sends.
+    "SelfSubjectAccessReview": {
+        1: _METADATA,
+        2: Field(
+            "spec",
+            "message",
+            schema={
+                1: Field(
+                    "resourceAttributes",
+                    "message",
+                    schema={
+                        1: Field("namespace", "string"),
+                        2: Field("verb", "string"),
+                        3: Field("group", "string"),
+                        4: Field("version", "string"),
+                        5: Field("resource", "string"),
+                        6: Field("subresource", "string"),
+                        7: Field("name", "string"),
+                    },
+                ),
+                2: Field(
+                    "nonResourceAttributes",
+                    "message",
+                    schema={1: Field("path", "string"), 2: Field("verb", "string")},
+                ),
+            },
+        ),
+    },
 }
 DELETE_OPTIONS = {
     1: Field("gracePeriodSeconds", "int"),

@@ -52,6 +52,8 @@ class ResourceType:
     crd_name: str | None = None
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
+    # Subresources other than status, with their verbs (serviceaccounts/token: create).
+    extra_subresources: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -145,8 +147,22 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         status_subresource=True,
         has_generation=True,
     ),
+    _core(
+        "serviceaccounts", "ServiceAccount", short_names=("sa",), extra_subresources=(("token", ("create",)),)
+    ),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", False),
+    ResourceType(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        False,
+    ),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",
@@ -333,6 +349,18 @@ def api_resource_list(registry: ResourceRegistry, group: str, version: str) -> d
                     "verbs": list(STATUS_VERBS),
                 }
             )
+        for subresource, verbs in rt.extra_subresources:
+            resources.append(
+                {
+                    "name": f"{rt.plural}/{subresource}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": "TokenRequest",
+                    "group": "authentication.k8s.io",
+                    "version": "v1",
+                    "verbs": list(verbs),
+                }
+            )
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -357,10 +385,16 @@ def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
         entry["shortNames"] = list(rt.short_names)
     if rt.categories:
         entry["categories"] = list(rt.categories)
+    subresources = []
     if rt.status_subresource:
-        entry["subresources"] = [
+        subresources.append(
             {"subresource": "status", "responseKind": response_kind, "verbs": list(STATUS_VERBS)}
-        ]
+        )
+    for subresource, verbs in rt.extra_subresources:
+        token_kind = {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}
+        subresources.append({"subresource": subresource, "responseKind": token_kind, "verbs": list(verbs)})
+    if subresources:
+        entry["subresources"] = subresources
     return entry
 
 

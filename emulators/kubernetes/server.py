@@ -5,7 +5,9 @@ owns the cluster state, so it survives `restart()`: every open connection is shu
 streams end abruptly, as when an apiserver restarts), the port stops answering for a moment,
 and the server comes back on the same port with the same objects and revisions unless
 `keep_state=False`. `start()` returns only once `/healthz` answers; `write_kubeconfig()` gives
-kubectl and the Python client a context named `polycrate-emulator` (plain HTTP, no auth).
+kubectl and the Python client a context named `polycrate-emulator` (plain HTTP, the admin's
+bearer token; `kubeconfig(token=...)` writes one for a ServiceAccount token instead). RBAC is
+enforced for ServiceAccount tokens (access.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import yaml
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from emulators.kubernetes.access import AccessControl
 from emulators.kubernetes.apiserver import ApiServer
 from emulators.kubernetes.app import KubeApiApp
 from emulators.kubernetes.resources import ResourceRegistry
@@ -77,6 +80,7 @@ class KubeEmulator:
         latency_ms: int = 0,
         watch_history: int = 1000,
         bookmark_interval: float = 1.0,
+        anonymous_admin: bool = True,
     ):
         self.host = host
         self.port = port
@@ -85,6 +89,7 @@ class KubeEmulator:
         self.store = ObjectStore(history_limit=watch_history)
         self.registry = ResourceRegistry()
         self.api = ApiServer(self.store, self.registry)
+        self.access = AccessControl(self.store, anonymous_admin=anonymous_admin)
         self._epoch = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -95,6 +100,7 @@ class KubeEmulator:
             epoch=lambda: self._epoch,
             bookmark_interval=lambda: self.bookmark_interval,
             server_address=lambda: f"{self.host}:{self.port}",
+            access=self.access,
         )
 
     # --- serving ----------------------------------------------------------------------
@@ -211,8 +217,9 @@ class KubeEmulator:
     # --- state knobs ------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Drop every object and CRD (the default namespaces come back); keep serving."""
+        """Drop every object and CRD (the default namespaces come back) and every issued token; keep serving."""
         self.api.reset()
+        self.access.reset()
 
     def expire_history(self) -> None:
         """Compact the history: watches and continue tokens from older revisions get 410."""
@@ -220,13 +227,18 @@ class KubeEmulator:
 
     # --- clients ----------------------------------------------------------------------
 
-    def kubeconfig(self, namespace: str = "default", *, server: str | None = None) -> dict[str, Any]:
-        """A kubeconfig for this emulator; `server` overrides the URL (e.g. a container's host name)."""
+    def kubeconfig(
+        self, namespace: str = "default", *, server: str | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        """A kubeconfig for this emulator, as the admin unless `token` (e.g. a ServiceAccount's) is given.
+
+        `server` overrides the URL (e.g. a container's host name).
+        """
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": server or self.url}}],
-            "users": [{"name": CONTEXT_NAME, "user": {}}],
+            "users": [{"name": CONTEXT_NAME, "user": {"token": token or self.access.admin_token}}],
             "contexts": [
                 {
                     "name": CONTEXT_NAME,
@@ -237,8 +249,11 @@ class KubeEmulator:
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: str | os.PathLike[str], *, server: str | None = None) -> str:
+    def write_kubeconfig(
+        self, path: str | os.PathLike[str], *, server: str | None = None, token: str | None = None
+    ) -> str:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(self.kubeconfig(server=server), sort_keys=False))
+        target.write_text(yaml.safe_dump(self.kubeconfig(server=server, token=token), sort_keys=False))
+        target.chmod(0o600)
         return str(target)

@@ -5,10 +5,12 @@ command keeps each front door readable on its own.
 """
 
 from polycrate.cli import (  # noqa: F401 - imported for their registration side effect
+    apply_examples,
     crds,
     emulators,
     health,
     kube_emulator,
+    rbac,
     run,
     sandbox,
     status,

@@ -92,6 +92,7 @@ def sandbox(
                 f"  export KUBECONFIG={report.kubeconfig}\n"
                 "  kubectl get sdp,org,ct,cg,glg,hp,acp,k8sc -n polycrate\n"
                 f"  cat {report.state_file}   # URLs and credentials of the emulated systems\n"
+                f"  open {demo.flower_url}   # Flower: every reconcile task (credentials in the state file)\n"
                 "Ctrl-C stops everything."
             )
             while True:

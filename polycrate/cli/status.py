@@ -4,8 +4,12 @@ The table follows the spec: the cluster URL, SoftwareDeliveryPlatforms with thei
 ✓/✗ per system (from the SDP status; "-" when the SDP does not configure that system),
 Organizations with their SDP, then every other kind that has objects, with the kind's own
 printer columns, and finally the work queue (pending and running keys, messages waiting per
-queue). `-o json` gives the same data for scripts. It reads the cluster and Redis and changes
-nothing; if either is unreachable it says which in one line and exits 1.
+queue). An object whose Ready condition is not True shows that condition's message (what is
+wrong, or what it waits for) in a MESSAGE column. `-o json` gives the same data for scripts.
+It reads the cluster and Redis and changes nothing. It needs nothing but the cluster: an
+unreachable cluster is one line and exit 1, while without a reachable Redis (no REDIS_URL, or
+one that does not answer) the resources are still listed and the queue section says
+"unknown (Redis unreachable)".
 """
 
 from __future__ import annotations
@@ -104,18 +108,32 @@ def _read_kinds(api: KubeApi) -> list[KindReport]:
 
 
 def _read_queue(settings: Settings) -> dict[str, Any]:
+    """The work queue's counters, or {"reachable": False, "error": ...} when Redis does not answer."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
     try:
         queue = KeyQueue(client, prefix=settings.redis_prefix)
         return {
+            "reachable": True,
             "pending": len(queue.pending()),
             "processing": len(queue.processing()),
             "messages": {name: int(client.llen(name)) for name in QUEUES},
         }
     except redis.RedisError as exc:
-        raise CliError(f"Redis at {redact_url(settings.redis_url)} is unreachable: {exc}") from None
+        return {
+            "reachable": False,
+            "error": f"Redis at {redact_url(settings.redis_url)} is unreachable: {exc}",
+        }
     finally:
         client.close()
+
+
+def _ready_message(obj: dict[str, Any]) -> str | None:
+    """The Ready condition's message while it is not True: the error, or what the object waits for."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") == "True":
+        return None
+    return str(ready.get("message") or "") or None
 
 
 def _object_entry(info: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +186,16 @@ def _section(title: str, rows: list[list[str]], empty: str) -> list[str]:
 
 
 def _kind_rows(report: KindReport) -> list[list[str]]:
+    rows = _kind_columns(report)
+    messages = [_ready_message(obj) for obj in report.objects]
+    if not any(messages):
+        return rows  # every object is fine: the spec's table, unchanged
+    return [rows[0] + ["MESSAGE"]] + [
+        row + [message or "-"] for row, message in zip(rows[1:], messages, strict=True)
+    ]
+
+
+def _kind_columns(report: KindReport) -> list[list[str]]:
     info = report.info
     if info.kind == "SoftwareDeliveryPlatform":
         header = ["NAME", "NAMESPACE", "PHASE", *(column for column, _, _ in SDP_SYSTEMS)]
@@ -204,11 +232,12 @@ def _as_table(cluster: str, reports: list[KindReport], queue: dict[str, Any]) ->
             continue
         if report.objects or always_shown:
             lines += _section(title, _kind_rows(report), "none")
+    lines += ["", "Work queue", "----------"]
+    if not queue["reachable"]:
+        lines += ["  unknown (Redis unreachable)", f"  {queue['error']}"]
+        return "\n".join(lines)
     messages = ", ".join(f"{name} {count}" for name, count in queue["messages"].items())
     lines += [
-        "",
-        "Work queue",
-        "----------",
         f"  pending keys: {queue['pending']}   running: {queue['processing']}",
         f"  messages waiting: {messages}",
     ]

@@ -29,6 +29,7 @@ import redis
 
 from polycrate.cli.root import CliError, operator
 from polycrate.errors import PolycrateError
+from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.routing import QUEUES, parse_queue_list
 from watcher.probes import ProbeServer, parse_bind_address
@@ -75,7 +76,7 @@ def _check_handler_modules(settings: Settings) -> None:
         raise CliError(str(exc)) from None
 
 
-def _serve_metrics(address: str) -> None:
+def _serve_metrics(address: str, token_file: str | None = None) -> None:
     """Serve /metrics aggregated over the pool processes (prometheus multiprocess mode)."""
     host, port = _split_bind_address(address)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -86,8 +87,13 @@ def _serve_metrics(address: str) -> None:
         # Files of a previous run would be added to this run's counters.
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
-    from prometheus_client import CollectorRegistry, start_http_server, values
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app, values
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    from polycrate.metrics_auth import MetricsToken
 
     # Other CLI modules may have imported prometheus_client before the directory was set; the
     # reconcile metrics' values are created later, in the pool processes, with this class.
@@ -95,8 +101,39 @@ def _serve_metrics(address: str) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
-    start_http_server(port, addr=host, registry=registry)
-    log.info("serving worker metrics on %s:%d/metrics", host, port)
+    app = make_wsgi_app(registry)
+    if token_file:
+        token = MetricsToken(token_file)
+        metrics_app = app
+
+        def app(environ, start_response):  # type: ignore[no-redef]
+            if token.allows(environ.get("HTTP_AUTHORIZATION")):
+                return metrics_app(environ, start_response)
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                ],
+            )
+            return [b"401 Unauthorized: a bearer token is required\n"]
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
+    log.info("serving worker metrics on %s:%d/metrics%s", host, port, " (bearer token)" if token_file else "")
+
+
+def _use_log_format(log_format: LogFormat) -> None:
+    """The format for our loggers now, and for the loggers Celery sets up when the worker starts."""
+    from celery import signals
+
+    use_log_format(log_format)
+
+    def format_celery_logger(logger: logging.Logger, **kwargs: object) -> None:
+        use_log_format(log_format, logger)
+
+    signals.after_setup_logger.connect(format_celery_logger, weak=False)
+    signals.after_setup_task_logger.connect(format_celery_logger, weak=False)
 
 
 @operator.command("worker")
@@ -135,6 +172,21 @@ def _serve_metrics(address: str) -> None:
     help="Serve reconcile metrics, e.g. :9090 (default: off).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="POLYCRATE_LOG_FORMAT",
+    help="json: one object per line (time, level, logger, message, key of the reconcile).",
+)
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="POLYCRATE_METRICS_TOKEN_FILE",
+    help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
+)
+@click.option(
     "--health-probe-bind-address",
     default="0",
     show_default=True,
@@ -149,10 +201,13 @@ def worker(
     pool: str,
     hostname: str | None,
     metrics_bind_address: str,
+    log_format: LogFormat,
+    metrics_token_file: str | None,
     health_probe_bind_address: str,
     supervised_child: bool,
 ) -> None:
     """Run a Celery worker for the reconcile queues (default: all of them)."""
+    _use_log_format(log_format)
     if kubeconfig:
         os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
     try:
@@ -163,7 +218,7 @@ def worker(
     logging.getLogger().setLevel(loglevel.upper())
     worker_name = hostname or f"polycrate@{socket.gethostname()}-{os.getpid()}"
     if supervised_child:
-        _run_celery(settings, queue_names, loglevel, pool, worker_name, concurrency)
+        _run_celery(queue_names, loglevel, pool, worker_name, concurrency, log_format)
         return
     _check_redis(settings)
     _check_kubeconfig(settings)
@@ -173,9 +228,9 @@ def worker(
     except ValueError as exc:
         raise CliError(f"--health-probe-bind-address: {exc}") from None
     if metrics_bind_address:
-        _serve_metrics(metrics_bind_address)
+        _serve_metrics(metrics_bind_address, metrics_token_file)
     child = [
-        sys.executable, "-m", "polycrate", "operator", "worker", "--supervised-child",
+        sys.executable, "-m", "polycrate", "operator", "worker", "--supervised-child", "--log-format", log_format,
         "--queues", ",".join(queue_names), "--loglevel", loglevel, "--pool", pool, "--hostname", worker_name,
     ]  # fmt: skip
     if concurrency is not None:
@@ -255,12 +310,12 @@ def _supervise(settings: Settings, child: list[str], probe_address: tuple[str, i
 
 
 def _run_celery(
-    settings: Settings,
     queue_names: tuple[str, ...] | list[str],
     loglevel: str,
     pool: str,
     worker_name: str,
     concurrency: int | None,
+    log_format: LogFormat,
 ) -> None:
     """The supervised child: Celery's own worker, in this process."""
     from tasks.app import app
@@ -277,4 +332,6 @@ def _run_celery(
     ]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
+    if log_format == "json":
+        argv.insert(0, "--quiet")  # no banner on stdout: every line is a JSON object
     app.worker_main(argv)

@@ -27,6 +27,7 @@ from polycrate.models.discovery import (
     K8sAppSpec,
     K8sAppStatus,
     artifact_name,
+    backup_state_from_cnpg,
     backup_state_from_velero,
     parse_image,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "StatusModel",
     "UnknownKindError",
     "artifact_name",
+    "backup_state_from_cnpg",
     "backup_state_from_velero",
     "check_argocd_roles",
     "kind_info",

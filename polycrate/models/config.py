@@ -76,7 +76,7 @@ class EndpointDiscovery(NamespaceFilter):
 
 
 class AppDiscovery(NamespaceFilter):
-    """Meta-Secrets (label polycrate.io/type=meta) -> K8sApp."""
+    """Meta-Secrets (named <block>.poly, or labelled polycrate.io/type=meta) -> K8sApp."""
 
 
 class NodeDiscovery(SpecModel):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +20,19 @@ from polycrate.models.fieldtypes import NonEmptyStr, ObjectName, SpecModel, Time
 from polycrate.models.status import StatusModel, StatusPart
 
 DISCOVERED_LABEL = "operator.polycrate.io/discovered"
+
+# A Polycrate meta Secret: named `<block>.poly` (how polycrate names them), or labelled
+# polycrate.io/type=meta (the spec's example); either one is enough.
+META_TYPE_LABEL = "polycrate.io/type"
+META_SECRET_SUFFIX = ".poly"
+
+
+def is_meta_secret(secret: Mapping[str, Any]) -> bool:
+    """Whether a Secret is a Polycrate meta Secret: named `*.poly` or labelled polycrate.io/type=meta."""
+    metadata = secret.get("metadata") or {}
+    return (metadata.get("labels") or {}).get(META_TYPE_LABEL) == "meta" or str(
+        metadata.get("name") or ""
+    ).endswith(META_SECRET_SUFFIX)
 
 
 class DiscoveredStatus(StatusModel):
@@ -94,6 +108,26 @@ def backup_state_from_velero(phase: str | None) -> BackupState:
     return _VELERO_BACKUP_STATES.get(phase or "", "unknown")
 
 
+# CloudNativePG's BackupPhase values (postgresql.cnpg.io/v1 Backup status.phase). While WAL
+# archiving fails the backup cannot complete; CNPG keeps retrying, the API sees it failed.
+_CNPG_BACKUP_STATES: dict[str, BackupState] = {
+    "pending": "new",
+    "started": "in_progress",
+    "running": "in_progress",
+    "finalizing": "in_progress",
+    "completed": "completed",
+    "failed": "failed",
+    "walArchivingFailing": "failed",
+}
+
+
+def backup_state_from_cnpg(phase: str | None) -> BackupState:
+    """CloudNativePG's Backup status.phase -> Backup spec.status (completed -> completed, running -> in_progress)."""
+    if not phase:
+        return "new"  # just created: CNPG has not picked it up yet
+    return _CNPG_BACKUP_STATES.get(phase, "unknown")
+
+
 class SourceObject(SpecModel):
     """The cluster object a discovered resource was created from."""
 
@@ -132,6 +166,13 @@ class BackupSpec(MirroredBackupSpec):
     completed_at: Timestamp | None = Field(default=None, description="end of the backup")
     items_backed_up: int | None = Field(default=None, ge=0, description="number of items backed up")
     schedule_name: str | None = Field(default=None, description="BackupSchedule that started it, if any")
+    postgres_cluster: str | None = Field(
+        default=None, description="CloudNativePG: the PostgreSQL cluster backed up (spec.cluster.name)"
+    )
+    method: str | None = Field(
+        default=None, description="CloudNativePG: backup method, e.g. barmanObjectStore or volumeSnapshot"
+    )
+    error: str | None = Field(default=None, description="CloudNativePG: the error of a failed backup")
 
 
 class BackupScheduleSpec(MirroredBackupSpec):
@@ -144,6 +185,12 @@ class BackupScheduleSpec(MirroredBackupSpec):
     paused: bool = Field(default=False, description="the schedule is paused")
     last_backup_at: Timestamp | None = Field(default=None, description="start of the last backup")
     last_backup_name: str | None = Field(default=None, description="name of the last backup")
+    postgres_cluster: str | None = Field(
+        default=None, description="CloudNativePG: the PostgreSQL cluster backed up (spec.cluster.name)"
+    )
+    method: str | None = Field(
+        default=None, description="CloudNativePG: backup method, e.g. barmanObjectStore or volumeSnapshot"
+    )
 
 
 # --- Certificate (from cert-manager) ----------------------------------------------------------
@@ -271,6 +318,12 @@ class K8sAppStatus(DiscoveredStatus):
     installation_failed: bool | None = Field(default=None, description="the last install failed")
     uninstalled: bool | None = Field(default=None, description="last action was a successful uninstall")
     block_id: str | None = Field(default=None, description="id of the block in the Polycrate API")
+    workspace_id: str | None = Field(
+        default=None, description="id of the meta Secret's workspace in the Polycrate API"
+    )
+    organization_id: str | None = Field(
+        default=None, description="id of the meta Secret's organization in the Polycrate API"
+    )
     artifacts: list[K8sAppArtifact] = Field(default_factory=list, description="images the app's pods run")
     artifact_count: int | None = Field(default=None, ge=0, description="number of images")
 

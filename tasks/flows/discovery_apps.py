@@ -31,6 +31,7 @@ from polycrate.models import (
     parse_image,
 )
 from polycrate.models.config import ArtifactDiscovery
+from polycrate.models.discovery import is_meta_secret
 from polycrate.models.fieldtypes import OBJECT_NAME_PATTERN
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 APP_SECTION = "app_discovery"
 ARTIFACT_SECTION = "artifact_discovery"
 
-META_TYPE_LABEL = "polycrate.io/type"
 BLOCK_LABEL = "k8sapps.polycrate.io/block"
 BLOCK_KIND_LABEL = "k8sapps.polycrate.io/kind"
 BLOCK_TYPE_LABEL = "k8sapps.polycrate.io/type"
@@ -108,10 +108,6 @@ def _name(obj: JsonObject) -> str:
 
 
 # --- meta Secret → K8sApp -------------------------------------------------------------------------
-
-
-def is_meta_secret(secret: JsonObject) -> bool:
-    return ((secret.get("metadata") or {}).get("labels") or {}).get(META_TYPE_LABEL) == "meta"
 
 
 def meta_data(secret: JsonObject) -> dict[str, str]:
@@ -385,6 +381,9 @@ class K8sAppHandler(ScopedDiscoveredHandler):
     ) -> dict[str, Any]:
         assert isinstance(spec, K8sAppSpec)
         block, action = spec.block, spec.action
+        # The spec's K8sApp steps: resolve the meta Secret's organization and workspace names
+        # to their UUIDs (API lookups), then create or update the K8sAppInstance with them.
+        names = target.client.resolve_workspace(spec.workspace.name, spec.workspace.organization)
         return {
             "cluster": target.cluster_id,
             "namespace": key.namespace,
@@ -402,6 +401,8 @@ class K8sAppHandler(ScopedDiscoveredHandler):
             "chart": block.chart.model_dump(mode="json") if block.chart else None,
             "workspace_name": spec.workspace.name,
             "organization_name": spec.workspace.organization,
+            "workspace_id": names.workspace_id,
+            "organization_id": names.organization_id,
             "action_name": action.name if action else None,
             "action_status": action.status if action else None,
             "last_executed_at": timestamp(action.last_executed_at)
@@ -411,7 +412,11 @@ class K8sAppHandler(ScopedDiscoveredHandler):
         }
 
     def status_from_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"block_id": payload["block"]}
+        return {
+            "block_id": payload["block"],
+            "workspace_id": payload["workspace_id"],
+            "organization_id": payload["organization_id"],
+        }
 
     def after_write(self, ctx: WorkerContext, key: ObjectKey, before: JsonObject, after: JsonObject) -> None:
         # The Artifacts of its namespace list it with its API id: tell them when it appears or changes.

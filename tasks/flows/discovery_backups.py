@@ -1,20 +1,34 @@
-"""Backup discovery: Velero Backups and Schedules → polycrate.io Backup/BackupSchedule → the API.
+"""Backup discovery: Velero and CloudNativePG backups → polycrate.io Backup/BackupSchedule → the API.
 
 Velero objects in `backup_discovery.velero_namespace` (unless ignored) are mirrored into
 `velero-<name>` next to them and owned by them, so a Backup that Velero expires takes its CR
 and API object along. Velero records only the time of a Schedule's last backup, so its name is
 that of the newest Backup labelled `velero.io/schedule-name` (the spec's `status.lastBackup.
 {startTime,name}` object is read too), and a Backup wakes its Schedule.
+
+With `backup_discovery.cnpg_enabled`, CloudNativePG's `postgresql.cnpg.io/v1` Backups and
+ScheduledBackups (in any namespace the section watches) are mirrored the same way into
+`cnpg-<name>`, with the same API shape plus what CloudNativePG adds: the PostgreSQL cluster,
+the method and the error. A ScheduledBackup's last backup is the newest Backup labelled
+`cnpg.io/scheduled-backup`. Clusters without CloudNativePG simply have no such sources: the
+watcher skips them with one log line and picks them up when the CRDs arrive.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from polycrate.models import DISCOVERED_LABEL, BackupScheduleSpec, BackupSpec, backup_state_from_velero
+from polycrate.models import (
+    DISCOVERED_LABEL,
+    BackupScheduleSpec,
+    BackupSpec,
+    backup_state_from_cnpg,
+    backup_state_from_velero,
+)
 from polycrate.models.config import BackupDiscovery
 from polycrate.models.discovery import MirroredBackupSpec
 from tasks.context import WorkerContext
@@ -32,7 +46,7 @@ from tasks.flows.discovered import (
 )
 from tasks.flows.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
 from tasks.keys import ObjectKey
-from tasks.objects import JsonObject
+from tasks.objects import JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
@@ -42,6 +56,10 @@ VELERO_SCHEDULE = "velero.io/Schedule"
 SCHEDULE_NAME_LABEL = "velero.io/schedule-name"
 BACKUP_SOURCE_LABEL = "backups.polycrate.io/source"
 SCHEDULE_SOURCE_LABEL = "backupschedules.polycrate.io/source"
+CNPG_BACKUP = "postgresql.cnpg.io/Backup"
+CNPG_SCHEDULED_BACKUP = "postgresql.cnpg.io/ScheduledBackup"
+CNPG_SCHEDULE_LABEL = "cnpg.io/scheduled-backup"
+CNPG_DEFAULT_METHOD = "barmanObjectStore"
 
 
 def mirror_name(velero_name: str) -> str:
@@ -58,15 +76,31 @@ def out_of_scope(section: BackupDiscovery, namespace: str) -> str | None:
     return None
 
 
+def cnpg_mirror_name(cnpg_name: str) -> str:
+    """The CR of CloudNativePG Backup or ScheduledBackup `nightly` is `cnpg-nightly`."""
+    return bounded_name(f"cnpg-{cnpg_name}")
+
+
+def cnpg_out_of_scope(section: BackupDiscovery, namespace: str) -> str | None:
+    """Why `backup_discovery` leaves CloudNativePG objects in `namespace` out, or None."""
+    if not section.cnpg_enabled:
+        return f"spec.{SECTION}.cnpg_enabled is false"
+    if not section.watches(namespace):
+        return f"namespace {namespace} is not watched by spec.{SECTION}"
+    return None
+
+
 def _source_ref(source: JsonObject) -> dict[str, Any]:
     metadata = source.get("metadata") or {}
     return {"name": metadata["name"], "namespace": metadata.get("namespace"), "uid": metadata.get("uid")}
 
 
-def _mirror_metadata(source: JsonObject, source_label: str) -> JsonObject:
+def _mirror_metadata(
+    source: JsonObject, source_label: str, name_of: Callable[[str], str] = mirror_name
+) -> JsonObject:
     metadata = source.get("metadata") or {}
     return {
-        "name": mirror_name(str(metadata["name"])),
+        "name": name_of(str(metadata["name"])),
         "namespace": metadata["namespace"],
         "labels": {source_label: label_value(str(metadata["name"])), DISCOVERED_LABEL: "true"},
         "ownerReferences": [owner_reference(source)],
@@ -190,16 +224,149 @@ class VeleroScheduleHandler(KindHandler):
         apply_discovered(ctx, "BackupSchedule", desired_schedule(ctx, obj))
 
 
+# --- CloudNativePG -------------------------------------------------------------------------------------
+
+
+def _cnpg_common(source: JsonObject) -> dict[str, Any]:
+    spec, status = source.get("spec") or {}, source.get("status") or {}
+    return {
+        "source_cnpg": _source_ref(source),
+        "postgres_cluster": (spec.get("cluster") or {}).get("name"),
+        "method": status.get("method") or spec.get("method") or CNPG_DEFAULT_METHOD,
+    }
+
+
+def desired_cnpg_backup(source: JsonObject) -> JsonObject:
+    """The polycrate.io Backup that mirrors a CloudNativePG Backup, in the Velero mapping's shape."""
+    metadata = source.get("metadata") or {}
+    status = source.get("status") or {}
+    fields = {
+        "name": metadata["name"],
+        **_cnpg_common(source),
+        "status": backup_state_from_cnpg(status.get("phase")),
+        "started_at": status.get("startedAt"),
+        "completed_at": status.get("stoppedAt"),
+        "schedule_name": (metadata.get("labels") or {}).get(CNPG_SCHEDULE_LABEL),
+        "error": status.get("error") or None,
+    }
+    return {
+        "metadata": _mirror_metadata(source, BACKUP_SOURCE_LABEL, cnpg_mirror_name),
+        "spec": serialized_spec(
+            BackupSpec, fields, f"CloudNativePG Backup {metadata['namespace']}/{metadata['name']}"
+        ),
+    }
+
+
+def _cnpg_started(backup: JsonObject) -> datetime:
+    started = moment((backup.get("status") or {}).get("startedAt"))
+    return (
+        started
+        or moment((backup.get("metadata") or {}).get("creationTimestamp"))
+        or datetime.min.replace(tzinfo=UTC)
+    )
+
+
+def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
+    """The polycrate.io BackupSchedule that mirrors a CloudNativePG ScheduledBackup.
+
+    `schedule_cron` keeps CloudNativePG's six-field form (with seconds); `paused` is
+    spec.suspend; the last backup is the time CloudNativePG last scheduled one and the newest
+    Backup it labelled with this schedule.
+    """
+    metadata = source.get("metadata") or {}
+    spec, status = source.get("spec") or {}, source.get("status") or {}
+    try:
+        listed = ctx.objects.list(CNPG_BACKUP, str(metadata["namespace"]))
+    except NotFoundError:
+        listed = []  # only ScheduledBackup's CRD is installed: no backups yet
+    backups = [
+        backup
+        for backup in listed
+        if ((backup.get("metadata") or {}).get("labels") or {}).get(CNPG_SCHEDULE_LABEL) == metadata["name"]
+    ]
+    newest = max(backups, key=_cnpg_started, default=None)
+    fields = {
+        "name": metadata["name"],
+        **_cnpg_common(source),
+        "schedule_cron": spec.get("schedule"),
+        "paused": bool(spec.get("suspend")),
+        "last_backup_at": status.get("lastScheduleTime")
+        or ((newest.get("status") or {}).get("startedAt") if newest else None),
+        "last_backup_name": str(newest["metadata"]["name"]) if newest else None,
+    }
+    return {
+        "metadata": _mirror_metadata(source, SCHEDULE_SOURCE_LABEL, cnpg_mirror_name),
+        "spec": serialized_spec(
+            BackupScheduleSpec,
+            fields,
+            f"CloudNativePG ScheduledBackup {metadata['namespace']}/{metadata['name']}",
+        ),
+    }
+
+
+class CnpgBackupHandler(KindHandler):
+    """First stage: a CloudNativePG Backup → its polycrate.io Backup; wakes its ScheduledBackup."""
+
+    kind = CNPG_BACKUP
+
+    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
+        self.queue_factory = queue_factory
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        config = read_operator_config(ctx)
+        section = config.section(SECTION) if config else None
+        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return  # discovery off, or going away: the garbage collector takes its CR along
+        excluded = cnpg_out_of_scope(section, key.namespace)
+        if excluded:
+            delete_discovered(
+                ctx, ObjectKey("Backup", key.namespace, cnpg_mirror_name(key.name)), reason=excluded
+            )
+            return
+        apply_discovered(ctx, "Backup", desired_cnpg_backup(obj))
+        schedule = ((obj.get("metadata") or {}).get("labels") or {}).get(CNPG_SCHEDULE_LABEL)
+        if schedule:
+            wake(
+                ctx,
+                self.queue_factory,
+                [ObjectKey(CNPG_SCHEDULED_BACKUP, key.namespace, schedule)],
+                reason="its backup changed",
+            )
+
+
+class CnpgScheduledBackupHandler(KindHandler):
+    """First stage: a CloudNativePG ScheduledBackup → its polycrate.io BackupSchedule."""
+
+    kind = CNPG_SCHEDULED_BACKUP
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        config = read_operator_config(ctx)
+        section = config.section(SECTION) if config else None
+        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        excluded = cnpg_out_of_scope(section, key.namespace)
+        if excluded:
+            cr_key = ObjectKey("BackupSchedule", key.namespace, cnpg_mirror_name(key.name))
+            delete_discovered(ctx, cr_key, reason=excluded)
+            return
+        apply_discovered(ctx, "BackupSchedule", desired_cnpg_schedule(ctx, obj))
+
+
+# --- the second stage: polycrate.io Backup/BackupSchedule → the API ---------------------------------
+
+
 def _when(moment: datetime | None) -> str | None:
     return timestamp(moment) if moment else None
 
 
-class _VeleroMirrorHandler(ScopedDiscoveredHandler):
+class _MirroredBackupHandler(ScopedDiscoveredHandler):
     section = SECTION
 
     def out_of_scope(self, section: Any, key: ObjectKey, obj: JsonObject, spec: BaseModel) -> str | None:
         assert isinstance(spec, MirroredBackupSpec)
-        return out_of_scope(section, key.namespace) if spec.source_velero else None
+        if spec.source_velero:
+            return out_of_scope(section, key.namespace)
+        return cnpg_out_of_scope(section, key.namespace)
 
     @staticmethod
     def _identity(key: ObjectKey, spec: MirroredBackupSpec, target: ApiTarget) -> dict[str, Any]:
@@ -211,7 +378,7 @@ class _VeleroMirrorHandler(ScopedDiscoveredHandler):
         }
 
 
-class BackupHandler(_VeleroMirrorHandler):
+class BackupHandler(_MirroredBackupHandler):
     """Second stage: a polycrate.io Backup → the Polycrate API's /backups/."""
 
     kind = "Backup"
@@ -232,10 +399,13 @@ class BackupHandler(_VeleroMirrorHandler):
             "completed_at": _when(spec.completed_at),
             "items_backed_up": spec.items_backed_up,
             "schedule_name": spec.schedule_name,
+            "postgres_cluster": spec.postgres_cluster,
+            "method": spec.method,
+            "error": spec.error,
         }
 
 
-class BackupScheduleHandler(_VeleroMirrorHandler):
+class BackupScheduleHandler(_MirroredBackupHandler):
     """Second stage: a polycrate.io BackupSchedule → the Polycrate API's /backup-schedules/."""
 
     kind = "BackupSchedule"
@@ -254,8 +424,17 @@ class BackupScheduleHandler(_VeleroMirrorHandler):
             "paused": spec.paused,
             "last_backup_at": _when(spec.last_backup_at),
             "last_backup_name": spec.last_backup_name,
+            "postgres_cluster": spec.postgres_cluster,
+            "method": spec.method,
         }
 
 
 def handlers() -> list[KindHandler]:
-    return [VeleroBackupHandler(), VeleroScheduleHandler(), BackupHandler(), BackupScheduleHandler()]
+    return [
+        VeleroBackupHandler(),
+        VeleroScheduleHandler(),
+        CnpgBackupHandler(),
+        CnpgScheduledBackupHandler(),
+        BackupHandler(),
+        BackupScheduleHandler(),
+    ]

@@ -57,8 +57,9 @@ HOST_API_ID_ANNOTATION = "hosts.polycrate.io/api-id"
 HOST_CONFIG_HASH_ANNOTATION = "hosts.polycrate.io/config-hash"
 HOST_SYNCED_AT_ANNOTATION = "hosts.polycrate.io/synced-at"
 
+# The spec's Endpoint example and its "Ergebnis" lines: every host is probed as
+# https://<host>:443, whether or not the Ingress has a tls block (TLS may end in front of it).
 HTTPS_PORT = 443
-HTTP_PORT = 80
 _MEBIBYTE = 2**20
 
 
@@ -169,19 +170,10 @@ def ingress_hosts(ingress: JsonObject) -> list[str]:
     return hosts
 
 
-def tls_hosts(ingress: JsonObject) -> set[str]:
-    return {
-        host
-        for entry in (ingress.get("spec") or {}).get("tls") or []
-        for host in (entry or {}).get("hosts") or []
-    }
-
-
 def desired_endpoints(ingress: JsonObject, section: EndpointDiscovery) -> dict[str, JsonObject]:
     """Endpoint CR name -> the Endpoint CR the Ingress asks for (metadata and spec)."""
     metadata = _metadata(ingress)
     settings = check_settings(ingress, section)
-    secured = tls_hosts(ingress)
     owner = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -191,13 +183,12 @@ def desired_endpoints(ingress: JsonObject, section: EndpointDiscovery) -> dict[s
     }
     endpoints: dict[str, JsonObject] = {}
     for host in ingress_hosts(ingress):
-        tls = host in secured
         spec = EndpointSpec(
             displayName=host,
             remoteAddress=host,
-            remotePort=HTTPS_PORT if tls else HTTP_PORT,
+            remotePort=HTTPS_PORT,
             kind="http",
-            tls=tls,
+            tls=True,
             **settings,
         )
         name = endpoint_name(host)
@@ -348,6 +339,48 @@ class EndpointHandler(DiscoveredResourceHandler):
 
     def collection(self, client: PolycrateApiClient) -> ResourceCollection:
         return client.endpoints
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        if not _is_deleting(obj):
+            obj = self._restore_from_ingress(ctx, key, obj)
+        super().reconcile(ctx, key, obj)
+
+    @staticmethod
+    def _restore_from_ingress(ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> JsonObject:
+        """Undo a hand edit of an operator-managed Endpoint before anything reaches the API.
+
+        The spec says Endpoint CRs are not edited by hand: the Ingress and its annotations are
+        the source. The Endpoint's own watch event brings it here, so the edit is reverted
+        within one reconcile instead of being synced to the API until the Ingress's resync.
+        """
+        source = (_metadata(obj).get("labels") or {}).get(SOURCE_INGRESS_LABEL)
+        if not source:
+            return obj  # created by hand, not discovered: the user owns it
+        ingress = ctx.objects.get(ObjectKey("Ingress", key.namespace, source))
+        config = read_operator_config(ctx)
+        section = config.section("endpoint_discovery") if config else None
+        if ingress is None or _is_deleting(ingress) or skip_reason(ingress, section) is not None:
+            return obj  # the Ingress handler retires it
+        assert section is not None
+        try:
+            desired = desired_endpoints(ingress, section).get(key.name)
+        except InvalidSpecError:
+            return obj  # the Ingress's own reconcile reports its bad annotation
+        if desired is None:
+            return obj
+        patch = _endpoint_patch(obj, desired)
+        if not patch:
+            return obj
+        restored = ctx.objects.patch(key, patch)
+        ctx.events.record(
+            restored,
+            "Warning",
+            "ManualChangeReverted",
+            f"{key.describe()} is managed by the operator from Ingress {key.namespace}/{source}; "
+            f"restored {', '.join(sorted(patch.get('spec') or {})) or 'its labels'} "
+            f"(change the Ingress's {ANNOTATION_PREFIX}* annotations instead)",
+        )
+        return restored
 
     def payload(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel, target: ApiTarget

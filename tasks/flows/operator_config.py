@@ -37,6 +37,7 @@ from polycrate.models.config import (
     OperatorConfigSpec,
     OperatorConfigStatus,
 )
+from polycrate.models.discovery import is_meta_secret
 from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
@@ -72,9 +73,12 @@ SOURCE_SECTIONS: dict[str, str] = {
     "Pod": "artifact_discovery",
     "velero.io/Backup": "backup_discovery",
     "velero.io/Schedule": "backup_discovery",
+    "postgresql.cnpg.io/Backup": "backup_discovery",
+    "postgresql.cnpg.io/ScheduledBackup": "backup_discovery",
     "cert-manager.io/Certificate": "certificate_discovery",
 }
-_SOURCE_LABEL_SELECTORS = {"Secret": "polycrate.io/type=meta"}
+# Sources that are only some objects of their resource (the watcher's WatchSource.object_filter).
+_SOURCE_FILTERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {"Secret": is_meta_secret}
 
 # Finalizers that discovery puts on sources end like this (endpoints.polycrate.io/cleanup, ...).
 SOURCE_FINALIZER_SUFFIX = ".polycrate.io/cleanup"
@@ -384,12 +388,14 @@ def default_queue(ctx: WorkerContext) -> KeySink:
     )
 
 
-def _listed(ctx: WorkerContext, kind: str, label_selector: str = "") -> list[JsonObject]:
-    """Every object of `kind`; none when its CRD is not installed (e.g. no Velero here)."""
+def _listed(ctx: WorkerContext, kind: str) -> list[JsonObject]:
+    """Every object of `kind` that is a source; none when its CRD is not installed (e.g. no Velero here)."""
     try:
-        return ctx.objects.list(kind, label_selector=label_selector)
+        objects = ctx.objects.list(kind)
     except NotFoundError:
         return []
+    selects = _SOURCE_FILTERS.get(kind)
+    return objects if selects is None else [obj for obj in objects if selects(obj)]
 
 
 def _key_of(kind: str, obj: JsonObject) -> ObjectKey:
@@ -420,16 +426,12 @@ def discovery_keys(
             continue
         section = config.section(section_name) if config else None
         if section is None:
-            keys += [
-                _key_of(kind, obj)
-                for obj in _listed(ctx, kind, _SOURCE_LABEL_SELECTORS.get(kind, ""))
-                if _holds_our_finalizer(obj)
-            ]
+            keys += [_key_of(kind, obj) for obj in _listed(ctx, kind) if _holds_our_finalizer(obj)]
         elif everything:
             watches = getattr(section, "watches", None)
             keys += [
                 _key_of(kind, obj)
-                for obj in _listed(ctx, kind, _SOURCE_LABEL_SELECTORS.get(kind, ""))
+                for obj in _listed(ctx, kind)
                 if watches is None or watches(str((obj.get("metadata") or {}).get("namespace") or ""))
             ]
     return keys

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from polycrate.errors import (
     DependencyNotFoundError,
+    DependencyNotReadyError,
     InvalidSpecError,
     PermanentError,
     PolycrateError,
@@ -38,7 +39,7 @@ from polycrate.models.tenancy import (
 )
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
-from tasks.handlers import READY, CustomResourceHandler
+from tasks.handlers import ERROR, READY, CustomResourceHandler
 from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, TaskSender
@@ -196,14 +197,18 @@ class DependencyNotifyingHandler(CustomResourceHandler):
                 )
 
     @staticmethod
-    def referrers(
-        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
-    ) -> list[ObjectKey]:
+    def list_or_none(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
         try:
-            objects = ctx.objects.list(kind, namespace)
+            return ctx.objects.list(kind, namespace)
         except PermanentError as exc:  # e.g. the kind's CRD is not installed: nothing waits
             log.debug("cannot list %s in %s to find dependents: %s", kind, namespace, exc)
             return []
+
+    @staticmethod
+    def referrers(
+        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
+    ) -> list[ObjectKey]:
+        objects = DependencyNotifyingHandler.list_or_none(ctx, kind, namespace)
         return [
             ObjectKey(kind, namespace, item["metadata"]["name"])
             for item in objects
@@ -654,11 +659,76 @@ class MembershipPlan:
         return bool(self.keycloak_add or self.gitlab_add)
 
 
-class ContactHandler(CustomResourceHandler):
-    """Keycloak user → role subgroups and ContactGroup groups → GitLab group memberships."""
+def _grants_through(spec: Mapping[str, Any], changed_paths: set[str], org_groups: Mapping[str, str]) -> bool:
+    """Whether a GitLabGroup spec grants access through one of the Keycloak groups `changed_paths`.
 
-    def __init__(self) -> None:
+    A grant on a group covers its subgroups (GitLabGroup counts their members too), so an
+    `accessControl` name matches any segment of a changed path (or a prefix, for a name with
+    '/'), and an `organizationAccess` entry matches the path under its Organization's group.
+    Matching a little too much only costs an idempotent reconcile.
+    """
+    segments = {segment for path in changed_paths for segment in path.strip("/").split("/")}
+    for access in spec.get("accessControl") or ():
+        name = str(access.get("keycloakGroup") or "")
+        if "/" in name:
+            wanted = "/" + name.strip("/")
+            if any(path == wanted or path.startswith(wanted + "/") for path in changed_paths):
+                return True
+        elif name in segments:
+            return True
+    tops = {path.strip("/").split("/")[0] for path in changed_paths}
+    return any(
+        org_groups.get(str(access.get("organization") or "")) in tops
+        for access in spec.get("organizationAccess") or ()
+    )
+
+
+class ContactHandler(CustomResourceHandler):
+    """Keycloak user → role subgroups and ContactGroup groups → GitLab group memberships.
+
+    A standalone GitLabGroup gives its access to the members of Keycloak groups, so when this
+    Contact joins or leaves a Keycloak group, the GitLabGroups granting through that group are
+    enqueued: their GitLab membership follows the Contact within seconds, not at their resync.
+    """
+
+    def __init__(self, *, sender: TaskSender | None = None) -> None:
         super().__init__(KINDS["Contact"])
+        self._sender = sender
+
+    def _wake_gitlab_groups(
+        self, ctx: WorkerContext, key: ObjectKey, plans: dict[str, MembershipPlan]
+    ) -> None:
+        """Enqueue the GitLabGroups granting through a Keycloak group this run joined or left.
+
+        Runs also after a run that failed halfway (memberships made before the failure count),
+        and never raises: a missed wake-up only delays the GitLabGroup to its resync.
+        """
+        changed = {
+            sdp: set(plan.keycloak_add) | set(plan.keycloak_remove)
+            for sdp, plan in plans.items()
+            if plan.keycloak_add or plan.keycloak_remove
+        }
+        if not changed:
+            return
+        try:
+            groups = DependencyNotifyingHandler.list_or_none(ctx, "GitLabGroup", key.namespace)
+            if not groups:
+                return
+            org_groups = {
+                org["metadata"]["name"]: OrganizationNames.of(org, org["metadata"]["name"]).keycloak_group
+                for org in DependencyNotifyingHandler.list_or_none(ctx, "Organization", key.namespace)
+            }
+            queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
+            for group in groups:
+                spec = group.get("spec") or {}
+                if any(
+                    sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
+                    for sdp, paths in changed.items()
+                ):
+                    dependent = ObjectKey("GitLabGroup", key.namespace, group["metadata"]["name"])
+                    queue.add(dependent, reason=f"Keycloak memberships of {key.describe()} changed")
+        except Exception as exc:  # API or Redis trouble: the GitLabGroups' resync still catches up
+            log.warning("could not wake the GitLabGroups of %s: %s", key, type(exc).__name__)
 
     def provision(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
@@ -672,7 +742,10 @@ class ContactHandler(CustomResourceHandler):
             ctx.status.write(
                 key, StatusUpdate(fields=self._fields(recorded, plans, during=True)), current=obj
             )
-        self._apply(ctx, key, obj, wish, plans)
+        try:
+            self._apply(ctx, key, obj, wish, plans)
+        finally:
+            self._wake_gitlab_groups(ctx, key, plans)
         return self._fields(recorded, plans, during=False)
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -680,7 +753,10 @@ class ContactHandler(CustomResourceHandler):
         # Syncing toward "member of nothing" removes exactly the recorded memberships.
         wanted_nothing = ContactWish()
         plans = self._plan(ctx, key, obj, None, recorded, wanted_nothing)
-        self._apply(ctx, key, obj, wanted_nothing, plans)
+        try:
+            self._apply(ctx, key, obj, wanted_nothing, plans)
+        finally:
+            self._wake_gitlab_groups(ctx, key, plans)
 
     # -- what the spec asks for -----------------------------------------------------------------
 
@@ -692,8 +768,14 @@ class ContactHandler(CustomResourceHandler):
                 f'{where}: {key.kind} "{key.name}" not found in namespace {key.namespace}'
             )
         phase = (found.get("status") or {}).get("phase")
-        if phase != READY:
+        if phase == ERROR:
+            # Nothing to wait for: the dependency needs a fix first, so this one is in Error too.
             raise DependencyNotFoundError(
+                f'{where}: {key.kind} "{key.name}" is in Error (see its status); '
+                "the Contact is reconciled again once it is Ready"
+            )
+        if phase != READY:
+            raise DependencyNotReadyError(
                 f'{where}: {key.kind} "{key.name}" is not Ready yet (phase {phase or "none"}); '
                 "the Contact is reconciled again when it is"
             )
@@ -726,7 +808,7 @@ class ContactHandler(CustomResourceHandler):
                 else:
                     path, group_id = f"/{group}", org_status.keycloakGroupID
                 if group_id is None:
-                    raise DependencyNotFoundError(
+                    raise DependencyNotReadyError(
                         f"{where}: {org_key.describe()} has no Keycloak group {path} yet"
                     )
                 wish.keycloak_groups.setdefault(sdp, {})[path] = group_id
@@ -745,7 +827,7 @@ class ContactHandler(CustomResourceHandler):
             path = f"/{group_spec.keycloak.groupName or extra.contactGroup}"
             for sdp in group_spec.sdp:
                 if sdp not in ids:
-                    raise DependencyNotFoundError(
+                    raise DependencyNotReadyError(
                         f'{where}: {group_key.describe()} has no Keycloak group in SDP "{sdp}" yet'
                     )
                 wish.platform(ctx, key.namespace, sdp, referrer=f"{group_key.describe()}: spec.sdp")
@@ -942,4 +1024,8 @@ class ContactHandler(CustomResourceHandler):
 
 def handlers(sender: TaskSender | None = None) -> list[CustomResourceHandler]:
     """The tenancy flows; `sender` publishes the dependents' reconciles (default: Celery)."""
-    return [OrganizationHandler(sender=sender), ContactGroupHandler(sender=sender), ContactHandler()]
+    return [
+        OrganizationHandler(sender=sender),
+        ContactGroupHandler(sender=sender),
+        ContactHandler(sender=sender),
+    ]

@@ -90,7 +90,8 @@ class OperatorProcesses:
         self.redis_url = redis_url
         self.started: list[OperatorProcess] = []
 
-    def start(self, *args: str, environment: dict[str, str] | None = None) -> OperatorProcess:
+    def start(self, *args: str, environment: dict[str, str | None] | None = None) -> OperatorProcess:
+        """Start `run` with `args`; a None value in `environment` removes that variable."""
         name = f"operator{len(self.started) + 1}"
         probe_port, metrics_port = free_port(), free_port()
         command = [
@@ -100,12 +101,13 @@ class OperatorProcesses:
             "--metrics-bind-address", f"127.0.0.1:{metrics_port}",
             *args,
         ]  # fmt: skip
-        env = {
+        overrides = {
             **os.environ,
             "REDIS_URL": self.redis_url,
             "PYTHONPATH": str(REPOSITORY_ROOT),
             **(environment or {}),
         }
+        env = {name: value for name, value in overrides.items() if value is not None}
         log_path = self.directory / f"{name}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(

@@ -2,7 +2,8 @@
 status in the cluster → `kubectl get` and `polycrate operator status`.
 
 One `polycrate operator run --workers 1` process (watcher plus embedded Celery worker) against
-the Kubernetes emulator and the test's redis-server; everything is applied with the real kubectl.
+the Kubernetes emulator and the test's redis-server, running as the ServiceAccount of deploy/
+with exactly the RBAC of deploy/rbac.yaml; everything is applied with the real kubectl (admin).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from polycrate.cli import main
+from sandbox.service_account import operator_kubeconfig
 from tests.cli.operator_process import OperatorProcess, OperatorProcesses
 from tests.fixtures.kube import Kubectl
 from tests.tasks.support import platform_manifests
@@ -62,7 +65,7 @@ def without_quota_pattern(crd: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def operator(
+def world(
     kubectl: Kubectl,
     kube_install_crd: Callable[..., dict],
     tmp_path: Path,
@@ -72,7 +75,8 @@ def operator(
     gitlab_emulator: Any,
     harbor: Any,
     argocd: Any,
-) -> Iterator[OperatorProcess]:
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """The cluster with the SDP; `world(*args, namespaces=...)` starts the operator as its ServiceAccount."""
     kubectl("apply", "-f", str(EXAMPLES / "00-namespaces.yaml"))
     kube_install_crd(CRDS / "organizations.polycrate.io.yaml")
     kube_install_crd(CRDS / "softwaredeliveryplatforms.polycrate.io.yaml")
@@ -89,11 +93,26 @@ def operator(
     kube_install_crd(
         without_quota_pattern(yaml.safe_load((CRDS / "harborprojects.polycrate.io.yaml").read_text()))
     )
-    processes = OperatorProcesses(tmp_path, kubeconfig, redis_url)
-    operator = processes.start("--workers", "1")
-    operator.wait_ready()
-    yield operator
-    processes.kill_all()
+    processes: list[OperatorProcesses] = []
+
+    def start(*args: str, namespaces: tuple[str, ...] = ()) -> OperatorProcess:
+        with kubernetes.config.new_client_from_config(config_file=kubeconfig) as admin:
+            as_service_account = operator_kubeconfig(
+                admin, kubeconfig, tmp_path / "operator-kubeconfig", namespaces=namespaces
+            )
+        processes.append(OperatorProcesses(tmp_path, str(as_service_account), redis_url))
+        operator = processes[-1].start(*args, *(f"--namespace={ns}" for ns in namespaces))
+        operator.wait_ready()
+        return operator
+
+    yield start
+    for started in processes:
+        started.kill_all()
+
+
+@pytest.fixture
+def operator(world: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return world("--workers", "1")
 
 
 @pytest.mark.slow
@@ -179,3 +198,23 @@ def test_an_invalid_harbor_project_ends_in_error_naming_the_field_with_an_event_
         kubectl, "events", "-n", "polycrate", "--field-selector", "involvedObject.name=shared-images"
     )["items"]
     assert sum(event.get("count", 1) for event in events_later) <= 2, "a permanent error is not retried"
+
+
+@pytest.mark.slow
+def test_a_namespaced_operator_under_the_role_variant_reconciles_its_namespace_and_not_others(
+    world: Callable[..., OperatorProcess], kubectl: Kubectl
+) -> None:
+    operator = world("--workers", "1", namespaces=("polycrate",))
+    kubectl("create", "namespace", "elsewhere")
+    kubectl("apply", "-f", str(EXAMPLES / "organization-acme-corp.yaml"))
+    kubectl("apply", "-f", "-", input=(EXAMPLES / "organization-acme-corp.yaml").read_text().replace(
+        "namespace: polycrate", "namespace: elsewhere"))  # fmt: skip
+
+    org = wait_for(lambda: reconciled(kubectl, "org", "acme-corp"), 45, "the Organization's status", operator)
+    assert org["status"]["phase"] == "Ready"
+    time.sleep(2)
+    outside = get_json(kubectl, "org", "acme-corp", "-n", "elsewhere")
+    assert "status" not in outside, "an operator serving polycrate never touches elsewhere"
+    assert "finalizers" not in outside["metadata"]
+    assert "forbidden" not in operator.log().lower(), "the Role variant grants every call it makes"
+    assert "namespaces polycrate" in operator.log()

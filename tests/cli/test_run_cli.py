@@ -7,15 +7,19 @@ pending in Redis where the test can see it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import kubernetes
 import pytest
 import redis
+import requests
 from click.testing import CliRunner, Result
 
 from polycrate.cli import main
+from sandbox.service_account import operator_kubeconfig
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import OperatorProcesses, free_port
@@ -64,8 +68,16 @@ def cluster(kubectl: Kubectl, kube_install_crd: Callable[..., dict]) -> Kubectl:
 
 
 @pytest.fixture
-def operators(tmp_path: Path, kubeconfig: str, redis_url: str) -> Iterator[OperatorProcesses]:
-    processes = OperatorProcesses(tmp_path, kubeconfig, redis_url)
+def operators(
+    cluster: Kubectl,
+    kube_api_client: kubernetes.client.ApiClient,
+    tmp_path: Path,
+    kubeconfig: str,
+    redis_url: str,
+) -> Iterator[OperatorProcesses]:
+    """Operator processes running as the ServiceAccount of deploy/, with its RBAC (Lease included)."""
+    as_service_account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator-kubeconfig")
+    processes = OperatorProcesses(tmp_path, str(as_service_account), redis_url)
     yield processes
     processes.kill_all()
 
@@ -182,3 +194,40 @@ def test_health_cli_reports_a_running_operator_healthy_and_a_dead_one_not(
     assert healthy.exit_code == 0, healthy.output
     assert dead.exit_code == 1
     assert "does not answer" in dead.output
+
+
+def test_the_lease_lives_in_the_operators_own_namespace_and_logs_are_json(
+    kubectl: Kubectl,
+    kube_install_crd: Callable[..., dict],
+    kube_api_client: kubernetes.client.ApiClient,
+    kubeconfig: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    # Installed into `ops` (deploy/ with an overlay): no `polycrate` namespace exists at all, and
+    # the ServiceAccount's Lease Role lives in `ops` as kustomize's namespace transformer puts it.
+    kube_install_crd(ORGANIZATION_CRD)
+    as_service_account = operator_kubeconfig(
+        kube_api_client, kubeconfig, tmp_path / "operator-kubeconfig", operator_namespace="ops"
+    )
+    operators = OperatorProcesses(tmp_path, str(as_service_account), redis_url)
+    try:
+        operator = operators.start(
+            "--workers", "0", "--log-format", "json", *LEADER_ELECTION, environment={"POD_NAMESPACE": "ops"}
+        )
+        operator.wait_ready()
+        wait_for(lambda: operator.is_leader, 10, "leadership")
+
+        holder = kubectl(
+            "get", "lease", "cli-test", "-n", "ops", "-o", "jsonpath={.spec.holderIdentity}"
+        ).stdout
+        assert holder
+        scraped = requests.get(f"{operator.metrics_url}/metrics", timeout=5).text
+        assert 'polycrate_queue_depth{queue="harbor"} 0.0' in scraped
+        assert operator.terminate() == 0
+        lines = [json.loads(line) for line in operator.log().splitlines() if line.strip()]
+        assert lines
+        assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+        assert any(line["message"] == "became leader (Lease ops/cli-test)" for line in lines)
+    finally:
+        operators.kill_all()

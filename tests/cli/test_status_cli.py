@@ -173,12 +173,80 @@ current-context: gone
     assert f"Kubernetes API at http://127.0.0.1:{port} is unreachable" in result.output
 
 
-def test_an_unreachable_redis_is_one_line_and_exit_1(cluster: Kubectl, kubeconfig: str) -> None:
+def test_an_unreachable_redis_still_lists_the_resources_and_marks_the_queue_unknown(
+    cluster: Kubectl, kubeconfig: str
+) -> None:
     port = free_port()
 
     result = status(kubeconfig, f"redis://:hunter2@127.0.0.1:{port}/0")
 
-    assert result.exit_code == 1
-    assert result.output.count("\n") == 1
+    assert result.exit_code == 0, result.output
+    assert ["acme-corp", "polycrate", "production", "Ready"] in rows_of(result.output, "Organizations")
+    lines = result.output.splitlines()
+    assert lines[lines.index("Work queue") + 2] == "  unknown (Redis unreachable)"
     assert f"Redis at redis://:***@127.0.0.1:{port}/0 is unreachable" in result.output
     assert "hunter2" not in result.output
+
+
+def test_without_redis_url_status_needs_nothing_but_the_cluster(cluster: Kubectl, kubeconfig: str) -> None:
+    # No REDIS_URL: the default localhost Redis is tried; here nothing answers there either.
+    result = CliRunner().invoke(
+        main,
+        ["operator", "status", "--kubeconfig", kubeconfig, "-o", "json"],
+        env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )
+    unset = CliRunner().invoke(
+        main, ["operator", "status", "--kubeconfig", kubeconfig], env={"REDIS_URL": None}
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["queue"]["reachable"] is False and "is unreachable" in report["queue"]["error"]
+    assert report["kinds"]["Organization"]["objects"][0]["phase"] == "Ready"
+    assert unset.exit_code == 0, unset.output
+    assert "SoftwareDeliveryPlatforms" in unset.output and "Work queue" in unset.output
+
+
+def test_the_table_shows_why_an_object_is_not_ready(
+    cluster: Kubectl, kubeconfig: str, redis_url: str
+) -> None:
+    message = (
+        "SoftwareDeliveryPlatform polycrate/staging: Keycloak: Secret polycrate/keycloak-creds not found"
+    )
+    write_status(
+        cluster,
+        "sdp",
+        "staging",
+        {
+            "phase": "Error",
+            "conditions": [
+                {
+                    "type": "Ready", "status": "False", "reason": "DependencyNotFound", "message": message,
+                    "lastTransitionTime": "2026-01-06T14:30:00Z",
+                }
+            ],
+        },
+    )  # fmt: skip
+
+    result = status(kubeconfig, redis_url)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = lines[lines.index("SoftwareDeliveryPlatforms") + 2]
+    assert header.split() == [
+        "NAME",
+        "NAMESPACE",
+        "PHASE",
+        "KEYCLOAK",
+        "GITLAB",
+        "HARBOR",
+        "ARGOCD",
+        "MESSAGE",
+    ]
+    staging = next(line for line in lines if line.strip().startswith("staging"))
+    assert staging.rstrip().endswith(message)
+    production = next(line for line in lines if line.strip().startswith("production"))
+    assert production.split()[-1] == "-"
+    assert rows_of(result.output, "Organizations")[0] == ["NAME", "NAMESPACE", "SDP", "PHASE"], (
+        "a section whose objects are all fine keeps the spec's columns"
+    )

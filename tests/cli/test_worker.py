@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from celery import Celery
 from click.testing import CliRunner
 
@@ -108,6 +110,27 @@ def test_worker_serves_reconcile_metrics_of_its_pool_processes(
         time.sleep(0.1)
 
     assert "widget" not in scraped, "object names never become label values"
+    waits = re.findall(r'^polycrate_queue_wait_seconds_count\{queue="default"\} (\S+)$', scraped, re.M)
+    assert waits == ["5.0"], "every run observed its time in the queue"
+
+
+def test_worker_metrics_behind_a_token_file_answer_only_its_bearer(
+    worker_pool: WorkerPool, tmp_path: Path
+) -> None:
+    port = free_port()
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text("scrape-me")
+    worker_pool.start(
+        1,
+        extra_args=("--metrics-bind-address", f"127.0.0.1:{port}", "--metrics-token-file", str(token_file)),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    anonymous = requests.get(url, timeout=5)
+    allowed = requests.get(url, headers={"Authorization": "Bearer scrape-me"}, timeout=5)
+
+    assert anonymous.status_code == 401
+    assert allowed.status_code == 200
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 import requests
+from prometheus_client import REGISTRY, generate_latest
 
 from polycrate.errors import PermanentError, TransientError
 from polycrate.httppolicy import (
@@ -108,3 +109,41 @@ def test_an_empty_successful_answer_decodes_to_an_empty_object():
     response.status_code = 204
     response._content = b""
     assert json_body(response, what="Argo CD: delete project") == {}
+
+
+def _calls(system: str, method: str, outcome: str) -> float:
+    labels = {"system": system, "method": method, "outcome": outcome}
+    return REGISTRY.get_sample_value("polycrate_external_requests_total", labels) or 0.0
+
+
+def _latency_count(system: str, method: str, outcome: str) -> float:
+    labels = {"system": system, "method": method, "outcome": outcome}
+    return REGISTRY.get_sample_value("polycrate_external_request_duration_seconds_count", labels) or 0.0
+
+
+def test_every_request_is_counted_and_timed_by_system_method_and_outcome(server):
+    throttled, timeouts = _calls("harbor", "GET", "throttled"), _calls("harbor", "GET", "timeout")
+    refused = _calls("harbor", "DELETE", "connection_error")
+    timed = _latency_count("harbor", "GET", "throttled")
+    session = new_session(HttpPolicy(read_timeout=0.2), system="harbor")
+
+    session.get(f"{server}/projects/acme-corp")
+    with pytest.raises(requests.Timeout):
+        session.get(f"{server}/slow")
+    with pytest.raises(requests.ConnectionError):
+        session.delete("http://127.0.0.1:9/projects/acme-corp")
+
+    assert _calls("harbor", "GET", "throttled") == throttled + 1
+    assert _latency_count("harbor", "GET", "throttled") == timed + 1
+    assert _calls("harbor", "GET", "timeout") == timeouts + 1
+    assert _calls("harbor", "DELETE", "connection_error") == refused + 1
+
+
+def test_call_metrics_never_carry_urls_or_credentials(server):
+    session = new_session(system="gitlab")
+    session.headers["PRIVATE-TOKEN"] = "glpat-s3cret"
+    session.get(f"{server}/groups/acme-corp?private_token=s3cret")
+
+    exposition = generate_latest(REGISTRY).decode()
+    assert "s3cret" not in exposition
+    assert "acme-corp" not in exposition

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import click
 import pytest
 
-from polycrate.settings import Settings, SettingsError, redact_url
+from polycrate import settings as settings_module
+from polycrate.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError, redact_url
 
 
 def test_defaults_are_the_production_values() -> None:
@@ -54,3 +59,82 @@ def test_settings_round_trip_through_the_environment_of_child_processes() -> Non
     settings = Settings(lock_ttl_seconds=2, handler_modules=("a", "b"), kubeconfig="/tmp/kubeconfig")
 
     assert Settings.from_env(settings.environment()) == settings
+
+
+def test_namespaces_are_a_comma_separated_list_of_namespace_names() -> None:
+    assert Settings.from_env({}).namespaces == ()
+    assert Settings.from_env({"POLYCRATE_NAMESPACES": "team-a, team-b,team-a"}).namespaces == (
+        "team-a",
+        "team-b",
+    )
+    with pytest.raises(SettingsError) as bad:
+        Settings.from_env({"POLYCRATE_NAMESPACES": "Team_A"})
+    assert "POLYCRATE_NAMESPACES='Team_A'" in str(bad.value)
+    assert Settings(namespaces=("ops",)).environment()["POLYCRATE_NAMESPACES"] == "ops"
+
+
+def test_operator_namespace_comes_from_the_downward_api(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(settings_module, "SERVICE_ACCOUNT_NAMESPACE_FILE", tmp_path / "absent")
+
+    assert Settings.from_env({"POD_NAMESPACE": "ops"}).operator_namespace == "ops"
+    assert Settings.from_env({"POD_NAMESPACE": ""}).operator_namespace == "polycrate"
+
+
+def test_operator_namespace_falls_back_to_the_service_account_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("tenant-ops")
+    monkeypatch.setattr(settings_module, "SERVICE_ACCOUNT_NAMESPACE_FILE", namespace_file)
+
+    assert Settings.from_env({}).operator_namespace == "tenant-ops"
+
+
+def test_operator_namespace_must_be_a_namespace_name() -> None:
+    with pytest.raises(SettingsError, match="POD_NAMESPACE='Ops_1'"):
+        Settings.from_env({"POD_NAMESPACE": "Ops_1"})
+
+
+def _readme_configuration_table() -> dict[str, str]:
+    """variable -> default cell of the README's configuration table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`([A-Z_]+)`", cells[0]) if len(cells) == 3 else None
+        if match:
+            rows[match[1]] = cells[1]
+    return rows
+
+
+def _cli_environment_variables() -> set[str]:
+    from polycrate.cli import main
+
+    found: set[str] = set()
+    pending: list[click.Command] = [main]
+    while pending:
+        command = pending.pop()
+        found |= {p.envvar for p in command.params if isinstance(p.envvar, str)}
+        if isinstance(command, click.Group):
+            pending += list(command.commands.values())
+    return found
+
+
+def test_every_settings_variable_is_documented_in_the_readme_with_its_default() -> None:
+    table = _readme_configuration_table()
+
+    assert set(ENVIRONMENT_VARIABLES.values()) <= set(table), "undocumented settings"
+    defaults = Settings()
+    for field, variable in ENVIRONMENT_VARIABLES.items():
+        value = getattr(defaults, field)
+        if isinstance(value, float):
+            assert f"`{value:g}`" in table[variable], f"{variable}: README says {table[variable]}"
+
+
+def test_the_readme_documents_no_variable_that_nothing_reads() -> None:
+    known = set(ENVIRONMENT_VARIABLES.values()) | _cli_environment_variables()
+    # Read by libraries: the kubernetes client and prometheus_client.
+    known |= {"KUBECONFIG", "PROMETHEUS_MULTIPROC_DIR"}
+
+    assert set(_readme_configuration_table()) <= known

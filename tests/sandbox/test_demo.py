@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ def test_sandbox_reconciles_every_example_and_exits_when_ready(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr + (tmp_path / "operator.log").read_text()
     assert "✗ " not in result.stdout.split("Polycrate Operator Status")[0]
     assert "objects reconciled" in result.stdout
+    assert "flower         http://127.0.0.1:" in result.stdout
     kubeconfig = yaml.safe_load((tmp_path / "kubeconfig").read_text())
     assert kubeconfig["current-context"]
     state = json.loads((tmp_path / "emulators.json").read_text())
@@ -55,6 +57,10 @@ def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
         demo.start()
         report = demo.wait_until_reconciled()
         assert report.ready, [(o.kind, o.name, o.phase, o.message) for o in report.objects if not o.settled]
+        assert demo.kube is not None
+        assert list(demo.kube.access.denials) == [], (
+            "the operator's RBAC (deploy/rbac.yaml) covers every call"
+        )
         systems = json.loads(report.state_file.read_text())["systems"]
 
         kc = systems["keycloak"]
@@ -100,3 +106,39 @@ def test_sandbox_provisions_the_spec_examples_in_every_system(tmp_path):
             "items"
         ]
         assert "https://api.prod.example.com:6443" in {c["server"] for c in clusters}
+
+        # Flower, behind basic auth, shows each reconcile as `reconcile` with its key.
+        flower = json.loads(report.state_file.read_text())["flower"]
+        flower_auth = (flower["username"], flower["password"])
+        assert requests.get(f"{flower['url']}/api/tasks", timeout=5).status_code == 401
+        deadline = time.monotonic() + 30
+        while True:
+            tasks = requests.get(f"{flower['url']}/api/tasks", auth=flower_auth, timeout=5).json()
+            acme = [t for t in tasks.values() if t["args"] == "Organization/polycrate/acme-corp"]
+            if any(t["state"] == "SUCCESS" for t in acme):
+                break
+            assert time.monotonic() < deadline, tasks
+            time.sleep(0.5)
+        assert {t["name"] for t in tasks.values()} == {"reconcile"}
+
+        # The CloudNativePG backup and its schedule, discovered and in the Polycrate API.
+        api = systems["polycrate_api"]
+        token = {"Authorization": f"Token {api['token']}"}
+        backups = requests.get(f"{api['url']}/api/v1/backups/", headers=token, timeout=5).json()["results"]
+        assert {
+            (b["name"], b["source"], b["namespace"], b["postgres_cluster"], b["method"], b["status"])
+            for b in backups
+        } == {
+            (
+                "pg-main-nightly-20260106020000",
+                "cnpg",
+                "databases",
+                "pg-main",
+                "barmanObjectStore",
+                "completed",
+            )
+        }
+        schedules = requests.get(f"{api['url']}/api/v1/backup-schedules/", headers=token, timeout=5).json()
+        assert [(s["name"], s["schedule_cron"], s["last_backup_name"]) for s in schedules["results"]] == [
+            ("pg-main-nightly", "0 0 2 * * *", "pg-main-nightly-20260106020000")
+        ]

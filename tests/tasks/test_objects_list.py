@@ -42,3 +42,24 @@ def test_create_list_by_label_and_delete(
     assert duplicate.value.reason == "AlreadyExists"
     assert objects.delete(ObjectKey("Secret", kube_namespace, "app-0")) is True
     assert objects.delete(ObjectKey("Secret", kube_namespace, "app-0")) is False
+
+
+def test_a_list_in_every_namespace_lists_only_the_served_namespaces(
+    kube_api_client: kubernetes.client.ApiClient, kube_namespace: str
+) -> None:
+    core = kubernetes.client.CoreV1Api(kube_api_client)
+    other = f"{kube_namespace}-other"
+    core.create_namespace({"metadata": {"name": other}})
+    try:
+        admin = ObjectAPI(kube_api_client)
+        admin.create("Secret", _secret(kube_namespace, "served"))
+        admin.create("Secret", _secret(other, "not-served"))
+
+        scoped = ObjectAPI(kube_api_client, namespaces=[kube_namespace])
+
+        assert [o["metadata"]["name"] for o in scoped.list("Secret")] == ["served"]
+        assert {o["metadata"]["name"] for o in scoped.list("Secret", other)} == {"not-served"}, (
+            "an explicit one"
+        )
+    finally:
+        core.delete_namespace(other)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from tasks.keys import ObjectKey
 from tasks.locking import KeyLock
@@ -321,3 +322,36 @@ def test_keys_round_trip_through_redis_with_group_qualified_kinds(queue: KeyQueu
     queue.add(node)
 
     assert queue.pending() == {backup, node}
+
+
+def _waits(queue_name: str) -> tuple[float, float]:
+    """(count, sum) of polycrate_queue_wait_seconds for `queue_name` in this process."""
+    labels = {"queue": queue_name}
+    count = REGISTRY.get_sample_value("polycrate_queue_wait_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("polycrate_queue_wait_seconds_sum", labels) or 0.0
+    return count, total
+
+
+def test_the_wait_from_enqueue_to_start_is_observed_per_queue(
+    queue: KeyQueue, redis_client: redis.Redis
+) -> None:
+    count, total = _waits("default")  # Organizations run on the default queue
+    queue.add(ACME)
+    time.sleep(0.3)
+
+    start_run(queue, redis_client, "t1")
+
+    new_count, new_total = _waits("default")
+    assert new_count == count + 1
+    assert 0.3 <= new_total - total < 5
+
+
+def test_a_rerun_of_a_dead_run_observes_no_wait(queue: KeyQueue, redis_client: redis.Redis) -> None:
+    queue.add(ACME)
+    start_run(queue, redis_client, "t1", ttl=0.2).release()
+    count, _ = _waits("default")
+
+    # The run died (processing, not pending): its redelivery claims the key without a due time.
+    start_run(queue, redis_client, "t2")
+
+    assert _waits("default")[0] == count

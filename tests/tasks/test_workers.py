@@ -11,6 +11,7 @@ from the workers' self-healing loop, not from a shortened redelivery.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -328,3 +329,79 @@ def test_invalid_spec_ends_in_error_with_an_event_and_is_not_reconciled_in_a_hot
     assert event.type == "Warning" and event.reason == "InvalidSpec"
     # Every failed reconcile bumps this Event: a handful, not one per 50 ms.
     assert 1 <= event.count <= 2
+
+
+class TaskEvents:
+    """The Celery events Flower would see, captured from the broker in a background thread."""
+
+    def __init__(self, celery_app: Celery) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._connection = celery_app.connection()
+        self._receiver = celery_app.events.Receiver(self._connection, handlers={"*": self.events.append})
+        self._ready = threading.Event()
+        subscribed = self._receiver.on_consume_ready
+
+        def on_consume_ready(*args: Any, **kwargs: Any) -> None:
+            subscribed(*args, **kwargs)
+            self._ready.set()  # events sent from now on reach us
+
+        self._receiver.on_consume_ready = on_consume_ready
+        self._thread = threading.Thread(target=self._capture, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "event receiver did not start"
+
+    def _capture(self) -> None:
+        self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def of_task(self, task_id: str) -> list[dict[str, Any]]:
+        return [event for event in list(self.events) if event.get("uuid") == task_id]
+
+    def close(self) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(5)
+        self._connection.release()
+
+
+@pytest.fixture
+def task_events(celery_app: Celery) -> Iterator[TaskEvents]:
+    events = TaskEvents(celery_app)
+    yield events
+    events.close()
+
+
+def test_a_failed_run_ends_its_celery_task_in_failure_with_key_and_reason_and_the_retry_still_runs(
+    worker_pool: WorkerPool,
+    queue: KeyQueue,
+    objects: RecordedObjects,
+    task_events: TaskEvents,
+    redis_client: redis.Redis,
+) -> None:
+    # Production backoff: the retry follows 5 s (±10 %) after the failed run.
+    worker = worker_pool.start(1, extra_args=("--log-format", "json"))[0]
+    broken = ObjectKey(RECORDED_KIND, "team-a", "broken")
+    objects.put(WIDGET, version=1, fail="transient", fail_times=1)
+    objects.put(broken, version=1, fail="permanent")
+
+    queue.add(WIDGET)
+    queue.add(broken)
+    wait_until(lambda: any(run.outcome == "succeeded" for run in objects.runs(WIDGET)), 20, "no retry")
+    wait_idle(queue)
+
+    def finished(state: str) -> list[dict[str, Any]]:
+        return [e for e in task_events.events if e["type"] == f"task-{state}"]
+
+    wait_until(lambda: len(finished("failed")) == 2 and finished("succeeded"), 10, "events missing")
+    received = {e["uuid"]: e for e in task_events.events if e["type"] == "task-received"}
+    failures = {received[e["uuid"]]["args"]: e["exception"] for e in finished("failed")}
+    assert {e["name"] for e in received.values()} == {"reconcile"}
+    assert set(failures) == {str(WIDGET), str(broken)}
+    assert "system unavailable (retrying in" in failures[str(WIDGET)]
+    assert "spec.field is invalid (use a valid value) (not retried)" in failures[str(broken)]
+    assert [received[e["uuid"]]["args"] for e in finished("succeeded")] == [str(WIDGET)]
+    # Failed tasks are acknowledged like any finished one: nothing waits for redelivery, and
+    # Celery retried nothing on its own (one run per task: the failed one and our queue's retry).
+    assert redis_client.hlen("unacked") == 0
+    assert [run.outcome for run in objects.runs(WIDGET)] == ["transient", "succeeded"]
+    assert [run.outcome for run in objects.runs(broken)] == ["permanent"]
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    assert any(line.get("key") == str(broken) and "raised" in line["message"] for line in lines), lines

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,15 @@ def test_a_redis_outage_delays_keys_but_loses_none(
     assert enqueuer.broker_reachable
     assert metrics.enqueue_failures._value.get() >= 1
     client.close()
+
+
+def test_a_relist_of_one_namespace_leaves_the_keys_of_other_namespaces_alone(
+    enqueuer: KeyEnqueuer, sink: RecordingSink
+) -> None:
+    team_a, team_b = (replace(ORGANIZATION, namespace=ns) for ns in ("team-a", "team-b"))
+    enqueuer.list_complete(team_a, [enqueuer.listed(team_a, obj("acme-corp", namespace="team-a"))])
+    enqueuer.list_complete(team_b, [enqueuer.listed(team_b, obj("globex", namespace="team-b"))])
+
+    enqueuer.list_complete(team_a, [enqueuer.listed(team_a, obj("acme-corp", namespace="team-a"))])
+
+    assert [reason for _, reason in sink.added] == ["list", "list"], "globex did not vanish"

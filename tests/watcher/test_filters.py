@@ -12,6 +12,8 @@ INGRESS = SOURCES["Ingress"]
 META_SECRET = SOURCES["Secret"]
 NODE = SOURCES["Node"]
 VELERO_BACKUP = SOURCES["velero.io/Backup"]
+CNPG_BACKUP = SOURCES["postgresql.cnpg.io/Backup"]
+CNPG_SCHEDULED_BACKUP = SOURCES["postgresql.cnpg.io/ScheduledBackup"]
 ORGANIZATION = SOURCES["Organization"]
 
 
@@ -72,12 +74,40 @@ def test_velero_objects_count_only_in_the_velero_namespace() -> None:
     assert not filters.admits(VELERO_BACKUP, "production")
 
 
+def test_cloudnativepg_backups_need_cnpg_enabled_and_live_in_any_watched_namespace() -> None:
+    off = filters_for(backup_discovery={"velero_namespace": "velero"})
+    on = filters_for(backup_discovery={"cnpg_enabled": True, "ignore_namespaces": ["scratch"]})
+
+    assert off.is_watched(VELERO_BACKUP) and not off.is_watched(CNPG_BACKUP)
+    assert not off.admits(CNPG_BACKUP, "databases")
+    assert on.is_watched(CNPG_BACKUP) and on.is_watched(CNPG_SCHEDULED_BACKUP)
+    assert on.admits(CNPG_BACKUP, "databases"), "not confined to the Velero namespace"
+    assert not on.admits(CNPG_SCHEDULED_BACKUP, "scratch")
+    assert not on.admits(VELERO_BACKUP, "databases")
+
+
+def test_switching_cnpg_on_reports_backup_discovery_as_changed() -> None:
+    filters = filters_for(backup_discovery={})
+
+    assert filters.update(operator_config(backup_discovery={"cnpg_enabled": True})) == {"backup_discovery"}
+
+
 def test_node_label_selector_is_added_to_the_server_side_selector() -> None:
     filters = filters_for(node_discovery={"label_selector": "node-role.kubernetes.io/worker"})
 
     assert filters.label_selector(NODE) == "node-role.kubernetes.io/worker"
     assert filters.admits(NODE, "")
-    assert filters.label_selector(META_SECRET) == "polycrate.io/type=meta"
+    assert filters.label_selector(META_SECRET) == "", "meta Secrets named *.poly carry no label to select"
+
+
+def test_a_secret_is_a_meta_secret_by_its_poly_name_or_its_label() -> None:
+    def secret(name: str, labels: dict[str, str]) -> dict:
+        return {"metadata": {"name": name, "namespace": "prod", "labels": labels}}
+
+    assert META_SECRET.selects(secret("myapp.poly", {}))
+    assert META_SECRET.selects(secret("myapp-meta", {"polycrate.io/type": "meta"}))
+    assert not META_SECRET.selects(secret("db-password", {}))
+    assert not META_SECRET.selects(secret("poly", {"polycrate.io/type": "other"}))
 
 
 def test_update_reports_exactly_the_sections_that_changed() -> None:

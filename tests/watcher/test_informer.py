@@ -17,6 +17,8 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
+from polycrate.kube import load_api_client
+from sandbox.service_account import operator_kubeconfig
 from tasks.keys import ObjectKey
 from tests.fixtures.kube import VELERO_BACKUP_CRD
 from tests.watcher.kube_objects import (
@@ -33,10 +35,11 @@ from watcher.informer import Informer, WatchTiming
 from watcher.known_keys import KnownKeys
 from watcher.kubeapi import KubeApi
 from watcher.metrics import WatcherMetrics
-from watcher.sources import WatchSource
+from watcher.sources import DISCOVERY_SOURCES, WatchSource
 
 CONFIG_MAPS = WatchSource("ConfigMap", "", "v1", "configmaps", True)
 VELERO_BACKUPS = WatchSource("velero.io/Backup", "velero.io", "v1", "backups", True)
+SECRETS = next(source for source in DISCOVERY_SOURCES if source.key_kind == "Secret")
 
 # The emulator sends a bookmark every 0.5 s (tests/watcher/conftest.py), so 1.5 s of silence
 # means the stream is stuck. Pages of 2 make every list a paged list.
@@ -244,3 +247,73 @@ def test_stop_returns_promptly_while_a_watch_is_open(kube_api: KubeApi) -> None:
 
     assert time.monotonic() - started < 1.0
     assert harness.informer.healthy
+
+
+def test_a_forbidden_list_keeps_the_informer_unsynced_and_names_the_permission_once(
+    kube_api_client, kubeconfig: str, tmp_path, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The operator's RBAC, which grants no ConfigMaps: the list is forbidden, not "not served".
+    account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator")
+    harness = Harness(KubeApi(load_api_client(str(account))), CONFIG_MAPS)
+    harnesses.append(harness)
+
+    with caplog.at_level(logging.DEBUG, logger="watcher.informer"):
+        harness.informer.start()
+        assert not harness.informer.wait_synced(1.0)
+
+    assert harness.informer.served is not False, "a 403 is not mistaken for an uninstalled CRD"
+    assert harness.informer.healthy, "it keeps retrying with backoff instead of dying"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert (
+        'configmaps is forbidden: User "system:serviceaccount:polycrate:polycrate-operator" cannot list '
+        'resource "configmaps" in API group "" at the cluster scope'
+    ) in warnings[0]
+
+
+class RecordingHandler:
+    """A SourceHandler that keeps every object the informer hands over."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.objects: list[dict] = []
+
+    def listed(self, source: WatchSource, obj: dict) -> ObjectKey:
+        with self._lock:
+            self.objects.append(obj)
+        return source.key_for(obj)
+
+    def list_complete(self, source: WatchSource, seen: list[ObjectKey]) -> None:
+        """Nothing to compare."""
+
+    def event(self, source: WatchSource, event_type: str, obj: dict) -> None:
+        with self._lock:
+            self.objects.append(obj)
+
+    def names(self) -> set[str]:
+        with self._lock:
+            return {obj["metadata"]["name"] for obj in self.objects}
+
+
+def test_secrets_are_listed_and_watched_as_metadata_so_their_data_never_reaches_the_watcher(
+    kube_api: KubeApi, harnesses: list[Harness]
+) -> None:
+    ensure_namespace(kube_api, "production")
+    secrets = "/api/v1/namespaces/production/secrets"
+    secret = {"apiVersion": "v1", "kind": "Secret", "stringData": {"password": "hunter2"}}
+    kube_api.create(secrets, {**secret, "metadata": {"name": "before.poly"}})
+    handler = RecordingHandler()
+    informer = Informer(SECRETS, kube_api, handler, WatcherMetrics(), timing=FAST)
+    informer.start()
+    try:
+        assert informer.wait_synced(10)
+        kube_api.create(secrets, {**secret, "metadata": {"name": "after.poly"}})
+        wait_until(lambda: {"before.poly", "after.poly"} <= handler.names(), message="list and watch")
+    finally:
+        informer.stop()
+
+    assert handler.objects, "nothing seen"
+    for obj in handler.objects:
+        assert obj["kind"] == "PartialObjectMetadata"
+        assert "data" not in obj and "stringData" not in obj
+        assert obj["metadata"]["resourceVersion"]

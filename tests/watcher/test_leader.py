@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,9 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
+from polycrate.kube import load_api_client
+from polycrate.rbac import rbac_manifests
+from sandbox.service_account import operator_kubeconfig
 from tests.watcher.kube_objects import ensure_namespace, wait_until
 from tests.watcher.stalling_proxy import StallingProxy
 from watcher.kubeapi import KubeApi
@@ -184,3 +188,29 @@ def test_a_leader_whose_renewals_hang_steps_down_before_its_lease_could_expire(
         assert leader.stopped_at - hanging_since < LEASE.lease_duration - LEASE.retry_period
     finally:
         kube_emulator.latency_ms = 0
+
+
+def test_without_create_on_leases_the_candidate_never_leads_and_the_log_names_the_permission(
+    kube_api: KubeApi,
+    kube_api_client,
+    kubeconfig: str,
+    candidates: list[Candidate],
+    tmp_path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manifests = [
+        {**m, "rules": [{**r, "verbs": [v for v in r["verbs"] if v != "create"]} for r in m["rules"]]}
+        if m["metadata"]["name"].endswith("leader-election") and m["kind"] == "Role"
+        else m
+        for m in rbac_manifests(LEASE.namespace)
+    ]
+    account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator", manifests=manifests)
+    with caplog.at_level(logging.WARNING, logger="watcher.leader"):
+        candidate = campaign(KubeApi(load_api_client(str(account))), "watcher-a", candidates)
+        assert not candidate.started_leading.wait(1.0)
+    assert (
+        "leases.coordination.k8s.io is forbidden: User "
+        '"system:serviceaccount:polycrate:polycrate-operator" cannot create resource "leases" in API group '
+        '"coordination.k8s.io" in the namespace "polycrate"'
+    ) in caplog.text
+    assert caplog.text.count("cannot create resource") == 1, "logged once, not on every retry"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from polycrate.metrics_auth import MetricsToken
 from watcher.metrics import WatcherMetrics
 from watcher.probes import ProbeServer, parse_bind_address
 
@@ -116,3 +117,35 @@ def test_metrics_show_events_keys_and_restarts(server: ProbeServer, metrics: Wat
 
 def test_unknown_paths_are_404(server: ProbeServer) -> None:
     assert requests.get(f"{server.url}/nope", timeout=5).status_code == 404
+
+
+def test_metrics_behind_a_token_answer_only_the_bearer_and_probes_stay_open(
+    metrics: WatcherMetrics, tmp_path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-scrape-token\n")
+    server = ProbeServer(
+        ("127.0.0.1", 0),
+        health_checks={"informers": Switch(True)},
+        registry=metrics.registry,
+        metrics_token=MetricsToken(token_file),
+    )
+    server.start()
+    try:
+        anonymous = requests.get(f"{server.url}/metrics", timeout=5)
+        wrong = requests.get(f"{server.url}/metrics", headers={"Authorization": "Bearer guess"}, timeout=5)
+        bearer = {"Authorization": "Bearer s3cret-scrape-token"}
+        allowed = requests.get(f"{server.url}/metrics", headers=bearer, timeout=5)
+        token_file.write_text("rotated")  # read at every scrape: rotation needs no restart
+        after_rotation = requests.get(f"{server.url}/metrics", headers=bearer, timeout=5)
+        token_file.unlink()  # a broken mount closes the endpoint rather than opening it
+        without_file = requests.get(f"{server.url}/metrics", headers=bearer, timeout=5)
+        health = requests.get(f"{server.url}/healthz", timeout=5)
+    finally:
+        server.stop()
+
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert allowed.status_code == 200 and "polycrate_watcher_is_leader" in allowed.text
+    assert (after_rotation.status_code, without_file.status_code) == (401, 401)
+    assert health.status_code == 200

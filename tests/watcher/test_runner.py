@@ -3,6 +3,7 @@ probes tell the truth, resync re-enqueues, a lost Lease ends the run."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from kubernetes.client import ApiClient, Configuration
 from emulators.kubernetes import KubeEmulator
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue
+from tests.fixtures.kube import CNPG_BACKUP_CRD, CNPG_SCHEDULED_BACKUP_CRD
 from tests.watcher.kube_objects import (
     create_config_map,
     ensure_namespace,
@@ -177,6 +179,45 @@ def test_operator_config_switches_discovery_on_and_off_and_narrows_it(
     assert watcher.informer("Ingress") is None
 
 
+def test_meta_secrets_are_found_by_their_poly_name_or_their_label_and_other_secrets_never_enqueued(
+    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+) -> None:
+    kube_install_crd(polycrate_crd("operatorconfigs"))
+    for namespace in ("polycrate", "production"):
+        ensure_namespace(kube_api, namespace)
+    secrets = "/api/v1/namespaces/production/secrets"
+    for name, labels in (
+        ("myapp.poly", {}),  # polycrate's own naming, no label
+        ("labelled-meta", {"polycrate.io/type": "meta"}),  # the spec's example
+        ("db-password", {}),  # an ordinary Secret
+    ):
+        kube_api.create(
+            secrets,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels}},
+        )
+    kube_api.create(
+        "/apis/polycrate.io/v1alpha1/namespaces/polycrate/operatorconfigs",
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "OperatorConfig",
+            "metadata": {"name": "default"},
+            "spec": {"app_discovery": {}},
+        },
+    )
+    sink = RecordingSink()
+    start(watchers, Watcher(kube_api, sink, options((SOURCES["OperatorConfig"], SOURCES["Secret"]))))
+
+    wait_until(
+        lambda: {"Secret/production/myapp.poly", "Secret/production/labelled-meta"} <= sink.enqueued_keys(),
+        message="both meta Secrets enqueued",
+    )
+    kube_api.create(secrets, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later.poly"}})
+    wait_until(lambda: "Secret/production/later.poly" in sink.enqueued_keys(), message="watch event")
+    kube_api.request("DELETE", f"{secrets}/db-password")
+    time.sleep(0.3)
+    assert not any("db-password" in key for key in sink.enqueued_keys())
+
+
 def test_readyz_waits_for_the_initial_lists_and_metrics_count_real_enqueues(
     kube_emulator: KubeEmulator, kube_api: KubeApi, redis_client: redis.Redis, watchers: list[Watcher]
 ) -> None:
@@ -242,6 +283,78 @@ def test_a_lost_lease_ends_the_run_and_stops_enqueueing(
         assert watcher.informer("ConfigMap") is None
     finally:
         proxy.stop()
+
+
+def test_cnpg_backups_are_skipped_with_one_log_line_until_their_crds_arrive_then_enqueued(
+    kube_api: KubeApi,
+    watchers: list[Watcher],
+    kube_install_crd: Callable[..., dict],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube_install_crd(polycrate_crd("operatorconfigs"))
+    for namespace in ("polycrate", "databases"):
+        ensure_namespace(kube_api, namespace)
+    kube_api.create(
+        "/apis/polycrate.io/v1alpha1/namespaces/polycrate/operatorconfigs",
+        {
+            "apiVersion": "polycrate.io/v1alpha1",
+            "kind": "OperatorConfig",
+            "metadata": {"name": "default"},
+            "spec": {"backup_discovery": {"cnpg_enabled": True}},
+        },
+    )
+    sink = RecordingSink()
+    sources = (
+        SOURCES["OperatorConfig"],
+        SOURCES["postgresql.cnpg.io/Backup"],
+        SOURCES["postgresql.cnpg.io/ScheduledBackup"],
+    )
+    with caplog.at_level(logging.INFO, logger="watcher.informer"):
+        watcher = start(watchers, Watcher(kube_api, sink, options(sources)))
+        wait_until(lambda: get(watcher, "probes", "/readyz").status_code == 200, message="ready without CNPG")
+        wait_until(
+            lambda: (
+                watcher.informer("postgresql.cnpg.io/Backup") is not None
+                and watcher.informer("postgresql.cnpg.io/Backup").served is False
+            ),
+            message="CNPG Backups seen absent",
+        )
+        time.sleep(0.6)  # several absent rechecks (0.2 s apart) pass
+        skipped = [
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("backups.postgresql.cnpg.io ")
+        ]
+        assert len(skipped) == 1 and "not served" in skipped[0], skipped
+
+        kube_install_crd(CNPG_BACKUP_CRD)
+        kube_install_crd(CNPG_SCHEDULED_BACKUP_CRD)
+        for plural, kind, spec in (
+            ("backups", "Backup", {"cluster": {"name": "pg-main"}}),
+            (
+                "scheduledbackups",
+                "ScheduledBackup",
+                {"cluster": {"name": "pg-main"}, "schedule": "0 0 2 * * *"},
+            ),
+        ):
+            kube_api.create(
+                f"/apis/postgresql.cnpg.io/v1/namespaces/databases/{plural}",
+                {
+                    "apiVersion": "postgresql.cnpg.io/v1",
+                    "kind": kind,
+                    "metadata": {"name": "nightly"},
+                    "spec": spec,
+                },
+            )
+
+        wait_until(
+            lambda: (
+                {
+                    "postgresql.cnpg.io/Backup/databases/nightly",
+                    "postgresql.cnpg.io/ScheduledBackup/databases/nightly",
+                }
+                <= sink.enqueued_keys()
+            ),
+            message="CNPG objects enqueued once their CRDs are served",
+        )
 
 
 def test_a_source_is_picked_up_as_soon_as_its_crd_is_installed_not_at_the_next_recheck(

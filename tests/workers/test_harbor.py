@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 import requests
+from prometheus_client import REGISTRY
 
 from emulators.harbor import HarborEmulator
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
@@ -532,3 +533,20 @@ def test_no_secret_reaches_a_log_line_an_error_message_or_a_redis_key(harbor, re
         assert not any(secret in message for message in messages)
         assert not any(secret.encode() in key for key in redis_client.scan_iter("*"))
     assert "Harbor: created project acme-corp" in caplog.text
+
+
+def test_every_call_is_counted_and_timed_under_harbor(client):
+    def timed() -> float:
+        return sum(
+            REGISTRY.get_sample_value(
+                "polycrate_external_request_duration_seconds_count",
+                {"system": "harbor", "method": "GET", "outcome": outcome},
+            )
+            or 0.0
+            for outcome in ("success", "client_error")
+        )
+
+    before = timed()
+    client.get_project("no-such-project-for-metrics")
+
+    assert timed() > before

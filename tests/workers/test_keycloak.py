@@ -16,6 +16,7 @@ import time
 import pytest
 import redis
 from keycloak.exceptions import KeycloakGetError
+from prometheus_client import REGISTRY, generate_latest
 
 from emulators.keycloak import KeycloakEmulator
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
@@ -412,3 +413,23 @@ def test_no_secret_reaches_logs_errors_or_redis(keycloak_emulator, redis_url, ca
     assert marker not in caplog.text
     assert all(marker not in text for text in messages)
     assert all(marker not in text for text in stored)
+
+
+def test_every_call_of_the_library_is_counted_under_keycloak_without_names(client, keycloak_emulator):
+    def calls(method: str) -> float:
+        return sum(
+            REGISTRY.get_sample_value(
+                "polycrate_external_requests_total",
+                {"system": "keycloak", "method": method, "outcome": outcome},
+            )
+            or 0.0
+            for outcome in ("success", "client_error")
+        )
+
+    posts, gets = calls("POST"), calls("GET")
+    client.ensure_group("metrics-tenant")
+
+    # python-keycloak's own sessions: the token request and the admin calls.
+    assert calls("POST") > posts
+    assert calls("GET") > gets
+    assert "metrics-tenant" not in generate_latest(REGISTRY).decode()

@@ -22,6 +22,7 @@ import redis
 
 from emulators.polycrate_api import PolycrateApiEmulator
 from polycrate.models import KINDS
+from polycrate.models.discovery import is_meta_secret
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
 from tasks.keys import ObjectKey
@@ -202,6 +203,8 @@ class DiscoveryWorld:
             ("cert-manager.io", "certificates"),
             ("velero.io", "backups"),
             ("velero.io", "schedules"),
+            ("postgresql.cnpg.io", "backups"),
+            ("postgresql.cnpg.io", "scheduledbackups"),
         ):
             for namespace in self.source_namespaces:
                 try:
@@ -215,7 +218,11 @@ class DiscoveryWorld:
                         group, "v1", namespace, plural, item["metadata"]["name"]
                     )
         for namespace in self.source_namespaces:
-            self.core.delete_collection_namespaced_secret(namespace, label_selector="polycrate.io/type=meta")
+            for secret in self.core.list_namespaced_secret(namespace).items:
+                if is_meta_secret(
+                    {"metadata": {"name": secret.metadata.name, "labels": secret.metadata.labels}}
+                ):
+                    self.core.delete_namespaced_secret(secret.metadata.name, namespace)
         for namespace in self.source_namespaces[1:]:
             self.core.delete_namespace(namespace)
 

@@ -61,15 +61,19 @@ def _meta_secret(
     *,
     name: str = "nginx-ingress.poly",
     namespace: str | None = None,
+    labelled: bool = True,
 ) -> ObjectKey:
     namespace = namespace or flows.namespace
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in (data or SPEC_EXAMPLE_META).items()}
+    labels = {"app.kubernetes.io/managed-by": "polycrate"}
+    if labelled:
+        labels["polycrate.io/type"] = "meta"
     flows.core.create_namespaced_secret(
         namespace,
         {
             "metadata": {
                 "name": name,
-                "labels": {"app.kubernetes.io/managed-by": "polycrate", "polycrate.io/type": "meta"},
+                "labels": labels,
             },
             "data": encoded,
         },
@@ -187,9 +191,28 @@ def test_meta_secret_lacking_keys_is_an_error_naming_the_keys_but_no_value(
     assert flows.get(ObjectKey("K8sApp", flows.namespace, "myapp")) is None
 
 
+def test_meta_secret_named_poly_without_the_label_becomes_a_k8sapp(flows: DiscoveryWorld) -> None:
+    _apps(flows)
+    source = _meta_secret(flows, name="nginx-ingress.poly", labelled=False)
+
+    assert flows.reconcile(source).result == "succeeded"
+
+    app = flows.get(ObjectKey("K8sApp", flows.namespace, "nginx-ingress"))
+    assert app is not None and app["spec"]["block"]["name"] == "nginx-ingress"
+
+
+def test_secret_neither_named_poly_nor_labelled_is_no_meta_secret(flows: DiscoveryWorld) -> None:
+    _apps(flows)
+    source = _meta_secret(flows, name="nginx-ingress-settings", labelled=False)
+
+    assert flows.reconcile(source).result == "succeeded"
+
+    assert flows.get(ObjectKey("K8sApp", flows.namespace, "nginx-ingress")) is None
+
+
 def test_secret_that_stops_being_a_meta_secret_loses_its_k8sapp(flows: DiscoveryWorld) -> None:
     _apps(flows)
-    source = _meta_secret(flows)
+    source = _meta_secret(flows, name="nginx-ingress-meta")  # a meta Secret by its label only
     flows.reconcile(source)
     flows.core.patch_namespaced_secret(
         source.name, source.namespace, {"metadata": {"labels": {"polycrate.io/type": None}}}
@@ -287,6 +310,41 @@ def test_k8sapp_is_synced_with_the_block_id_resolved_from_workspace_and_block_na
         "production",
         "acme-corp",
         "install",
+    )
+
+
+def test_k8sapp_carries_the_uuids_of_the_meta_secret_organization_and_workspace(
+    flows: DiscoveryWorld,
+) -> None:
+    _apps(flows)
+    staging = flows.api.add_workspace("staging")  # another workspace of the token's organization
+    flows.reconcile(_meta_secret(flows, {**SPEC_EXAMPLE_META, "workspace": "staging"}))
+    key = ObjectKey("K8sApp", flows.namespace, "nginx-ingress")
+
+    assert flows.reconcile(key).result == "succeeded"
+
+    [stored] = flows.api_objects("k8sapps")
+    assert (stored["workspace_name"], stored["organization_name"]) == ("staging", "acme-corp")
+    assert (stored["workspace_id"], stored["organization_id"]) == (staging["id"], flows.api.organization_id)
+    assert stored["workspace_id"] != flows.api.workspace_id, "the meta Secret's workspace, not the token's"
+    status = flows.get(key)["status"]
+    assert (status["workspace_id"], status["organization_id"]) == (staging["id"], flows.api.organization_id)
+
+
+def test_k8sapp_naming_an_unknown_workspace_is_synced_with_only_the_organization_resolved(
+    flows: DiscoveryWorld,
+) -> None:
+    _apps(flows)
+    flows.reconcile(_meta_secret(flows, {**SPEC_EXAMPLE_META, "workspace": "nowhere"}))
+    key = ObjectKey("K8sApp", flows.namespace, "nginx-ingress")
+
+    assert flows.reconcile(key).result == "succeeded"
+
+    [stored] = flows.api_objects("k8sapps")
+    assert (stored["workspace_id"], stored["organization_id"], stored["block"]) == (
+        None,
+        flows.api.organization_id,
+        None,
     )
 
 

@@ -130,11 +130,10 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         assert discovery.reconcile(key) == "succeeded"
 
     endpoints = discovery.endpoints()
-    # Example 1: GET / with timeout 30 s and interval 60 s. Its host has no TLS section, so it is
-    # probed over http on port 80: "tls true when the host is in spec.tls", and example 7's
-    # expected 302 (an HTTP→HTTPS redirect) only makes sense over plain http.
+    # Example 1: "GET / auf https://app.example.com:443, Timeout 30s, Intervall 60s", although
+    # its Ingress has neither annotations nor a tls block.
     assert _check(endpoints["app-example-com"]) == {
-        "remotePort": 80, "tls": False, "path": "/", "timeout": 30, "interval": 60,
+        "remotePort": 443, "tls": True, "path": "/", "timeout": 30, "interval": 60,
         "expectedStatusCodes": [200], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["api-example-com"]) == {
@@ -155,7 +154,7 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         "expectedStatusCodes": [200], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["legacy-example-com"]) == {
-        "remotePort": 80, "tls": False, "path": "/", "timeout": 30, "interval": 60,
+        "remotePort": 443, "tls": True, "path": "/", "timeout": 30, "interval": 60,
         "expectedStatusCodes": [302], "expectedBody": None,
     }  # fmt: skip
     assert _check(endpoints["api-mycompany-com"]) == {
@@ -177,6 +176,19 @@ def test_the_spec_ingress_examples_give_the_spec_results(discovery: Discovery) -
         name: (e["spec"]["remoteAddress"], e["spec"]["remotePort"], e["spec"]["tls"])
         for name, e in endpoints.items()
     }
+
+
+def test_host_without_annotations_or_tls_block_is_checked_over_https_on_443(discovery: Discovery) -> None:
+    discovery.world.resolved(endpoint_discovery=SPEC_ENDPOINT_DISCOVERY)
+    key = discovery.ingress("webapp", ["app.example.com"])  # the spec's example 1: no tls, no annotations
+
+    assert discovery.reconcile(key) == "succeeded"
+    endpoint = discovery.sync("app-example-com")
+
+    assert (endpoint["spec"]["remotePort"], endpoint["spec"]["tls"]) == (443, True)
+    stored = discovery.api_endpoints()["app-example-com"]
+    assert (stored["remote_address"], stored["remote_port"], stored["tls"]) == ("app.example.com", 443, True)
+    assert stored["spec"]["http"]["path"] == "/"
 
 
 def test_endpoint_cr_is_named_after_the_host_labelled_and_owned_by_its_ingress(discovery: Discovery) -> None:
@@ -424,6 +436,38 @@ def test_hand_deleted_endpoint_wakes_its_ingress_and_comes_back(discovery: Disco
     assert discovery.api_endpoints() == {}
     discovery.reconcile(key)
     assert list(discovery.endpoints()) == ["app-example-com"]
+
+
+def test_hand_edited_endpoint_is_restored_from_its_ingress_by_its_own_event_before_reaching_the_api(
+    discovery: Discovery,
+) -> None:
+    discovery.world.resolved(endpoint_discovery={})
+    key = discovery.ingress(
+        "web", ["app.example.com"], annotations={"endpoints.polycrate.io/path": "/health"}
+    )
+    discovery.reconcile(key)
+    synced = discovery.sync("app-example-com")["status"]
+    discovery.world.woken.keys.clear()
+
+    discovery.cluster.custom.patch_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", "production", "endpoints", "app-example-com",
+        {"spec": {"path": "/edited", "remotePort": 8443, "interval": 5}},
+    )  # fmt: skip
+    # The edit's watch event enqueues the Endpoint itself; the Ingress is not involved.
+    endpoint = discovery.sync("app-example-com")
+
+    assert _check(endpoint) == {
+        "remotePort": 443, "tls": True, "path": "/health", "timeout": 30, "interval": 60,
+        "expectedStatusCodes": [200], "expectedBody": None,
+    }  # fmt: skip
+    assert endpoint["status"]["configHash"] == synced["configHash"], "the edit never reached the API"
+    stored = discovery.api_endpoints()["app-example-com"]
+    assert (stored["remote_port"], stored["spec"]["http"]["path"], stored["interval"]) == (443, "/health", 60)
+    events = discovery.cluster.events(ObjectKey("Endpoint", "production", "app-example-com"))
+    warnings = [e for e in events if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["ManualChangeReverted"]
+    assert "Ingress production/web" in warnings[0]["message"]
+    assert discovery.world.woken.keys == []
 
 
 def test_second_ingress_with_the_same_host_leaves_the_first_ones_endpoint_alone(discovery: Discovery) -> None:

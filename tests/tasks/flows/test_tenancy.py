@@ -7,12 +7,14 @@ usual client (python-keycloak, python-gitlab, requests), as an administrator wou
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import gitlab as python_gitlab
 import kubernetes
+import kubernetes.watch
 import pytest
 import redis
 import requests
@@ -217,6 +219,38 @@ def test_spec_example_organization_creates_exactly_the_spec_resources_in_all_fou
     assert status["argoCDProjectCreated"] is True
 
 
+def test_ready_organization_says_provisioned_in_the_spec_words_and_was_provisioning_meanwhile(
+    cluster: Cluster,
+) -> None:
+    key = _organization(cluster)
+    phases: list[str] = []
+    watching = threading.Event()
+
+    def watch_phases() -> None:
+        stream = kubernetes.watch.Watch().stream(
+            cluster.custom.list_namespaced_custom_object, GROUP, VERSION, cluster.namespace,
+            "organizations", timeout_seconds=20,
+        )  # fmt: skip
+        watching.set()
+        for event in stream:
+            phase = (event["object"].get("status") or {}).get("phase")
+            if phase and (not phases or phases[-1] != phase):
+                phases.append(phase)
+            if phase == "Ready":
+                return
+
+    watcher = threading.Thread(target=watch_phases, daemon=True)
+    watcher.start()
+    watching.wait(5)
+
+    assert cluster.reconcile(key).result == "succeeded"
+    watcher.join(20)
+
+    assert phases == ["Provisioning", "Ready"]
+    ready = next(c for c in _ready(cluster, key)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("Provisioned", "All organization resources provisioned")
+
+
 def test_second_reconcile_of_a_ready_organization_only_reads(
     cluster: Cluster, systems: dict[str, Any]
 ) -> None:
@@ -266,6 +300,7 @@ def test_deletion_removes_argocd_then_harbor_then_gitlab_then_keycloak(
     assert "acme-corp" in _gitlab_groups(gitlab_admin)
     assert "acme-corp" in _keycloak_tree(keycloak_stage)
     assert FINALIZER in cluster.get(key)["metadata"]["finalizers"], "held until cleanup succeeds"
+    assert cluster.get(key)["status"]["phase"] == "Deleting", "a retried cleanup is no Error"
 
     systems["harbor"].set_faults(outage_seconds=0)
     assert _run_enqueued(cluster, key).result == "succeeded"
@@ -286,7 +321,7 @@ def test_argocd_outage_keeps_keycloak_gitlab_and_harbor_done_and_is_retried(
 
     assert outcome.result == "retrying" and (outcome.countdown or 0) >= 4
     status = cluster.get(key)["status"]
-    assert status["phase"] == "Error"
+    assert status["phase"] == "Provisioning", "an outage is retried, not something the user must fix"
     assert status["keycloakGroupID"] and status["gitlabGroupID"] and status["harborProjectID"]
     assert "argoCDProjectCreated" not in status
     assert "Argo CD" in _message(cluster, key)
@@ -466,6 +501,112 @@ def test_contact_created_before_its_organization_converges_once_the_organization
 
     assert _run_enqueued(cluster, key).result == "succeeded", "the Organization enqueued its Contact"
     assert "/acme-corp/acme-corp-developers" in _keycloak_memberships(keycloak_stage, keycloak_id)
+
+
+def test_contact_waiting_for_an_organization_still_provisioning_is_provisioning_not_error(
+    cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
+) -> None:
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_contact_group(cluster))
+    org = _organization(cluster)  # exists, not provisioned yet
+    key = _contact(cluster)
+
+    assert cluster.reconcile(key).result == "failed", "parked until the Organization wakes it"
+
+    status = cluster.get(key)["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert status["phase"] == "Provisioning"
+    assert (
+        ready["reason"] == "DependencyNotReady"
+        and 'Organization "acme-corp" is not Ready yet' in ready["message"]
+    )
+
+    assert cluster.reconcile(org).result == "succeeded"
+    assert _run_enqueued(cluster, key).result == "succeeded"
+    ready = next(c for c in _ready(cluster, key)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("Provisioned", "All contact resources provisioned")
+
+
+def test_contact_of_an_organization_in_error_is_in_error_too(
+    cluster: Cluster, keycloak_stage: KeycloakAdmin, gitlab_admin: python_gitlab.Gitlab
+) -> None:
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_contact_group(cluster))
+    broken = example("organization-acme-corp.yaml", cluster.namespace)
+    broken["spec"]["sdp"] = "nowhere"
+    org = cluster.create("organizations", broken)
+    assert cluster.reconcile(org).result == "failed"
+    key = _contact(cluster)
+
+    assert cluster.reconcile(key).result == "failed"
+
+    assert cluster.get(key)["status"]["phase"] == "Error", (
+        "nothing to wait for until someone fixes the Organization"
+    )
+    assert 'Organization "acme-corp" is in Error' in _message(cluster, key)
+
+
+def _gitlab_group(cluster: Cluster, name: str, **access: list[dict[str, str]]) -> ObjectKey:
+    group = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GitLabGroup",
+        "metadata": {"name": name},
+        "spec": {"sdp": ["production"], **access},
+    }
+    return cluster.create("gitlabgroups", group)
+
+
+def _gitlab_members(gitlab_admin: python_gitlab.Gitlab, path: str) -> dict[str, int]:
+    return {m.username: m.access_level for m in gitlab_admin.groups.get(path).members.list(get_all=True)}
+
+
+def test_contact_keycloak_membership_changes_wake_the_gitlab_groups_granting_through_those_groups(
+    cluster: Cluster,
+    kube_install_crd: Callable[..., dict[str, Any]],
+    keycloak_stage: KeycloakAdmin,
+    gitlab_admin: python_gitlab.Gitlab,
+) -> None:
+    kube_install_crd(CRDS / "gitlabgroups.polycrate.io.yaml")
+    _john_doe(keycloak_stage, gitlab_admin)
+    cluster.reconcile(_organization(cluster))
+    cluster.reconcile(_contact_group(cluster))
+    by_org = _gitlab_group(
+        cluster, "org-libs", organizationAccess=[{"organization": "acme-corp", "accessLevel": "developer"}]
+    )
+    by_group = _gitlab_group(
+        cluster,
+        "shared-libs",
+        accessControl=[{"keycloakGroup": "shared-developers", "accessLevel": "maintainer"}],
+    )
+    unrelated = _gitlab_group(
+        cluster, "ops-libs", accessControl=[{"keycloakGroup": "acme-corp-admins", "accessLevel": "owner"}]
+    )
+    for key in (by_org, by_group, unrelated):
+        assert cluster.reconcile(key).result == "succeeded"
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "shared-libs")
+
+    contact = _contact(cluster)  # joins /acme-corp/acme-corp-developers and /shared-developers
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(contact).result == "succeeded"
+
+    woken = {key for key, _, _ in cluster.sender.sent[sent:]} - {contact}
+    assert woken == {by_org, by_group}, "the GitLabGroups granting through the Contact's new groups, only"
+    for key in woken:
+        assert _run_enqueued(cluster, key).result == "succeeded"
+    assert _gitlab_members(gitlab_admin, "org-libs")["john.doe"] == 30  # developer
+    assert _gitlab_members(gitlab_admin, "shared-libs")["john.doe"] == 40  # maintainer
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "ops-libs")
+
+    _patch(
+        cluster, "contacts", contact.name, {"spec": {"additionalGroups": None}}
+    )  # leaves /shared-developers
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(contact).result == "succeeded"
+
+    assert {key for key, _, _ in cluster.sender.sent[sent:]} - {contact} == {by_group}
+    assert _run_enqueued(cluster, by_group).result == "succeeded"
+    assert "john.doe" not in _gitlab_members(gitlab_admin, "shared-libs")
+    assert _gitlab_members(gitlab_admin, "org-libs")["john.doe"] == 30
 
 
 def test_unknown_role_is_an_invalid_spec_listing_the_valid_roles(
