@@ -61,9 +61,13 @@ def test_a_worker_that_dies_is_restarted_and_logged(
 def test_stop_ends_the_worker_with_a_warm_shutdown(redis_url: str, kubeconfig: str) -> None:
     worker = EmbeddedWorker(1, kubeconfig=kubeconfig, env={"REDIS_URL": redis_url}, stop_grace_period=15)
     worker.start()
-    pid = wait_until(lambda: worker.pid, message="the worker process")
-    # Celery is up once its prefork pool has a process (below the worker command's Celery child).
-    wait_until(lambda: len(descendants(pid)) >= 2, timeout=30, message="the Celery pool")
+    try:
+        pid = wait_until(lambda: worker.pid, message="the worker process")
+        # Celery is up once its prefork pool has a process (below the worker command's Celery child).
+        wait_until(lambda: len(descendants(pid)) >= 2, timeout=30, message="the Celery pool")
+    except AssertionError:
+        worker.stop()  # leave no worker behind
+        raise
 
     started = time.monotonic()
     worker.stop()
