@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -63,7 +63,9 @@ class FaultPlan:
         return {name for name in cls.__dataclass_fields__ if not name.startswith("_")}
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        """The knobs as JSON-ready values (not `asdict`: it would deep-copy the thread lock)."""
+        with self._lock:
+            return {name: getattr(self, name) for name in sorted(self.public_fields())}
 
     def decide(self, path: str) -> Fault:
         """The fault for one request (consumes a 429 from the budget when it applies)."""

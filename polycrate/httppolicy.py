@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from polycrate import call_metrics
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.fence import check_fence_for
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -65,8 +66,9 @@ class HttpPolicy:
 
 class PolicyAdapter(HTTPAdapter):
     """Applies the policy's timeout to every request that does not set its own, calls
-    `before_send` (e.g. a shared rate limiter's acquire) before each request leaves, and counts
-    and times each request under the label `system`."""
+    `before_send` (e.g. a shared rate limiter's acquire) before each request leaves, checks the
+    run's fence before a mutating request leaves, and counts and times each request under the
+    label `system`."""
 
     def __init__(
         self,
@@ -86,6 +88,8 @@ class PolicyAdapter(HTTPAdapter):
             kwargs["timeout"] = self._timeout
         if self._before_send is not None:
             self._before_send()
+        # Checked last, right before the request leaves: a rate limiter may have waited long.
+        check_fence_for(request.method or "GET")
         started = time.monotonic()
         outcome = "connection_error"
         try:

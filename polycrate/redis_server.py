@@ -116,6 +116,14 @@ class LocalRedis:
         finally:
             client.close()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would end it (tests and benchmarks of recovery);
+        `start()` brings it back on the same port, empty."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()

@@ -30,11 +30,13 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "retry_base_seconds": "POLYCRATE_RETRY_BASE",
     "retry_cap_seconds": "POLYCRATE_RETRY_CAP",
     "retry_jitter": "POLYCRATE_RETRY_JITTER",
+    "retry_after_cap_seconds": "POLYCRATE_RETRY_AFTER_CAP",
     "resync_period_seconds": "POLYCRATE_RESYNC_PERIOD",
-    "resync_jitter": "POLYCRATE_RESYNC_JITTER",
     "pending_stale_after_seconds": "POLYCRATE_PENDING_STALE_AFTER",
     "reconcile_time_limit_seconds": "POLYCRATE_RECONCILE_TIME_LIMIT",
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
+    "redis_socket_timeout_seconds": "POLYCRATE_REDIS_SOCKET_TIMEOUT",
+    "heal_interval_seconds": "POLYCRATE_HEAL_INTERVAL",
     "handler_modules": "POLYCRATE_HANDLER_MODULES",
     "namespaces": "POLYCRATE_NAMESPACES",
     "pod_namespace": "POD_NAMESPACE",
@@ -82,10 +84,12 @@ class Settings(BaseModel):
     retry_jitter: float = Field(
         0.1, ge=0, lt=1, description="Relative jitter of every backoff delay (0.1 = ±10%)."
     )
+    retry_after_cap_seconds: float = Field(
+        300.0, ge=0, description="A server's Retry-After postpones a retry by at most this long."
+    )
     resync_period_seconds: float = Field(
         600.0, gt=0, description="Every known key is re-enqueued this often."
     )
-    resync_jitter: float = Field(0.1, ge=0, lt=1, description="Relative jitter of the resync period.")
     pending_stale_after_seconds: float = Field(
         300.0, gt=0, description="A pending key whose task has not started after this long is sent again."
     )
@@ -95,6 +99,18 @@ class Settings(BaseModel):
         gt=0,
         description="Redis transport: an unacknowledged task is redelivered after this long. Keep it far "
         "above the reconcile time limit and the retry cap, or long tasks run twice.",
+    )
+    redis_socket_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Connect and read timeout of the coordination Redis clients (at most a quarter of "
+        "the lock TTL is used).",
+    )
+    heal_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often the self-healing loop publishes due retries and re-sends keys a dead "
+        "process held.",
     )
     handler_modules: tuple[str, ...] = Field((), description="Extra modules that register handlers.")
     namespaces: tuple[str, ...] = Field(
@@ -146,6 +162,12 @@ class Settings(BaseModel):
                 f"retry cap ({self.retry_cap_seconds}s) must not be below the retry base ({self.retry_base_seconds}s)"
             )
         return self
+
+    @property
+    def redis_timeout(self) -> float:
+        """The socket timeout for coordination clients: the setting, but at most a quarter of the lock
+        TTL, so a stalled link is noticed (and a run fenced) while its lock still holds."""
+        return min(self.redis_socket_timeout_seconds, self.lock_ttl_seconds / 4)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -5,8 +5,11 @@ running them dies (`reject_on_worker_lost`), so a reconcile is delivered at leas
 worker process reserves one task at a time (`prefetch 1`) so a long reconcile never hides
 queued work from idle workers. The Redis transport redelivers an unacknowledged task after the
 visibility timeout, which therefore sits far above the reconcile time limit and the 60 s retry
-cap: a shorter one would run healthy long tasks twice. Messages are JSON and carry only the
-object key; Flower shows `reconcile` with the argument `Organization/polycrate/acme-corp`.
+cap: a shorter one would run healthy long tasks twice. Recovery does not wait for it: the
+self-healing loop (tasks.healing) re-sends what a dead worker held within seconds. Workers keep
+reconnecting to a broker that went away, with socket timeouts so a stalled link fails fast.
+Messages are JSON and carry only the object key; Flower shows `reconcile` with the argument
+`Organization/polycrate/acme-corp`.
 """
 
 from __future__ import annotations
@@ -42,12 +45,19 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
+        # Keep reconnecting for as long as the broker is away; giving up would end the worker.
+        broker_connection_max_retries=None,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
             # Sweep for messages of dead workers often enough that redelivery happens soon after
             # the visibility timeout, not up to 100 s later (kombu's 10 s x 10 default).
             "unacked_restore_interval": min(60.0, max(1.0, settings.visibility_timeout_seconds / 10)),
             "unacked_restore_throttle": 1,
+            # A stalled link fails within seconds instead of hanging the consumer or a publish.
+            "socket_timeout": 30.0,
+            "socket_connect_timeout": 10.0,
+            "socket_keepalive": True,
+            "health_check_interval": 25,
             # Broadcast (remote control) messages only reach workers that listen to them.
             "fanout_prefix": True,
             "fanout_patterns": True,
@@ -81,8 +91,11 @@ def configure(app: Celery, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app for `settings` (default: from the environment), with the reconcile task."""
+    from tasks.heartbeat import ConsumerHeartbeat
+
     celery_app = Celery("polycrate", include=["tasks.reconcile"])
     configure(celery_app, settings or Settings.from_env())
+    celery_app.steps["consumer"].add(ConsumerHeartbeat)
     return celery_app
 
 

@@ -4,7 +4,9 @@ One `WorkerContext` per worker process, built lazily after the fork: sockets (Re
 pools, the Kubernetes client's urllib3 pool) must never be shared between a prefork parent and
 its children. The Kubernetes client is only created when a handler first touches the cluster,
 so a worker process starts even while the API server is away and reports that as a transient
-reconcile failure instead of dying at boot.
+reconcile failure instead of dying at boot. The Redis client has connect and read timeouts
+(`redis_client_for`): without them a stalled link would hang a lock renewal past the lock's
+expiry instead of failing in seconds and letting the fence stop the run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from polycrate.settings import Settings
 from tasks.events import EventRecorder
 from tasks.objects import ObjectAPI
 from tasks.status import StatusWriter
+
+
+def redis_client_for(settings: Settings) -> redis.Redis:
+    """A coordination Redis client whose calls fail within the settings' timeout instead of hanging."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
 
 
 def _load_api_client(kubeconfig: str | None) -> ApiClient:
@@ -46,7 +59,7 @@ class WorkerContext:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return self._redis_client or redis.Redis.from_url(self.settings.redis_url)
+        return self._redis_client or redis_client_for(self.settings)
 
     @cached_property
     def objects(self) -> ObjectAPI:

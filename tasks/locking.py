@@ -6,6 +6,13 @@ TTL; when the worker dies the renewals stop and the lock expires by itself, free
 the redelivered task. Renewal and release compare the token first (Lua), so a worker whose lock
 already expired can never extend or delete the lock of the worker that took the key over; such
 a worker finds `lost` set and knows its run was not exclusive to the end.
+
+The lock is also the run's fence (`polycrate.fence`): the holder keeps a local deadline, the
+moment its lock could have expired by the last renewal it knows succeeded, less a safety
+margin of a third of the TTL. `check()` raises FencedError once the lock is known lost or that
+deadline passed without a renewal (its link to Redis stalled), so the run stops before another
+worker can have taken the key, and before its next write. Clients have socket timeouts, so a
+stalled renewal fails in seconds instead of hanging past the deadline.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 
 import redis
 
+from polycrate.fence import FencedError
+from tasks import metrics
 from tasks.keys import ObjectKey
 
 log = logging.getLogger(__name__)
@@ -35,9 +45,14 @@ return 0
 """
 
 
+def lock_key_prefix(prefix: str) -> str:
+    """What every lock's Redis key starts with."""
+    return f"{prefix}:lock:"
+
+
 def lock_key(prefix: str, key: ObjectKey) -> str:
     """The Redis key of `key`'s lock; the queue's scripts read it to tell live runs from dead ones."""
-    return f"{prefix}:lock:{key}"
+    return f"{lock_key_prefix(prefix)}{key}"
 
 
 class KeyLock:
@@ -61,6 +76,9 @@ class KeyLock:
         self._lost = threading.Event()
         self._stop_renewing = threading.Event()
         self._renewer: threading.Thread | None = None
+        # Monotonic time until which the lock is surely still ours, by the last successful renewal.
+        self._valid_until = 0.0
+        self._loss_counted = False
 
     @property
     def held(self) -> bool:
@@ -71,12 +89,38 @@ class KeyLock:
         """True once a renewal found the lock expired or owned by someone else."""
         return self._lost.is_set()
 
+    @property
+    def fence_deadline(self) -> float:
+        """Monotonic time after which the holder may no longer write (a third of the TTL before
+        the lock could expire by the last renewal known to have succeeded)."""
+        return self._valid_until - self.ttl_ms / 3000
+
+    def check(self) -> None:
+        """The fence: raise FencedError when the lock is lost or its renewal is overdue."""
+        if self.lost:
+            self._count_loss()
+            raise FencedError(f"{self.key.describe()}: lock lost to another worker; this run stops writing")
+        if time.monotonic() >= self.fence_deadline:
+            self._count_loss()
+            raise FencedError(
+                f"{self.key.describe()}: lock could not be renewed in time (Redis unreachable?); "
+                "this run stops writing"
+            )
+
+    def _count_loss(self) -> None:
+        if not self._loss_counted:
+            self._loss_counted = True
+            metrics.LOCK_LOSSES.labels(self.key.kind).inc()
+
     def acquire(self) -> bool:
         """Take the lock if it is free; on success start renewing it."""
         if self._held:
             raise RuntimeError(f"lock of {self.key} is already held by this object")
+        asked_at = time.monotonic()
         if not self._client.set(self.name, self.token, nx=True, px=self.ttl_ms):
             return False
+        self._valid_until = asked_at + self.ttl_ms / 1000
+        self._loss_counted = False
         self._held = True
         self._lost.clear()
         self._stop_renewing.clear()
@@ -107,17 +151,24 @@ class KeyLock:
 
     def _renew_until_released(self) -> None:
         interval = self.ttl_ms / 3000
-        while not self._stop_renewing.wait(interval):
+        wait = interval
+        while not self._stop_renewing.wait(wait):
+            asked_at = time.monotonic()
             try:
                 renewed = self._renew(keys=[self.name], args=[self.token, self.ttl_ms])
             except redis.RedisError as exc:
-                # Keep trying: the lock survives until its TTL, and Redis may come back before that.
+                # Keep trying, sooner than usual: the fence deadline is near, and Redis may answer
+                # again before the lock expires.
                 log.warning("could not renew lock of %s: %s", self.key, exc)
+                wait = min(interval, 1.0)
                 continue
             if not renewed:
                 log.warning("lock of %s expired while held; another worker may run the key now", self.key)
                 self._lost.set()
+                self._count_loss()
                 return
+            self._valid_until = asked_at + self.ttl_ms / 1000
+            wait = interval
 
     def __enter__(self) -> KeyLock:
         if not self.acquire():

@@ -34,3 +34,25 @@ QUEUE_WAIT = Histogram(
     ["queue"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+LOCK_LOSSES = Counter(
+    "polycrate_lock_losses_total",
+    "Runs whose key lock expired or could not be renewed before the fence deadline.",
+    ["kind"],
+)
+FENCED = Counter(
+    "polycrate_reconcile_fenced_total",
+    "Runs stopped by the fence before a write, because their lock was lost or overdue.",
+    ["kind"],
+)
+HEALED = Counter(
+    "polycrate_healer_keys_resent_total",
+    "Keys the self-healing loop re-sent, by cause: lock-expired (a dead or partitioned run), "
+    "retry-due (a retry or deferral reached its time, or a failed publish is sent again), "
+    "lost-task (a task that vanished with its worker before it started).",
+    ["cause"],
+)
+SUPERSEDED = Counter(
+    "polycrate_reconcile_superseded_total",
+    "Runs that finished after another run had taken their key over; the key is re-added.",
+    ["kind"],
+)

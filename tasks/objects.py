@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from polycrate.errors import PermanentError, TransientError
+from polycrate.fence import check_fence_for
 from polycrate.models import GROUP, KINDS, VERSION
 from polycrate.rbac import RBAC_HINT
 from tasks.keys import ObjectKey
@@ -149,6 +150,7 @@ class ObjectAPI:
         content_type: str = "application/json",
         query: Mapping[str, str] | None = None,
     ) -> JsonObject:
+        check_fence_for(method)
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type

@@ -7,10 +7,15 @@ it). Each transition is one Lua script, so watcher and workers never race each o
   finishes it sends exactly one more task, so no update is lost and runs never pile up;
 - a task that finds its key neither pending nor processing is a duplicate (an old redelivery,
   a re-send) and is skipped, because whatever it was sent for has already been reconciled;
-- a pending key whose task has not started `stale_after` seconds after it was due (a crash
-  between the script and the Celery send), or a processing key whose lock has expired (a dead
-  worker), is sent again on the next add or resync, so nothing stays stuck.
-Times come from the Redis server's clock, so hosts with skewed clocks agree.
+- a delayed run (a retry's backoff, a deferral) is not a Celery countdown held in some worker's
+  memory, which dies with that worker: it waits in Redis, in the `due` sorted set, as a
+  *scheduled* ticket, and `heal` publishes it when due;
+- `heal`, run every few seconds by one process (tasks.healing), also re-sends what a dead or
+  partitioned process held: a processing key whose lock expired, and a sent task that is
+  neither waiting in the broker nor recently delivered to a worker (it vanished with its
+  worker). A task still waiting in a long queue is left alone, so a backlog is never doubled.
+Pending values: '' (run again when the current run ends), a task id (sent), '@' + a task id
+(scheduled, not yet sent). Times come from the Redis server's clock, so hosts agree.
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ from celery import Celery
 
 from tasks import metrics
 from tasks.keys import ObjectKey
-from tasks.locking import lock_key
-from tasks.routing import queue_for
+from tasks.locking import lock_key, lock_key_prefix
+from tasks.routing import QUEUES, queue_for
 
 log = logging.getLogger(__name__)
 
 AddOutcome = Literal["enqueued", "coalesced", "deferred"]
+HealCause = Literal["lock-expired", "retry-due", "lost-task"]
+
+# kombu's Redis transport keeps a queue's messages in one list per priority step, and the
+# messages delivered to workers but not acknowledged yet in these two keys.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+_UNACKED = "unacked"
+_UNACKED_INDEX = "unacked_index"
 
 # (key, task id, countdown in seconds) -> publishes the reconcile task.
 TaskSender = Callable[[ObjectKey, str, float], None]
@@ -62,7 +75,12 @@ end
 local ticket = redis.call('HGET', KEYS[1], key)
 if ticket and ticket ~= '' then
   local due = tonumber(redis.call('ZSCORE', KEYS[2], key))
-  if due and now() - due < tonumber(ARGV[2]) then
+  if string.sub(ticket, 1, 1) == '@' then
+    -- Scheduled: the event joins the coming run; one due already (a failed publish) is sent now.
+    if due and due > now() then
+      return 'coalesced'
+    end
+  elseif due and now() - due < tonumber(ARGV[2]) then
     return 'coalesced'
   end
 end
@@ -73,15 +91,21 @@ return 'enqueued'
 )
 
 # KEYS: pending, due, processing   ARGV: key, task id
-# Returns {0} for a duplicate, else {1, seconds since the key was due ('' if it was not pending)}.
+# Returns {0} for a duplicate (or a stray copy of a run not due yet), else {1, seconds since the
+# key was due ('' if it was not pending)}.
 _BEGIN = (
     _NOW
     + """
 local key = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], key) == 0 and redis.call('HEXISTS', KEYS[3], key) == 0 then
+local ticket = redis.call('HGET', KEYS[1], key)
+if not ticket and redis.call('HEXISTS', KEYS[3], key) == 0 then
   return {0}
 end
 local due = redis.call('ZSCORE', KEYS[2], key)
+if ticket and string.sub(ticket, 1, 1) == '@' and due and tonumber(due) > now() then
+  -- A stray copy came early: the scheduled run (a retry's backoff) is published when due.
+  return {0}
+end
 local waited = ''
 if due then waited = tostring(now() - tonumber(due)) end
 -- Pending: this run covers the events. Processing without pending: the previous run died
@@ -111,21 +135,115 @@ elseif redis.call('HEXISTS', KEYS[1], key) == 1 then
 else
   return {'idle', '', '0'}
 end
+if delay > 0 then
+  redis.call('HSET', KEYS[1], key, '@' .. ARGV[3])
+  redis.call('ZADD', KEYS[2], now() + delay, key)
+  return {'scheduled', '', tostring(delay)}
+end
 redis.call('HSET', KEYS[1], key, ARGV[3])
-redis.call('ZADD', KEYS[2], now() + delay, key)
-return {'scheduled', ARGV[3], tostring(delay)}
+redis.call('ZADD', KEYS[2], now(), key)
+return {'scheduled', ARGV[3], '0'}
 """
 )
 
-# KEYS: pending, due   ARGV: key, task id
-_FORGET_UNSENT = """
+# KEYS: pending, due   ARGV: key, task id, delay
+# The task `task id` was not (or will not be) sent: schedule its ticket `delay` seconds from now.
+_RESCHEDULE = (
+    _NOW
+    + """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], '')
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[1], '@' .. ARGV[2])
+  redis.call('ZADD', KEYS[2], now() + tonumber(ARGV[3]), ARGV[1])
   return 1
 end
 return 0
 """
+)
+
+# KEYS: pending, due, processing, unacked, unacked_index, broker lists...
+# ARGV: lock key prefix, lost_after, task id prefix, batch size
+# Returns {key, task id, cause, ...}: the tasks to publish now.
+_HEAL = (
+    _NOW
+    + """
+local t = now()
+local lost_after = tonumber(ARGV[2])
+local out = {}
+local serial = 0
+local function resend(key, cause)
+  serial = serial + 1
+  local id = ARGV[3] .. '-' .. serial
+  redis.call('HSET', KEYS[1], key, id)
+  redis.call('ZADD', KEYS[2], t, key)
+  table.insert(out, key)
+  table.insert(out, id)
+  table.insert(out, cause)
+end
+
+-- Runs whose lock expired: their process died or lost its link. A pending '' (an event during
+-- the run) or a scheduled ticket is folded into the re-sent run.
+local running = redis.call('HGETALL', KEYS[3])
+for i = 1, #running, 2 do
+  local key = running[i]
+  if redis.call('EXISTS', ARGV[1] .. key) == 0 then
+    redis.call('HDEL', KEYS[3], key)
+    resend(key, 'lock-expired')
+  end
+end
+
+-- Due tickets: publish the scheduled ones; collect sent ones that are long overdue.
+local suspects = {}
+local suspect_count = 0
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+for i = 1, #due, 2 do
+  local key = due[i]
+  local ticket = redis.call('HGET', KEYS[1], key)
+  if not ticket then
+    redis.call('ZREM', KEYS[2], key)
+  elseif string.sub(ticket, 1, 1) == '@' then
+    local id = string.sub(ticket, 2)
+    redis.call('HSET', KEYS[1], key, id)
+    redis.call('ZADD', KEYS[2], t, key)
+    table.insert(out, key)
+    table.insert(out, id)
+    table.insert(out, 'retry-due')
+  elseif ticket ~= '' and tonumber(due[i + 1]) <= t - lost_after then
+    suspects[ticket] = key
+    suspect_count = suspect_count + 1
+  end
+end
+if suspect_count == 0 then
+  return out
+end
+
+-- A sent task is alive while its message waits in a queue or was delivered to a worker
+-- recently; otherwise it vanished with a worker that died before starting it.
+for k = 6, #KEYS do
+  local messages = redis.call('LRANGE', KEYS[k], 0, -1)
+  for _, raw in ipairs(messages) do
+    local ok, message = pcall(cjson.decode, raw)
+    if ok and type(message) == 'table' and type(message['headers']) == 'table' then
+      suspects[tostring(message['headers']['id'])] = nil
+    end
+  end
+end
+local delivered = redis.call('HGETALL', KEYS[4])
+for i = 1, #delivered, 2 do
+  local ok, entry = pcall(cjson.decode, delivered[i + 1])
+  if ok and type(entry) == 'table' and type(entry[1]) == 'table' and type(entry[1]['headers']) == 'table' then
+    local id = tostring(entry[1]['headers']['id'])
+    local at = tonumber(redis.call('ZSCORE', KEYS[5], delivered[i]))
+    if suspects[id] and at and at > t - lost_after then
+      suspects[id] = nil
+    end
+  end
+end
+for _, key in pairs(suspects) do
+  resend(key, 'lost-task')
+end
+return out
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -184,7 +302,8 @@ class KeyQueue:
         self._add = redis.register_script(_ADD)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
-        self._forget_unsent = redis.register_script(_FORGET_UNSENT)
+        self._reschedule = redis.register_script(_RESCHEDULE)
+        self._heal = redis.register_script(_HEAL)
 
     def add(self, key: ObjectKey, *, reason: str = "event") -> AddOutcome:
         """Ask for a reconcile of `key`; at most one task per key is ever waiting."""
@@ -226,6 +345,9 @@ class KeyQueue:
         the run are folded into that retry. Otherwise the key runs again only if an event
         arrived during the run, after `requeue_delay` seconds (0 after success; the backoff after
         a permanent failure, so a status write that triggers an event cannot make a hot loop).
+        Only a run due now is returned (publish it with `send` after releasing the lock); a
+        delayed one waits in Redis until `heal` publishes it. A run that was taken over after its
+        lock expired (`superseded`) adds the key again, so the last run sees the last version.
         """
         outcome, follow_up_id, delay = self._finish(
             keys=[self._pending, self._due, self._processing],
@@ -238,7 +360,12 @@ class KeyQueue:
             ],
         )
         if outcome in (b"superseded", "superseded"):
-            log.warning("run %s of %s was taken over by another task after its lock expired", task_id, key)
+            log.warning(
+                "run %s of %s was taken over after its lock expired; adding the key again", task_id, key
+            )
+            metrics.SUPERSEDED.labels(key.kind).inc()
+            self.add(key, reason="superseded")
+            return None
         if not follow_up_id:
             return None
         follow_up_id = follow_up_id.decode() if isinstance(follow_up_id, bytes) else follow_up_id
@@ -248,13 +375,56 @@ class KeyQueue:
         """Publish a follow-up run scheduled by `finish`."""
         self._publish(follow_up.key, follow_up.task_id, follow_up.countdown)
 
+    def defer(self, key: ObjectKey, task_id: str, delay: float) -> bool:
+        """Task `task_id` found its key locked: run its ticket again in `delay` seconds.
+
+        False when `task_id` is not the key's ticket (a stray copy); it can simply end.
+        """
+        return bool(
+            self._reschedule(keys=[self._pending, self._due], args=[str(key), task_id, max(0.0, delay)])
+        )
+
+    def heal(self, *, lost_after: float, batch: int = 1000) -> list[tuple[ObjectKey, str, HealCause]]:
+        """Publish due scheduled runs and re-send what dead processes held; return what was sent.
+
+        `lost_after`: a sent task neither waiting in the broker nor delivered within this many
+        seconds counts as lost (at least the lock TTL: a delivered task starts at once).
+        """
+        broker_lists = [
+            name
+            for queue in QUEUES
+            for name in (queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS))
+        ]
+        raw = self._heal(
+            keys=[self._pending, self._due, self._processing, _UNACKED, _UNACKED_INDEX, *broker_lists],
+            args=[lock_key_prefix(self.prefix), lost_after, f"healed-{uuid.uuid4()}", batch],
+        )
+        sent: list[tuple[ObjectKey, str, HealCause]] = []
+        for index in range(0, len(raw), 3):
+            key_text, task_id, cause = (
+                value.decode() if isinstance(value, bytes) else value for value in raw[index : index + 3]
+            )
+            key = ObjectKey.parse(key_text)
+            self._publish(key, task_id, 0.0)
+            sent.append((key, task_id, cause))  # type: ignore[arg-type]
+        return sent
+
     def _publish(self, key: ObjectKey, task_id: str, countdown: float) -> None:
         try:
             self._send(key, task_id, countdown)
         except Exception:
-            # Leave the key pending without a task: the next add or resync sends it again.
-            self._forget_unsent(keys=[self._pending, self._due], args=[str(key), task_id])
+            # Keep the ticket, scheduled now: the next `heal` (or add) publishes it again.
+            self._reschedule(keys=[self._pending, self._due], args=[str(key), task_id, 0])
             raise
+
+    def scheduled(self) -> dict[ObjectKey, float]:
+        """Keys waiting in Redis for a delayed run, with when it is due (Redis server time)."""
+        due = dict(self._redis.zrange(self._due, 0, -1, withscores=True))
+        return {
+            ObjectKey.parse(raw.decode()): due.get(raw, 0.0)
+            for raw, ticket in self._redis.hgetall(self._pending).items()
+            if ticket.startswith(b"@")
+        }
 
     def pending(self) -> set[ObjectKey]:
         """Keys waiting for a run (a task is on its way, or will be sent when a run ends)."""

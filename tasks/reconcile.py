@@ -1,14 +1,17 @@
 """The reconcile task: one run of one key, exclusive, retried with backoff, never lost.
 
 `polycrate.reconcile(key)` receives only the key. It takes the key's lock (a key already being
-reconciled elsewhere defers this task until about when that lock would expire: not dropped, not
-a failure), claims the key in the queue (a task whose key has nothing pending is a duplicate and
-ends), reads the object fresh from the API (gone: done), and hands it to the kind's handler.
+reconciled elsewhere reschedules this task's ticket in Redis for about when that lock would
+expire: not dropped, not a failure, and not a countdown held in this worker's memory), claims
+the key in the queue (a task whose key has nothing pending is a duplicate and ends), reads the
+object fresh from the API (gone: done), and hands it to the kind's handler under the lock's
+fence: once the lock is lost or cannot be renewed in time, the next write raises FencedError,
+the run ends without reporting and the key is run again by whoever holds the lock next.
 A TransientError (or any unexpected exception) schedules the next run with the per-key backoff,
-honouring a server's Retry-After; a PermanentError is reported in status and Events and is not
-retried until the object changes. Success resets the backoff. The lock is released before the
-follow-up task (an event that arrived during the run, or the retry) is published, so that
-follow-up never finds the key still locked.
+honouring a server's Retry-After up to a cap; the retry waits in Redis (tasks.queue) and is
+published when due. A PermanentError is reported in status and Events and is not retried until
+the object changes. Success resets the backoff. The lock is released before a follow-up task
+due now is published, so that follow-up never finds the key still locked.
 
 A run that failed (retrying or parked) ends its Celery task in FAILURE with the key and the
 reason (`ReconcileFailed`), after the queue's bookkeeping is done, so Flower and
@@ -30,6 +33,7 @@ from typing import Literal
 from celery import Task
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.fence import FencedError, fenced
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
 from tasks.context import WorkerContext, process_context
@@ -42,7 +46,7 @@ from tasks.retry import BackoffPolicy, RetryTracker
 
 log = logging.getLogger(__name__)
 
-Result = Literal["succeeded", "retrying", "failed", "deferred", "skipped", "gone"]
+Result = Literal["succeeded", "retrying", "failed", "deferred", "skipped", "gone", "fenced"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,10 @@ class Reconciler:
     def for_context(cls, context: WorkerContext) -> Reconciler:
         settings = context.settings
         policy = BackoffPolicy(
-            base=settings.retry_base_seconds, cap=settings.retry_cap_seconds, jitter=settings.retry_jitter
+            base=settings.retry_base_seconds,
+            cap=settings.retry_cap_seconds,
+            jitter=settings.retry_jitter,
+            max_retry_after=settings.retry_after_cap_seconds,
         )
         return cls(
             context,
@@ -107,16 +114,21 @@ class Reconciler:
             countdown = max(settings.lock_defer_seconds, lock.remaining_ttl()) + self._rng.uniform(
                 0, settings.lock_defer_seconds
             )
-            log.debug("%s is being reconciled elsewhere; deferring %s by %.1fs", key, task_id, countdown)
-            metrics.RECONCILES.labels(key.kind, "deferred").inc()
-            return Outcome("deferred", countdown)
+            if self.queue.defer(key, task_id, countdown):
+                log.debug("%s is being reconciled elsewhere; deferring %s by %.1fs", key, task_id, countdown)
+                metrics.RECONCILES.labels(key.kind, "deferred").inc()
+                return Outcome("deferred", countdown)
+            log.debug("%s is being reconciled elsewhere and task %s is not its ticket; skipped", key, task_id)
+            metrics.RECONCILES.labels(key.kind, "skipped").inc()
+            return Outcome("skipped")
         follow_up = None
         try:
             if not self.queue.begin(key, task_id):
                 log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
                 result = _RunResult(Outcome("skipped"))
             else:
-                result = self._run_claimed(key)
+                with fenced(lock.check):
+                    result = self._run_claimed(key)
                 follow_up = self.queue.finish(
                     key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay
                 )
@@ -142,6 +154,11 @@ class Reconciler:
                 self.retries.reset(key)
                 return _RunResult(Outcome("gone"))
             handler.reconcile(self.context, key, obj)
+        except FencedError as error:
+            # Another worker may own the key now: report nothing, write nothing, run it again.
+            log.warning("reconcile of %s stopped by its lock's fence: %s", key, error)
+            metrics.FENCED.labels(key.kind).inc()
+            return _RunResult(Outcome("fenced"), retry_in=0.0)
         except PermanentError as error:
             return self._park(handler, key, obj, error)
         except TransientError as error:
@@ -194,6 +211,8 @@ class Reconciler:
     ) -> None:
         try:
             handler.report_failure(self.context, key, obj, error, retrying=retrying)
+        except FencedError:
+            log.warning("the failure of %s is not reported: the run lost its lock meanwhile", key)
         except Exception:  # reporting must never hide the failure being reported
             log.exception("could not report the failure of %s", key)
 
@@ -234,8 +253,6 @@ class ReconcileFailed(Exception):
 def reconcile(self: Task, key: str) -> str:
     """Reconcile the object named by `key` ("Kind/namespace/name")."""
     outcome = process_reconciler().run(key, self.request.id)
-    if outcome.result == "deferred":
-        raise self.retry(countdown=outcome.countdown, argsrepr=key)  # Flower: still just the key
     if outcome.result in ("failed", "retrying"):
         raise ReconcileFailed.of(key, outcome)
     return outcome.result

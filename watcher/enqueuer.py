@@ -110,6 +110,13 @@ class KeyEnqueuer:
         self._add(key, reason="resync")
         return True
 
+    def readd_after_wipe(self, key: ObjectKey) -> bool:
+        """Enqueue a known key again because Redis lost everything; False when no longer known."""
+        if key not in self._known:
+            return False
+        self._add(key, reason="redis-wiped")
+        return True
+
     def _observe(self, source: WatchSource, key: ObjectKey, obj: dict[str, Any], *, reason: str) -> None:
         if key == OPERATOR_CONFIG_KEY and self._on_operator_config is not None:
             self._on_operator_config(obj)

@@ -64,6 +64,11 @@ class WatcherMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.redis_wipes = Counter(
+            "polycrate_watcher_redis_wipes",
+            "Times Redis came back empty (its epoch key was gone) and every known key was re-added",
+            registry=self.registry,
+        )
         self.source_installed = Gauge(
             "polycrate_watcher_source_installed",
             "1 when the source's resource is served by the API server (its CRD is installed)",

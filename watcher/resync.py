@@ -1,20 +1,23 @@
-"""Periodic resync: every known key is enqueued again once per period, spread out with jitter.
+"""Periodic resync, for drift only: every known key is enqueued again exactly once per period.
 
 Reconciles are level-triggered, so re-running each key now and then repairs drift that no event
-announces (someone changed a group in Keycloak by hand, an external call failed silently). Each
-cycle lasts the period ± jitter and walks a shuffled snapshot of the known keys at an even pace,
-so resync is a steady trickle instead of a burst that would flood the queues every ten
-minutes. Keys that vanished meanwhile are skipped; coalescing absorbs a resync that meets a
-pending event. The first cycle starts one period after the initial lists, which already
-enqueued everything.
+announces (someone changed a group in Keycloak by hand, an external call failed silently). It
+is not how failures heal (tasks.healing does that within seconds), so it only has to be steady
+and bounded: each key gets a fixed phase in the period (a hash of the key with a random salt
+per watcher), and is enqueued at that phase in every period, so two resyncs of a key are exactly
+one period apart, the first one falls within the first period after start, and the keys are a
+steady trickle spread over the period instead of a burst. A key learnt mid-period is resynced at
+its next phase, at most one period later. Coalescing absorbs a resync that meets a pending event.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
 from tasks.keys import ObjectKey
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class Resyncer:
-    """Walks the known keys once per period on a daemon thread."""
+    """Walks the known keys, each at its own phase of the period, on a daemon thread."""
 
     def __init__(
         self,
@@ -31,24 +34,30 @@ class Resyncer:
         resync_key: Callable[[ObjectKey], bool],
         *,
         period: float,
-        jitter: float = 0.1,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tick: float | None = None,
     ):
         if period <= 0:
             raise ValueError("resync period must be positive")
         self._keys = keys
         self._resync_key = resync_key
-        self._period = period
-        self._jitter = jitter
-        self._rng = rng or random.Random()
+        self.period = period
+        self._salt = (rng or random.Random()).getrandbits(32).to_bytes(4, "big")
         self._clock = clock
+        self._tick = tick if tick is not None else min(1.0, period / 100)
+        self._phases: dict[ObjectKey, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cycles_completed = 0
 
-    def cycle_length(self) -> float:
-        return self._period * self._rng.uniform(1 - self._jitter, 1 + self._jitter)
+    def phase(self, key: ObjectKey) -> float:
+        """Seconds into each period at which `key` is resynced."""
+        phase = self._phases.get(key)
+        if phase is None:
+            phase = zlib.crc32(self._salt + str(key).encode()) / 2**32 * self.period
+            self._phases[key] = phase
+        return phase
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="resync", daemon=True)
@@ -64,29 +73,28 @@ class Resyncer:
         return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def _run(self) -> None:
-        if self._stop.wait(self.cycle_length()):
-            return
-        while not self._stop.is_set():
-            self.run_cycle(self.cycle_length())
-
-    def run_cycle(self, length: float) -> int:
-        """Enqueue every known key once, evenly over `length` seconds; return how many."""
         started = self._clock()
+        done_until = 0.0
+        while not self._stop.wait(self._tick):
+            now = self._clock() - started
+            self.resync_between(done_until, now)
+            done_until = now
+            self.cycles_completed = int(now // self.period)
+
+    def resync_between(self, after: float, until: float) -> int:
+        """Enqueue every known key whose phase falls in (after, until] seconds since start; return how many."""
         keys = self._keys()
-        self._rng.shuffle(keys)
+        if len(self._phases) > 2 * len(keys) + 100:
+            present = set(keys)
+            self._phases = {key: phase for key, phase in self._phases.items() if key in present}
         enqueued = 0
-        for index, key in enumerate(keys):
-            due = started + length * index / len(keys)
-            wait = due - self._clock()
-            if wait > 0 and self._stop.wait(wait):
-                return enqueued
-            if self._stop.is_set():
-                return enqueued
-            if self._resync_key(key):
-                enqueued += 1
-        remaining = started + length - self._clock()
-        if remaining > 0:
-            self._stop.wait(remaining)
-        self.cycles_completed += 1
-        log.debug("resync cycle enqueued %d of %d keys", enqueued, len(keys))
+        for key in keys:
+            phase = self.phase(key)
+            if math.floor((until - phase) / self.period) > math.floor((after - phase) / self.period):
+                if self._stop.is_set():
+                    break
+                if self._resync_key(key):
+                    enqueued += 1
+        if enqueued:
+            log.debug("resync enqueued %d of %d keys", enqueued, len(keys))
         return enqueued

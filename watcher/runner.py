@@ -1,9 +1,11 @@
-"""The watcher process: sources → informers → KeyEnqueuer → KeyQueue, plus probes and resync.
+"""The watcher process: sources → informers → KeyEnqueuer → KeyQueue, plus probes, resync and
+Redis-wipe detection.
 
 Without leader election the process leads at once. With it, informers and resync run only
 while this process holds the Lease: on becoming leader it starts from an empty key set, reads
 the OperatorConfig, starts one informer per watched source (whose initial lists enqueue
-everything, coalescing absorbs the repeats) and the resync; on losing the Lease it stops them
+everything, coalescing absorbs the repeats), the resync and, given a Redis client, the epoch
+check that re-adds every known key when Redis comes back empty; on losing the Lease it stops them
 before anyone else may lead and `wait()` reports the loss so the process exits, as
 controller-runtime does. OperatorConfig changes start, stop or relist exactly the discovery
 sources whose section changed; a CRD informer wakes sources the moment their CRD is
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from prometheus_client import CollectorRegistry
 
 from polycrate.metrics_auth import MetricsToken
@@ -32,6 +35,7 @@ from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaderElector, LeaseSettings
 from watcher.metrics import WatcherMetrics
 from watcher.probes import Check, CheckResult, ProbeServer, parse_bind_address
+from watcher.redis_epoch import RedisEpoch
 from watcher.resync import Resyncer
 from watcher.sources import WatchSource, all_sources
 
@@ -47,7 +51,6 @@ class WatcherOptions:
     metrics_bind_address: str = ":8080"
     health_probe_bind_address: str = ":8081"
     resync_period: float = 600.0
-    resync_jitter: float = 0.1
     watch: WatchTiming = field(default_factory=WatchTiming)
     embedded_workers: int = 0
     kubeconfig: str | None = None
@@ -68,6 +71,8 @@ class Watcher:
         metrics: WatcherMetrics | None = None,
         broker_ping: Callable[[], Any] | None = None,
         identity: str | None = None,
+        redis_client: redis.Redis | None = None,
+        redis_prefix: str = "polycrate",
     ):
         self.api = api
         self.options = options
@@ -85,6 +90,9 @@ class Watcher:
         self._initially_synced = threading.Event()
         self._leading = threading.Event()
         self._resyncer: Resyncer | None = None
+        self._redis_client = redis_client
+        self._redis_prefix = redis_prefix
+        self._epoch: RedisEpoch | None = None
         self._probe_servers: list[ProbeServer] = []
         self._probe_names: list[str] = []
         self.enqueuer = KeyEnqueuer(
@@ -191,9 +199,17 @@ class Watcher:
                 self.known.keys,
                 self.enqueuer.resync,
                 period=self.options.resync_period,
-                jitter=self.options.resync_jitter,
             )
             self._resyncer.start()
+            if self._redis_client is not None:
+                self._epoch = RedisEpoch(
+                    self._redis_client,
+                    self.known.keys,
+                    self.enqueuer.readd_after_wipe,
+                    self.metrics,
+                    prefix=self._redis_prefix,
+                )
+                self._epoch.start()
 
     def _stop_leading(self) -> None:
         with self._lock:
@@ -204,10 +220,13 @@ class Watcher:
                 informers.append(self._crd_informer)
                 self._crd_informer = None
             resyncer, self._resyncer = self._resyncer, None
+            epoch, self._epoch = self._epoch, None
         for informer in informers:
             informer.stop()
         if resyncer is not None:
             resyncer.stop()
+        if epoch is not None:
+            epoch.stop()
 
     def _leadership_lost(self) -> None:
         self.metrics.is_leader.set(0)

@@ -230,7 +230,6 @@ def run(
             metrics_bind_address=metrics_bind_address,
             health_probe_bind_address=health_probe_bind_address,
             resync_period=settings.resync_period_seconds,
-            resync_jitter=settings.resync_jitter,
             watch=WatchTiming(server_timeout=watch_timeout, inactivity_timeout=watch_inactivity_timeout),
             embedded_workers=workers,
             kubeconfig=settings.kubeconfig,
@@ -240,7 +239,15 @@ def run(
         metrics = WatcherMetrics()
         # Queue depth is served here, once per watcher, rather than by every worker replica.
         metrics.registry.register(QueueDepthCollector(redis_client, prefix=settings.redis_prefix))
-        watcher = Watcher(api, queue, options, metrics=metrics, broker_ping=redis_client.ping)
+        watcher = Watcher(
+            api,
+            queue,
+            options,
+            metrics=metrics,
+            broker_ping=redis_client.ping,
+            redis_client=redis_client,
+            redis_prefix=settings.redis_prefix,
+        )
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
             log.info("received %s; shutting down", signal.Signals(signum).name)

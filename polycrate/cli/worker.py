@@ -1,11 +1,14 @@
 """`polycrate operator worker`: a Celery worker consuming the operator's reconcile queues.
 
-Before Celery takes over, the command checks what a worker cannot live without and says so in
+Before Celery starts, the command checks what a worker cannot live without and says so in
 one line: settings, the queue names, a reachable Redis, a loadable kubeconfig, importable
-handler modules. The scaled
-deployment runs any number of these (per-key locks make that safe), optionally restricted to
-some system queues so, say, Harbor work can be scaled on its own. With
-`--metrics-bind-address` the reconcile metrics of all pool processes are served aggregated.
+handler modules. Then it supervises: the Celery worker runs as a child that is restarted when
+it exits or stops consuming (tasks.supervisor), the self-healing loop runs next to it
+(tasks.healing), and `--health-probe-bind-address` serves /healthz (fails when the worker has
+stopped consuming) and /readyz (the worker consumes now). The scaled deployment runs any number
+of these (per-key locks make that safe), optionally restricted to some system queues so, say,
+Harbor work can be scaled on its own. With `--metrics-bind-address` the reconcile metrics of all
+pool processes are served aggregated.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
+from types import FrameType
 
 import click
 import redis
@@ -26,6 +32,7 @@ from polycrate.errors import PolycrateError
 from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.routing import QUEUES, parse_queue_list
+from watcher.probes import ProbeServer, parse_bind_address
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +186,13 @@ def _use_log_format(log_format: LogFormat) -> None:
     envvar="POLYCRATE_METRICS_TOKEN_FILE",
     help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
 )
+@click.option(
+    "--health-probe-bind-address",
+    default="0",
+    show_default=True,
+    help="Serve /healthz (fails when the worker stopped consuming) and /readyz, e.g. :8081; 0 disables.",
+)
+@click.option("--supervised-child", is_flag=True, hidden=True, help="Internal: run Celery in this process.")
 def worker(
     queues: str,
     concurrency: int | None,
@@ -189,6 +203,8 @@ def worker(
     metrics_bind_address: str,
     log_format: LogFormat,
     metrics_token_file: str | None,
+    health_probe_bind_address: str,
+    supervised_child: bool,
 ) -> None:
     """Run a Celery worker for the reconcile queues (default: all of them)."""
     _use_log_format(log_format)
@@ -199,15 +215,109 @@ def worker(
         queue_names = parse_queue_list(queues)
     except (PolycrateError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    logging.getLogger().setLevel(loglevel.upper())
+    worker_name = hostname or f"polycrate@{socket.gethostname()}-{os.getpid()}"
+    if supervised_child:
+        _run_celery(queue_names, loglevel, pool, worker_name, concurrency, log_format)
+        return
     _check_redis(settings)
     _check_kubeconfig(settings)
     _check_handler_modules(settings)
-    logging.getLogger().setLevel(loglevel.upper())
+    try:
+        probe_address = parse_bind_address(health_probe_bind_address)
+    except ValueError as exc:
+        raise CliError(f"--health-probe-bind-address: {exc}") from None
     if metrics_bind_address:
         _serve_metrics(metrics_bind_address, metrics_token_file)
+    child = [
+        sys.executable, "-m", "polycrate", "operator", "worker", "--supervised-child", "--log-format", log_format,
+        "--queues", ",".join(queue_names), "--loglevel", loglevel, "--pool", pool, "--hostname", worker_name,
+    ]  # fmt: skip
+    if concurrency is not None:
+        child += ["--concurrency", str(concurrency)]
+    _supervise(settings, child, probe_address)
 
+
+def _supervise(settings: Settings, child: list[str], probe_address: tuple[str, int] | None) -> None:
+    """Run the Celery worker as a supervised child, the healing loop and the probes until SIGTERM."""
     # Imported only now: the app reads the settings (and the metrics their multiprocess mode)
-    # from the environment prepared above.
+    # from the environment prepared by the caller.
+    from tasks.app import app
+    from tasks.context import redis_client_for
+    from tasks.healing import HealingLoop
+    from tasks.queue import KeyQueue, celery_sender
+    from tasks.supervisor import WorkerSupervisor
+
+    heartbeat_dir = Path(tempfile.mkdtemp(prefix="polycrate-worker-"))
+    supervisor = WorkerSupervisor(child, heartbeat_dir / "consumer-heartbeat")
+    client = redis_client_for(settings)
+    queue = KeyQueue(
+        client,
+        prefix=settings.redis_prefix,
+        stale_after=settings.pending_stale_after_seconds,
+        sender=celery_sender(app),
+    )
+    healer = HealingLoop(
+        client,
+        queue,
+        interval=settings.heal_interval_seconds,
+        lost_after=settings.lock_ttl_seconds,
+        prefix=settings.redis_prefix,
+    )
+    probes = None
+    if probe_address is not None:
+        probes = ProbeServer(
+            probe_address,
+            health_checks={
+                "consuming": supervisor.consuming_for_liveness,
+                "supervisor": supervisor.supervising,
+                "healing-loop": lambda: (healer.alive, "running" if healer.alive else "the loop ended"),
+            },
+            ready_checks={"consuming": supervisor.consuming_for_readiness},
+        )
+        try:
+            probes.start()
+        except OSError as exc:
+            raise CliError(f"cannot listen for probes: {exc.strerror or exc}") from None
+        log.info("serving worker probes on %s", probes.url)
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    log.info(
+        "worker consuming %s from %s", child[child.index("--queues") + 1], redact_url(settings.redis_url)
+    )
+    supervisor.start()
+    healer.start()
+    try:
+        while not stopping.wait(1.0):
+            if supervisor.exited.is_set():
+                break
+    finally:
+        healer.stop()
+        returncode = supervisor.stop()
+        if probes is not None:
+            probes.stop()
+        client.close()
+        shutil.rmtree(heartbeat_dir, ignore_errors=True)
+    if returncode not in (0, -signal.SIGTERM):
+        raise SystemExit(returncode if returncode > 0 else 1)
+
+
+def _run_celery(
+    queue_names: tuple[str, ...] | list[str],
+    loglevel: str,
+    pool: str,
+    worker_name: str,
+    concurrency: int | None,
+    log_format: LogFormat,
+) -> None:
+    """The supervised child: Celery's own worker, in this process."""
     from tasks.app import app
 
     argv = [
@@ -215,7 +325,7 @@ def worker(
         f"--loglevel={loglevel.upper()}",
         f"--queues={','.join(queue_names)}",
         f"--pool={pool}",
-        f"--hostname={hostname or f'polycrate@{socket.gethostname()}-{os.getpid()}'}",
+        f"--hostname={worker_name}",
         # Mingle and gossip only slow start-up and chat over Redis; workers share nothing.
         "--without-mingle",
         "--without-gossip",
@@ -224,5 +334,4 @@ def worker(
         argv.append(f"--concurrency={concurrency}")
     if log_format == "json":
         argv.insert(0, "--quiet")  # no banner on stdout: every line is a JSON object
-    log.info("worker consuming %s from %s", ",".join(queue_names), redact_url(settings.redis_url))
     app.worker_main(argv)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -128,3 +131,62 @@ def test_worker_metrics_behind_a_token_file_answer_only_its_bearer(
 
     assert anonymous.status_code == 401
     assert allowed.status_code == 200
+
+
+@pytest.mark.slow
+def test_worker_probes_report_consuming_and_the_healing_loop_publishes_its_metrics(
+    worker_pool: WorkerPool, redis_client: redis.Redis
+) -> None:
+    probes, metrics = free_port(), free_port()
+    worker_pool.start(
+        1,
+        extra_args=(
+            "--health-probe-bind-address", f"127.0.0.1:{probes}",
+            "--metrics-bind-address", f"127.0.0.1:{metrics}",
+        ),
+    )  # fmt: skip
+
+    def get(port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    deadline = time.monotonic() + 30
+    while get(probes, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, f"never ready: {get(probes, '/readyz')}"
+        time.sleep(0.2)
+    status, body = get(probes, "/healthz")
+    assert status == 200 and "[+]consuming ok" in body and "[+]healing-loop ok" in body
+
+    # A retry that became due is published by the loop and counted by cause.
+    redis_client.hset("polycrate:queue:pending", f"{RECORDED_KIND}/team-a/late", "@a-retry")
+    redis_client.zadd("polycrate:queue:due", {f"{RECORDED_KIND}/team-a/late": 0})
+    expected = 'polycrate_healer_keys_resent_total{cause="retry-due"} 1.0'
+    while expected not in (scraped := get(metrics, "/metrics")[1]):
+        assert time.monotonic() < deadline + 30, f"the healing loop never published the retry:\n{scraped}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_celery_worker_that_dies_is_restarted_by_the_worker_command_and_consumes_again(
+    worker_pool: WorkerPool, redis_client: redis.Redis, celery_app: Celery
+) -> None:
+    worker = worker_pool.start(1)[0]
+    celery_main = worker.pool_children()[0]  # the supervisor's only child; its pool processes follow
+    os.kill(celery_main, signal.SIGKILL)  # e.g. kombu giving up during a broker reconnect
+
+    deadline = time.monotonic() + 90
+    while worker.log().count(" ready.") < 2:
+        assert worker.running(), f"the worker command itself ended:\n{worker.log()}"
+        assert time.monotonic() < deadline, f"Celery was not restarted:\n{worker.log()}"
+        time.sleep(0.2)
+    assert "Celery worker ended (exit code -9)" in worker.log()
+
+    key = ObjectKey(RECORDED_KIND, "team-a", "after-restart")
+    RecordedObjects(redis_client).put(key, version=1)
+    KeyQueue(redis_client, sender=celery_sender(celery_app)).add(key)
+    while not RecordedObjects(redis_client).runs(key):
+        assert time.monotonic() < deadline, "the restarted worker does not consume"
+        time.sleep(0.2)

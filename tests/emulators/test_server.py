@@ -57,6 +57,17 @@ def test_rate_limit_fault_answers_429_with_retry_after(tiny):
     assert second.status_code == 200
 
 
+def test_faults_posted_over_http_are_applied_and_echoed_back(tiny):
+    response = requests.post(f"{tiny.url}/_emulator/faults", json={"outage_seconds": 0.3}, timeout=5)
+
+    assert response.status_code == 200
+    assert response.json()["outage_until"] > time.time()
+    assert requests.get(f"{tiny.url}/api/v2.0/projects", timeout=5).status_code == 503
+    time.sleep(0.35)
+    assert requests.get(f"{tiny.url}/api/v2.0/projects", timeout=5).status_code == 200
+    assert requests.get(f"{tiny.url}/_emulator/faults", timeout=5).json()["latency_ms"] == 0.0
+
+
 def test_outage_window_answers_503_until_it_ends(tiny):
     tiny.set_faults(outage_seconds=0.3)
     assert requests.get(f"{tiny.url}/api/v2.0/projects", timeout=5).status_code == 503

@@ -3,7 +3,10 @@
 Kind `Recorded` has no Kubernetes object: its "object" is the Redis hash `test:object:<key>`
 that a test writes (`version`, `sleep` seconds, `fail` = transient|permanent, `fail_times` =
 how many runs fail before one succeeds, -1 for always; `echo` = 1 adds the key again during the
-run, as the watcher would on seeing the run's own status write). Every run appends what it saw
+run, as the watcher would on seeing the run's own status write; `write_url` with `writes` = N:
+the run makes N external writes, PUT {version, pid} to that URL `sleep` seconds apart, then
+PUTs its status to `<write_url>/status`, all through the production HTTP policy, so the run's
+fence applies as it does to Keycloak or Harbor). Every run appends what it saw
 to `test:runs:<key>` (start/end times, pid, version) and its key to `test:all-runs`, and every
 reported failure to `test:failures:<key>`, so tests check ordering, overlap and retry behaviour
 from the outside.
@@ -15,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.httppolicy import new_session
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
 from tasks.keys import ObjectKey
@@ -64,6 +69,9 @@ class RecordingHandler(KindHandler):
         ctx.redis.rpush(_starts_name(key), json.dumps({"start": start, "pid": os.getpid()}))
         if obj.get("echo"):
             KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix).add(key, reason="echo of our own write")
+        if obj.get("write_url"):
+            self._write_externally(str(obj["write_url"]), obj)
+            return
         time.sleep(float(obj.get("sleep") or 0))
         outcome = "succeeded"
         failure = obj.get("fail") or ""
@@ -96,6 +104,15 @@ class RecordingHandler(KindHandler):
             )
         if failing:
             raise RuntimeError(f"{key.describe()}: unexpected {failure}")
+
+    @staticmethod
+    def _write_externally(url: str, obj: JsonObject) -> None:
+        record = {"version": obj.get("version"), "pid": os.getpid(), "run": uuid.uuid4().hex}
+        with new_session() as session:
+            for _ in range(int(obj.get("writes") or 1)):
+                time.sleep(float(obj.get("sleep") or 0))
+                session.put(url, json=record, timeout=5).raise_for_status()
+            session.put(f"{url}/status", json=record, timeout=5).raise_for_status()
 
     def report_failure(
         self,

@@ -44,6 +44,7 @@ class Cluster:
         self.namespace = namespace
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.sender = RecordingSender()
+        self.redis = redis_client
         self.queue = KeyQueue(redis_client, sender=self.sender)
         self.reconciler = Reconciler(
             WorkerContext(Settings(), redis_client=redis_client, api_client_factory=lambda _: api_client),
@@ -64,6 +65,13 @@ class Cluster:
         assert self.queue.add(key) == "enqueued"
         _, task_id, _ = self.sender.sent[-1]
         return self.reconciler.run(str(key), task_id)
+
+    def fire_due(self) -> None:
+        """Time passes: every run waiting in the delay queue becomes due and is published, as the
+        healing loop does when its time comes."""
+        for key in self.queue.scheduled():
+            self.redis.zadd("polycrate:queue:due", {str(key): 0})
+        self.queue.heal(lost_after=3600)
 
     def events(self, key: ObjectKey) -> list[JsonObject]:
         return self.reconciler.context.objects.list_events(

@@ -6,10 +6,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
+from polycrate.fence import FencedError
 from tasks.keys import ObjectKey
 from tasks.locking import KeyLock, lock_key
+from tests.fixtures.redis import RedisServer
+from tests.watcher.stalling_proxy import StallingProxy
 
 ACME = ObjectKey("Organization", "polycrate", "acme-corp")
 
@@ -92,3 +96,53 @@ def test_lock_of_a_killed_worker_expires_and_frees_the_key(redis_url: str, redis
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_fence_allows_writes_while_the_lock_is_renewed(redis_client: redis.Redis) -> None:
+    holder = KeyLock(redis_client, ACME, ttl=0.6)
+    assert holder.acquire()
+    time.sleep(1.0)
+
+    holder.check()  # renewed every 0.2 s, so still ours: no exception
+    holder.release()
+
+
+def test_fence_closes_once_the_lock_was_taken_over(redis_client: redis.Redis) -> None:
+    holder = KeyLock(redis_client, ACME, ttl=0.6)
+    assert holder.acquire()
+    redis_client.set(lock_key("polycrate", ACME), "another-worker")
+    time.sleep(0.5)
+
+    with pytest.raises(FencedError, match="lock lost"):
+        holder.check()
+    holder.release()
+
+
+def test_fence_closes_before_the_lock_expires_when_redis_stops_answering(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    proxy = StallingProxy(redis_server.port).start()
+    direct = redis_server.client()
+    through_proxy = redis.Redis(
+        host="127.0.0.1", port=proxy.port, socket_timeout=0.3, socket_connect_timeout=0.3
+    )
+    holder = KeyLock(through_proxy, ACME, ttl=3)
+    try:
+        assert holder.acquire()
+        proxy.stall()  # the holder's link goes silent; Redis itself is fine
+
+        closed_at = None
+        while closed_at is None:
+            try:
+                holder.check()
+            except FencedError:
+                closed_at = time.monotonic()
+            time.sleep(0.05)
+
+        assert direct.pttl(lock_key("polycrate", ACME)) > 500, (
+            "the run stopped writing while the lock still held, before anyone else could take the key"
+        )
+    finally:
+        proxy.stop()
+        direct.delete(lock_key("polycrate", ACME))
+        direct.close()

@@ -1,7 +1,9 @@
-"""KeyQueue against a real redis-server: coalescing, one more run after a busy run, no stuck keys."""
+"""KeyQueue against a real redis-server: coalescing, one more run after a busy run, no stuck keys,
+delayed runs waiting in Redis, and `heal` re-sending what a dead process held."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -24,6 +26,16 @@ def sender() -> RecordingSender:
 @pytest.fixture
 def queue(redis_client: redis.Redis, sender: RecordingSender) -> KeyQueue:
     return KeyQueue(redis_client, stale_after=60, sender=sender)
+
+
+def redis_now(client: redis.Redis) -> float:
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1e6
+
+
+def make_due(client: redis.Redis, key: ObjectKey = ACME, *, ago: float = 0.0) -> None:
+    """Time passes: the key's ticket became due `ago` seconds ago."""
+    client.zadd("polycrate:queue:due", {str(key): redis_now(client) - ago})
 
 
 def start_run(queue: KeyQueue, redis_client: redis.Redis, task_id: str, *, ttl: float = 10) -> KeyLock:
@@ -157,13 +169,12 @@ def test_failed_run_schedules_a_retry_that_absorbs_later_events(
     lock = start_run(queue, redis_client, task_id)
     queue.add(ACME)  # e.g. the status write of this very run
 
-    retry = queue.finish(ACME, task_id, retry_in=5.0)
+    assert queue.finish(ACME, task_id, retry_in=5.0) is None, "nothing to publish now"
     lock.release()
-    assert retry is not None and retry.countdown == 5.0
-    queue.send(retry)
 
+    assert queue.scheduled()[ACME] - redis_now(redis_client) == pytest.approx(5.0, abs=0.5)
     assert queue.add(ACME) == "coalesced", "an event during the backoff does not bypass it"
-    assert [countdown for _, _, countdown in sender.sent] == [0.0, 5.0]
+    assert len(sender.sent) == 1, "the retry waits in Redis, not in a worker's memory"
 
 
 def test_permanent_failure_reruns_only_after_an_event_and_only_after_the_delay(
@@ -177,9 +188,9 @@ def test_permanent_failure_reruns_only_after_an_event_and_only_after_the_delay(
     queue.add(ACME)
     lock = start_run(queue, redis_client, sender.task_ids()[1])
     queue.add(ACME)  # the Error status written by this run comes back as an event
-    follow_up = queue.finish(ACME, sender.task_ids()[1], requeue_delay=5.0)
+    assert queue.finish(ACME, sender.task_ids()[1], requeue_delay=5.0) is None
     lock.release()
-    assert follow_up is not None and follow_up.countdown == 5.0
+    assert queue.scheduled()[ACME] - redis_now(redis_client) == pytest.approx(5.0, abs=0.5)
 
 
 def test_run_taken_over_after_its_lock_expired_leaves_the_new_owner_alone(
@@ -194,7 +205,114 @@ def test_run_taken_over_after_its_lock_expired_leaves_the_new_owner_alone(
 
     assert queue.finish(ACME, slow_task, retry_in=5.0) is None
     assert queue.processing() == {ACME}, "the new owner still holds the key"
+    assert queue.pending() == {ACME}, "but it runs once more after it, so the last run sees the last version"
+    assert len(sender.sent) == 2, "and nothing is sent while the new owner runs"
     new_lock.release()
+
+
+def test_finish_after_redis_was_emptied_adds_the_key_again(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    start_run(queue, redis_client, sender.task_ids()[0])
+    redis_client.flushdb()
+
+    assert queue.finish(ACME, sender.task_ids()[0]) is None
+    assert queue.pending() == {ACME} and len(sender.sent) == 2
+
+
+def test_heal_publishes_a_retry_when_it_is_due_and_not_before(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    lock = start_run(queue, redis_client, sender.task_ids()[0])
+    queue.finish(ACME, sender.task_ids()[0], retry_in=60.0)
+    lock.release()
+
+    assert queue.heal(lost_after=30) == []
+    make_due(redis_client)
+    [(key, task_id, cause)] = queue.heal(lost_after=30)
+
+    assert (key, cause) == (ACME, "retry-due")
+    assert sender.sent[-1] == (ACME, task_id, 0.0)
+    assert queue.heal(lost_after=30) == [], "published once"
+
+
+def test_a_stray_task_cannot_run_a_retry_before_it_is_due(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    lock = start_run(queue, redis_client, sender.task_ids()[0])
+    queue.finish(ACME, sender.task_ids()[0], retry_in=60.0)
+    lock.release()
+
+    lock = KeyLock(redis_client, ACME, ttl=10)
+    assert lock.acquire()
+    assert queue.begin(ACME, sender.task_ids()[0]) is False
+    lock.release()
+
+
+def test_heal_resends_a_key_whose_run_died_with_its_lock(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    start_run(queue, redis_client, sender.task_ids()[0])
+    assert queue.heal(lost_after=30) == [], "a live run is left alone"
+
+    redis_client.delete("polycrate:lock:" + str(ACME))  # the worker was killed; its lock ran out
+    [(key, _, cause)] = queue.heal(lost_after=30)
+
+    assert (key, cause) == (ACME, "lock-expired")
+    assert queue.processing() == set() and queue.pending() == {ACME}
+    assert len(sender.sent) == 2
+
+
+def test_heal_resends_a_task_that_vanished_with_its_worker(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)  # the recording sender publishes nothing: the message is nowhere
+    make_due(redis_client, ago=10)
+    assert queue.heal(lost_after=30) == [], "not overdue yet"
+
+    make_due(redis_client, ago=31)
+    [(key, _, cause)] = queue.heal(lost_after=30)
+
+    assert (key, cause) == (ACME, "lost-task")
+    assert len(sender.sent) == 2
+
+
+def test_heal_leaves_tasks_that_wait_in_a_long_queue_or_were_just_delivered(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    waiting, delivered = ACME, ObjectKey("Organization", "polycrate", "globex")
+    queue.add(waiting)
+    queue.add(delivered)
+    waiting_id, delivered_id = sender.task_ids()
+    # The two places kombu's Redis transport keeps a task: its queue list, and `unacked` with
+    # the delivery time in `unacked_index` once a worker took it.
+    redis_client.lpush("keycloak", json.dumps({"body": "", "headers": {"id": waiting_id}}))
+    redis_client.hset("unacked", "tag-1", json.dumps([{"headers": {"id": delivered_id}}, "", "keycloak"]))
+    redis_client.zadd("unacked_index", {"tag-1": time.time()})
+    make_due(redis_client, waiting, ago=120)
+    make_due(redis_client, delivered, ago=120)
+
+    assert queue.heal(lost_after=30) == []
+
+    redis_client.zadd("unacked_index", {"tag-1": time.time() - 60})  # its worker never started it
+    assert [(key, cause) for key, _, cause in queue.heal(lost_after=30)] == [(delivered, "lost-task")]
+
+
+def test_publish_that_fails_is_retried_by_the_next_heal(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    sender.fail_next = True
+    with pytest.raises(ConnectionError):
+        queue.add(ACME)
+
+    [(key, _, cause)] = queue.heal(lost_after=30)
+
+    assert (key, cause) == (ACME, "retry-due")
+    assert len(sender.sent) == 1
 
 
 def test_keys_round_trip_through_redis_with_group_qualified_kinds(queue: KeyQueue) -> None:

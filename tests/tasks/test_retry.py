@@ -49,13 +49,28 @@ def test_transient_failures_back_off_5_10_20_40_60_60(redis_client: redis.Redis)
     assert countdowns != [float(n) for n in SPEC_SCHEDULE], "jitter actually varies the delays"
 
 
-@pytest.mark.parametrize(("end", "factor"), [("low", 0.9), ("high", 1.1)])
-def test_jitter_stays_within_ten_percent(redis_client: redis.Redis, end: str, factor: float) -> None:
+@pytest.mark.parametrize(
+    ("end", "expected"), [("low", [4.5, 9, 18, 36, 54, 54]), ("high", [5.5, 11, 22, 44, 54, 54])]
+)
+def test_jitter_stays_within_ten_percent_and_never_above_the_cap(
+    redis_client: redis.Redis, end: str, expected: list[float]
+) -> None:
     retries = tracker(redis_client, ExtremeRandom(end))
 
     countdowns = [retries.record_failure(ACME).countdown for _ in SPEC_SCHEDULE]
 
-    assert countdowns == pytest.approx([n * factor for n in SPEC_SCHEDULE])
+    assert countdowns == pytest.approx(expected)
+
+
+def test_jittered_delays_at_the_cap_stay_spread_below_it() -> None:
+    policy = BackoffPolicy(base=5, cap=60, jitter=0.1)
+    rng = random.Random(3)
+
+    delays = [policy.delay(20, rng) for _ in range(500)]
+
+    assert max(delays) <= 60
+    assert min(delays) >= 54
+    assert max(delays) - min(delays) > 4, "keys at the cap must not all come back at once"
 
 
 def test_due_time_is_computed_from_the_injected_clock(redis_client: redis.Redis) -> None:
@@ -104,6 +119,14 @@ def test_retry_after_from_the_server_wins_when_longer(redis_client: redis.Redis)
 
     assert retries.record_failure(ACME, retry_after=30).countdown == 30
     assert retries.record_failure(ACME, retry_after=1).countdown == pytest.approx(9.0)
+
+
+def test_retry_after_beyond_the_cap_is_cut_to_the_cap(redis_client: redis.Redis) -> None:
+    retries = RetryTracker(
+        redis_client, BackoffPolicy(base=5, cap=60, jitter=0.1, max_retry_after=300), rng=random.Random(1)
+    )
+
+    assert retries.record_failure(ACME, retry_after=86_400).countdown == 300
 
 
 def test_very_long_failure_streak_stays_at_the_cap() -> None:

@@ -4,7 +4,9 @@ Workers are `polycrate operator worker` processes running the test handler plugi
 plays the watcher (KeyQueue.add) and reads what the handlers recorded. Nothing here assumes an
 outcome from timing: overlap is checked on recorded intervals, recovery by who finished the run.
 The throughput tests share one set of four pool processes (two workers of two) on their own
-Redis database; tests that kill or reconfigure workers start their own.
+Redis database; tests that kill or reconfigure workers start their own, and those that kill
+one run with the production timings (lock TTL 30 s, visibility timeout 3,600 s): recovery comes
+from the workers' self-healing loop, not from a shortened redelivery.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tasks.keys import ObjectKey
 from tasks.objects import ObjectAPI
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.redis import RedisServer
-from tests.fixtures.workers import WorkerPool
+from tests.fixtures.workers import PRODUCTION_TIMINGS, WorkerPool
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects
 from tests.tasks.support import CRDS, example, platform_manifests, without_spec_validation
 
@@ -156,8 +158,8 @@ def test_reconciles_of_one_key_never_overlap_across_four_worker_processes(shared
 def test_pool_process_killed_mid_reconcile_leaves_the_key_to_another_process(
     worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
 ) -> None:
-    worker_pool.start(2)
-    objects.put(WIDGET, version=1, sleep=30)
+    worker_pool.start(2, environment=PRODUCTION_TIMINGS)
+    objects.put(WIDGET, version=1, sleep=60)
     queue.add(WIDGET)
     wait_until(lambda: objects.starts(WIDGET), 15, "the reconcile never started")
     victim = objects.starts(WIDGET)[0]["pid"]
@@ -165,7 +167,8 @@ def test_pool_process_killed_mid_reconcile_leaves_the_key_to_another_process(
     objects.put(WIDGET, version=1, sleep=0)  # the redelivered run need not take as long
     os.kill(victim, signal.SIGKILL)
 
-    wait_until(lambda: objects.runs(WIDGET), 20, "the key was never reconciled to completion")
+    # The victim's lock runs out (30 s), then the next round of the healing loop sends the key.
+    wait_until(lambda: objects.runs(WIDGET), 30 + 5 + 20, "the key was never reconciled to completion")
     finished = objects.runs(WIDGET)
     assert len(finished) == 1 and finished[0].pid != victim
 
@@ -173,22 +176,25 @@ def test_pool_process_killed_mid_reconcile_leaves_the_key_to_another_process(
 def test_whole_worker_killed_mid_reconcile_leaves_the_key_to_another_worker(
     worker_pool: WorkerPool, queue: KeyQueue, objects: RecordedObjects
 ) -> None:
-    # Production keeps the visibility timeout at an hour, far above any reconcile; here it is
-    # short so the dead worker's unacknowledged task is redelivered within seconds.
-    short_redelivery = {"POLYCRATE_VISIBILITY_TIMEOUT": "3"}
-    doomed = worker_pool.start(1, environment=short_redelivery)[0]
-    objects.put(WIDGET, version=1, sleep=30)
+    # Production timings: the dead worker's unacknowledged task would only be redelivered after
+    # the hour-long visibility timeout; the healing loop of the surviving worker re-sends it.
+    doomed = worker_pool.start(1, environment=PRODUCTION_TIMINGS)[0]
+    objects.put(WIDGET, version=1, sleep=60)
     queue.add(WIDGET)
     wait_until(lambda: objects.starts(WIDGET), 15, "the reconcile never started")
-    survivor = worker_pool.start(1, environment=short_redelivery)[0]
+    survivor = worker_pool.start(1, environment=PRODUCTION_TIMINGS)[0]
     survivor_processes = {survivor.pid, *survivor.pool_children()}
 
     objects.put(WIDGET, version=1, sleep=0)
     doomed.kill()
+    killed_at = time.monotonic()
 
-    wait_until(lambda: objects.runs(WIDGET), 30, "the key was never reconciled to completion")
+    # One lock TTL, plus the healer lease the dead worker may have held, plus one loop period.
+    wait_until(lambda: objects.runs(WIDGET), 30 + 15 + 5 + 10, "the key was never reconciled to completion")
     finished = objects.runs(WIDGET)
     assert len(finished) == 1 and finished[0].pid in survivor_processes
+    assert time.monotonic() - killed_at < 90
+    wait_idle(queue)
 
 
 def test_transient_failures_are_retried_by_the_workers_until_the_key_succeeds(
@@ -198,7 +204,8 @@ def test_transient_failures_are_retried_by_the_workers_until_the_key_succeeds(
     objects.put(WIDGET, version=1, fail="transient", fail_times=3)
 
     queue.add(WIDGET)
-    wait_until(lambda: any(run.outcome == "succeeded" for run in objects.runs(WIDGET)), 20, "never succeeded")
+    # Each retry is published by the healing loop when due (every 5 s), not held by a worker.
+    wait_until(lambda: any(run.outcome == "succeeded" for run in objects.runs(WIDGET)), 45, "never succeeded")
 
     assert [run.outcome for run in objects.runs(WIDGET)] == ["transient"] * 3 + ["succeeded"]
     runs = objects.runs(WIDGET)

@@ -4,7 +4,9 @@ The Kubernetes emulator can restart (every connection dropped), but a watch that
 stops delivering while its socket stays open is a different failure: only a client-side
 inactivity timeout notices it. This proxy sits between the watcher and the emulator and
 produces exactly that (`pause`), plus an outage of only the watcher's path (`cut`) while the
-test keeps writing to the emulator directly.
+test keeps writing to the emulator directly. `stall` is a partition as a client sees it: open
+connections go silent and new ones are accepted but never answered, until `resume`. It works
+for any TCP service (the Redis tests put it between one worker and redis-server).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class StallingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._refusing = threading.Event()
+        self._stalled = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -32,6 +35,9 @@ class StallingProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def redis_url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> StallingProxy:
         threading.Thread(target=self._accept_loop, name="stalling-proxy", daemon=True).start()
@@ -43,6 +49,13 @@ class StallingProxy:
             for flowing in self._flows.values():
                 flowing.clear()
 
+    def stall(self) -> None:
+        """Stop forwarding on every connection, open now or opened later, keeping them open."""
+        with self._lock:
+            self._stalled.set()
+            for flowing in self._flows.values():
+                flowing.clear()
+
     def cut(self) -> None:
         """Close every connection and refuse new ones until `resume()`."""
         with self._lock:
@@ -51,6 +64,7 @@ class StallingProxy:
 
     def resume(self) -> None:
         self._refusing.clear()
+        self._stalled.clear()
         with self._lock:
             for flowing in self._flows.values():
                 flowing.set()
@@ -81,7 +95,8 @@ class StallingProxy:
                 client.close()
                 continue
             flowing = threading.Event()
-            flowing.set()
+            if not self._stalled.is_set():
+                flowing.set()
             with self._lock:
                 # Checked under the lock `cut` closes connections with, so no connection
                 # accepted during a cut slips through.

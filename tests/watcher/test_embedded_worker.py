@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,12 +24,19 @@ def process_alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def pool_children(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return children.read().split()
-    except FileNotFoundError:
-        return []
+def descendants(pid: int) -> list[str]:
+    """Every process below `pid` (children are listed per thread, so every thread is read)."""
+    found: list[str] = []
+    parents = [str(pid)]
+    while parents:
+        for children in Path(f"/proc/{parents.pop()}/task").glob("*/children"):
+            try:
+                pids = children.read_text().split()
+            except FileNotFoundError:
+                continue
+            found += pids
+            parents += pids
+    return found
 
 
 @pytest.mark.slow
@@ -53,9 +61,13 @@ def test_a_worker_that_dies_is_restarted_and_logged(
 def test_stop_ends_the_worker_with_a_warm_shutdown(redis_url: str, kubeconfig: str) -> None:
     worker = EmbeddedWorker(1, kubeconfig=kubeconfig, env={"REDIS_URL": redis_url}, stop_grace_period=15)
     worker.start()
-    pid = wait_until(lambda: worker.pid, message="the worker process")
-    # Celery is up once its prefork pool has a child.
-    wait_until(lambda: pool_children(pid), timeout=30, message="the Celery pool")
+    try:
+        pid = wait_until(lambda: worker.pid, message="the worker process")
+        # Celery is up once its prefork pool has a process (below the worker command's Celery child).
+        wait_until(lambda: len(descendants(pid)) >= 2, timeout=30, message="the Celery pool")
+    except AssertionError:
+        worker.stop()  # leave no worker behind
+        raise
 
     started = time.monotonic()
     worker.stop()

@@ -258,7 +258,7 @@ def test_readyz_waits_for_the_initial_lists_and_metrics_count_real_enqueues(
 def test_resync_re_enqueues_every_known_key_periodically(kube_api: KubeApi, watchers: list[Watcher]) -> None:
     create_config_map(kube_api, "shop", "cart")
     sink = RecordingSink()
-    start(watchers, Watcher(kube_api, sink, options((CONFIG_MAPS,), resync_period=0.3, resync_jitter=0.0)))
+    start(watchers, Watcher(kube_api, sink, options((CONFIG_MAPS,), resync_period=0.3)))
 
     wait_until(lambda: sink.reasons("ConfigMap/shop/cart").count("resync") >= 2, message="two resyncs")
     assert sink.reasons("ConfigMap/shop/cart")[0] == "list"

@@ -123,6 +123,7 @@ class DiscoveryWorld:
 
     def reconcile(self, key: ObjectKey) -> Outcome:
         """An event for `key` and the run of its task (the one already waiting, if a flow woke it)."""
+        self.cluster.fire_due()
         self.cluster.queue.add(key)
         task_id = next(t for k, t, _ in reversed(self.cluster.sender.sent) if k == key)
         self._own_tasks.add(task_id)

@@ -91,7 +91,8 @@ def _delete(cluster: Cluster, plural: str, name: str) -> None:
 
 
 def _run_enqueued(cluster: Cluster, key: ObjectKey) -> Outcome:
-    """Run the task that was published last for `key`, as a worker would."""
+    """Run the task that was published last for `key` (a retry once it is due), as a worker would."""
+    cluster.fire_due()
     task_id = next(task for sent, task, _ in reversed(cluster.sender.sent) if sent == key)
     return cluster.reconciler.run(str(key), task_id)
 
