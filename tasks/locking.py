@@ -157,6 +157,12 @@ class KeyLock:
             try:
                 renewed = self._renew(keys=[self.name], args=[self.token, self.ttl_ms])
             except redis.RedisError as exc:
+                if time.monotonic() >= self._valid_until:
+                    # The lock has expired by now whatever Redis says later: nothing left to renew.
+                    log.warning("lock of %s expired while Redis was unreachable (%s)", self.key, exc)
+                    self._lost.set()
+                    self._count_loss()
+                    return
                 # Keep trying, sooner than usual: the fence deadline is near, and Redis may answer
                 # again before the lock expires.
                 log.warning("could not renew lock of %s: %s", self.key, exc)
