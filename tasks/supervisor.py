@@ -12,6 +12,7 @@ SIGTERM is passed on to the child (Celery's warm shutdown lets running reconcile
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -148,10 +149,8 @@ class WorkerSupervisor:
 
     def _wait_while_consuming(self, process: subprocess.Popen[bytes]) -> str:
         while True:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 return f"exit code {process.wait(1.0)}"
-            except subprocess.TimeoutExpired:
-                pass
             if self._stop.is_set():
                 return "stopping"
             silence = self._silence()
