@@ -18,7 +18,7 @@ import redis
 import requests
 from click.testing import CliRunner, Result
 
-from polycrate.cli import main
+from cli import main
 from sandbox.service_account import operator_kubeconfig
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue

@@ -10,7 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from polycrate.cli import main
+from cli import main
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import free_port

@@ -17,7 +17,7 @@ import requests
 from celery import Celery
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.workers import WorkerPool

@@ -17,7 +17,7 @@ from typing import Any
 import click
 import yaml
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.models import GROUP, KINDS
 from polycrate.settings import Settings
