@@ -68,7 +68,7 @@ def _check_kubeconfig(settings: Settings) -> None:
 
 def _check_handler_modules(settings: Settings) -> None:
     """Import POLYCRATE_HANDLER_MODULES now, so a typo stops the worker instead of every task."""
-    from tasks.dispatch import build_registry
+    from tasks.registration import build_registry
 
     try:
         build_registry(settings.handler_modules)

@@ -2,7 +2,7 @@
 
 The reconcile task knows nothing about kinds: it asks the registry for the handler of a key's
 kind and calls `fetch`, then `reconcile`, and `report_failure` when that raised. The built-in
-handlers (tasks.handlers) register first; modules named in POLYCRATE_HANDLER_MODULES (comma
+handlers (tasks.registration) register first; modules named in POLYCRATE_HANDLER_MODULES (comma
 separated) are imported next and their `register_handlers(registry)` may add kinds or replace
 built-in ones. That is how a deployment adds a kind, and how tests run recording or failing
 handlers inside real worker processes without test code in the product.
@@ -16,9 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from polycrate.errors import PermanentError, PolycrateError
+from polycrate.keys import ObjectKey
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,3 @@ def load_handler_modules(registry: HandlerRegistry, module_names: Iterable[str])
             )
         hook(registry)
         log.info("handlers from %s registered", name)
-
-
-def build_registry(module_names: Iterable[str] = ()) -> HandlerRegistry:
-    """The built-in handlers plus those of `module_names`."""
-    from tasks import handlers
-
-    registry = HandlerRegistry()
-    handlers.register_handlers(registry)
-    load_handler_modules(registry, module_names)
-    return registry

@@ -21,9 +21,9 @@ from kubernetes.client.exceptions import ApiException
 
 from polycrate.errors import PermanentError, TransientError
 from polycrate.fence import check_fence_for
+from polycrate.keys import ObjectKey
 from polycrate.models import GROUP, KINDS, VERSION
 from polycrate.rbac import RBAC_HINT
-from tasks.keys import ObjectKey
 
 JsonObject = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"

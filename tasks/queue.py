@@ -29,8 +29,8 @@ from typing import Literal
 import redis
 from celery import Celery
 
+from polycrate.keys import ObjectKey
 from tasks import metrics
-from tasks.keys import ObjectKey
 from tasks.locking import lock_key, lock_key_prefix
 from tasks.routing import QUEUES, queue_for
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import kombu.exceptions
 import redis.exceptions
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.filters import OPERATOR_CONFIG_KEY, DiscoveryFilters
 from watcher.known_keys import KnownKeys
 from watcher.metrics import WatcherMetrics

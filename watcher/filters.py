@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from polycrate.keys import ObjectKey
 from polycrate.models.config import SINGLETON_NAME, SINGLETON_NAMESPACE, OperatorConfigSpec
-from tasks.keys import ObjectKey
 from watcher.sources import WatchSource
 
 log = logging.getLogger(__name__)

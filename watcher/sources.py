@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from polycrate.keys import ObjectKey
 from polycrate.models import GROUP, KINDS, VERSION
 from polycrate.models.discovery import is_meta_secret
-from tasks.keys import ObjectKey
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
 # status alone (the operator's own status writes) leaves all of them untouched.

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError, TransientError
+from polycrate.keys import ObjectKey
 from polycrate.models import DISCOVERED_LABEL, KINDS, EndpointSpec, quantity_to_bytes
 from polycrate.models.config import EndpointDiscovery, NodeDiscovery
 from tasks.context import WorkerContext
@@ -40,7 +41,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection

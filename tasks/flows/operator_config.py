@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, TransientError
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, KindInfo, parse_spec
 from polycrate.models.config import (
     SINGLETON_NAME,
@@ -42,7 +43,6 @@ from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now

@@ -29,6 +29,7 @@ from polycrate.errors import (
     PolycrateError,
     TransientError,
 )
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, HarborProjectSpec
@@ -43,7 +44,6 @@ from tasks.flows.identity import (
 )
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import StatusUpdate

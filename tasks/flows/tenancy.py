@@ -29,6 +29,7 @@ from polycrate.errors import (
     PolycrateError,
     TransientError,
 )
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, check_argocd_roles, parse_spec
 from polycrate.models.fieldtypes import ArgoCDDestination
 from polycrate.models.platform import PlatformSettings
@@ -50,7 +51,6 @@ from tasks.flows.identity import (
 )
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate

@@ -23,7 +23,7 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tests.tasks.flows.test_tenancy import _contact_group, _john_doe, _organization, _ready, tenancy_cluster
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster

@@ -11,7 +11,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from cli import main
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import free_port
 from tests.fixtures.kube import Kubectl

@@ -18,7 +18,7 @@ from celery import Celery
 from click.testing import CliRunner
 
 from cli import main
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.workers import WorkerPool
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects

@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.locking import KeyLock
 from tasks.queue import KeyQueue
 from tests.tasks.support import RecordingSender

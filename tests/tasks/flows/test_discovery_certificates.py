@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from polycrate.keys import ObjectKey
 from tasks.flows.discovery_certificates import (
     CertificateHandler,
     CertManagerCertificateHandler,
     certificate_state,
 )
 from tasks.flows.operator_config import OperatorConfigHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.fixtures.kube import CERT_MANAGER_CERTIFICATE_CRD
 from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
