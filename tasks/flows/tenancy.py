@@ -41,6 +41,7 @@ from polycrate.models.tenancy import (
     OrganizationSpec,
     OrganizationStatus,
 )
+from polycrate.roles import GITLAB_ACCESS_LEVELS
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
@@ -85,7 +86,7 @@ def gitlab_access_level(role: str) -> str:
     singular = role.removesuffix("s")
     if singular in GITLAB_ACCESS_BY_ROLE:
         return GITLAB_ACCESS_BY_ROLE[singular]
-    return singular if singular in gitlab.ACCESS_LEVELS else FALLBACK_GITLAB_ACCESS
+    return singular if singular in GITLAB_ACCESS_LEVELS else FALLBACK_GITLAB_ACCESS
 
 
 def role_subgroup(role: str, settings: PlatformSettings) -> str | None:
