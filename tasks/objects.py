@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from polycrate.errors import PermanentError, TransientError
 from polycrate.fence import check_fence_for
 from polycrate.keys import ObjectKey
+from polycrate.kinds import discovery_sources
 from polycrate.models import GROUP, KINDS, VERSION
 from polycrate.rbac import RBAC_HINT
 
@@ -72,17 +73,10 @@ class Resource:
         return path
 
 
-# Discovery sources, named as the watcher enqueues them.
+# Discovery sources, named as the watcher enqueues them (from the table of kinds).
 SOURCE_RESOURCES: dict[str, Resource] = {
-    "Ingress": Resource("networking.k8s.io", "v1", "ingresses", True),
-    "Secret": Resource("", "v1", "secrets", True),
-    "Node": Resource("", "v1", "nodes", False),
-    "Pod": Resource("", "v1", "pods", True),
-    "velero.io/Backup": Resource("velero.io", "v1", "backups", True),
-    "velero.io/Schedule": Resource("velero.io", "v1", "schedules", True),
-    "postgresql.cnpg.io/Backup": Resource("postgresql.cnpg.io", "v1", "backups", True),
-    "postgresql.cnpg.io/ScheduledBackup": Resource("postgresql.cnpg.io", "v1", "scheduledbackups", True),
-    "cert-manager.io/Certificate": Resource("cert-manager.io", "v1", "certificates", True),
+    entry.key_kind: Resource(entry.group, entry.version, entry.plural, entry.namespaced)
+    for entry in discovery_sources()
 }
 
 EVENTS = Resource("", "v1", "events", True)

@@ -21,7 +21,8 @@ import kombu.exceptions
 import redis.exceptions
 
 from polycrate.keys import ObjectKey
-from watcher.filters import OPERATOR_CONFIG_KEY, DiscoveryFilters
+from polycrate.kinds import OPERATOR_CONFIG_KEY
+from watcher.filters import DiscoveryFilters
 from watcher.known_keys import KnownKeys
 from watcher.metrics import WatcherMetrics
 from watcher.sources import WatchSource

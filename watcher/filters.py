@@ -19,13 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from polycrate.keys import ObjectKey
 from polycrate.models.config import SINGLETON_NAME, SINGLETON_NAMESPACE, OperatorConfigSpec
 from watcher.sources import WatchSource
 
 log = logging.getLogger(__name__)
 
-OPERATOR_CONFIG_KEY = ObjectKey(kind="OperatorConfig", namespace=SINGLETON_NAMESPACE, name=SINGLETON_NAME)
 
 DISCOVERY_SECTIONS: tuple[str, ...] = (
     "endpoint_discovery",
