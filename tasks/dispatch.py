@@ -14,6 +14,7 @@ import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from polycrate.errors import PermanentError, PolycrateError
 from polycrate.keys import ObjectKey
@@ -22,6 +23,17 @@ from tasks.context import WorkerContext
 from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A successful reconcile asks to run again `after` seconds from now.
+
+    For state that changes with time alone (a certificate crossing its expiring-soon or expiry
+    threshold): the key is reconciled at that moment instead of at the next periodic resync.
+    """
+
+    after: float
 
 
 class KindHandler(ABC):
@@ -34,8 +46,10 @@ class KindHandler(ABC):
         return ctx.objects.get(key)
 
     @abstractmethod
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        """Drive the world toward `obj`; raise TransientError to retry, PermanentError to park."""
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> Requeue | None:
+        """Drive the world toward `obj`; raise TransientError to retry, PermanentError to park.
+
+        Return `Requeue(after=seconds)` when the outcome will change with time alone."""
 
     def report_failure(
         self,
