@@ -21,6 +21,7 @@ from typing import Any
 
 from polycrate.keys import ObjectKey
 from polycrate.kinds import KIND_TABLE, KindEntry, discovery_sources
+from polycrate.kubehttp import resource_path
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
 # status alone (the operator's own status writes) leaves all of them untouched.
@@ -68,9 +69,7 @@ class WatchSource:
     @property
     def collection_path(self) -> str:
         """The all-namespaces collection (every namespace in one stream), or the one namespace's."""
-        if self.namespace:
-            return f"{self.group_version_path}/namespaces/{self.namespace}/{self.plural}"
-        return f"{self.group_version_path}/{self.plural}"
+        return resource_path(self.group, self.version, self.plural, self.namespace)
 
     @property
     def display_name(self) -> str:
