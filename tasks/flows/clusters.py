@@ -23,7 +23,7 @@ from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import platform
-from tasks.flows.standalone import enqueue, list_objects
+from tasks.flows.kit import enqueue, list_objects
 from tasks.flows.state import OperatorState
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.objects import JsonObject
