@@ -5,6 +5,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HOME=/tmp
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY cli ./cli
 COPY polycrate ./polycrate
 COPY watcher ./watcher
 COPY workers ./workers

@@ -136,7 +136,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="polycrate-memory-"))
     command = [
-        sys.executable, "-m", "polycrate", "operator", "sandbox",
+        sys.executable, "-m", "cli", "operator", "sandbox",
         "--dir", str(workdir), "--workers", str(options.concurrency), "--timeout", "300",
     ]  # fmt: skip
     sandbox = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -141,7 +141,7 @@ class World:
     def spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "polycrate", "operator", *args],
+            [sys.executable, "-m", "cli", "operator", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -23,6 +23,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.incluster_config import SERVICE_HOST_ENV_NAME, SERVICE_TOKEN_FILENAME
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.kubehttp import retry_after
 
 REQUEST_TIMEOUT = (5.0, 30.0)
 """(connect, read) seconds; the client library has no default and would wait forever."""
@@ -144,7 +145,7 @@ def api_error(exc: ApiException, action: str) -> PolycrateError:
     detail = _status_message(exc)
     message = f"cannot {action}: {status} {exc.reason or ''}".rstrip() + (f": {detail}" if detail else "")
     if status in (409, 429) or status >= 500:
-        return TransientError(message, status_code=status, retry_after=_retry_after(exc))
+        return TransientError(message, status_code=status, retry_after=retry_after(exc.headers))
     reason = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}.get(status, "Failed")
     return PermanentError(message, reason=reason, status_code=status)
 
@@ -207,11 +208,3 @@ def _connection_reason(exc: BaseException) -> str:
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[0] if text else type(value).__name__
-
-
-def _retry_after(exc: ApiException) -> float | None:
-    value = (exc.headers or {}).get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date; the retry policy's own backoff applies

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from polycrate.kinds import discovery_sources
 from polycrate.models import GROUP, KINDS
 
 NAME = "polycrate-operator"
@@ -77,6 +78,21 @@ _POLYCRATE_PATCHERS = ("tasks.finalizers:ensure_finalizer", "tasks.flows.discove
 _STATUS_WRITER = ("tasks.status:StatusWriter",)
 _DISCOVERED_WRITERS = ("tasks.flows.discovered:apply_discovered", "tasks.flows.discovered:delete_discovered")
 
+
+def _discovery_source_reads() -> tuple[Permission, ...]:
+    """get/list/watch on every discovery source of the table of kinds, one rule per group and scope."""
+    plurals: dict[tuple[str, Scope], list[str]] = {}
+    for entry in discovery_sources():
+        scope = Scope.WATCHED if entry.namespaced else Scope.CLUSTER
+        plurals.setdefault((entry.group, scope), []).append(entry.plural)
+    return tuple(
+        Permission(
+            group, tuple(dict.fromkeys(names)), READ, scope, ("polycrate.kinds:DISCOVERY_SOURCE_ENTRIES",)
+        )
+        for (group, scope), names in plurals.items()
+    )
+
+
 PERMISSIONS: tuple[Permission, ...] = (
     # polycrate.io: watched and read by key; finalizers, annotations and discovered specs patched;
     # status written through the status subresource; discovered kinds created and deleted.
@@ -102,44 +118,20 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         GROUP, _plurals(namespaced=False, subresource="status"), ("patch",), Scope.CLUSTER, _STATUS_WRITER
     ),
-    # Discovery sources: list-watched and read by key. Secrets are only ever read: the meta
-    # Secrets are watched (RBAC cannot narrow a watch to a label), credentials read at use.
-    Permission(
-        "",
-        ("secrets",),
-        READ,
-        Scope.WATCHED,
-        ("watcher.sources:DISCOVERY_SOURCES", "polycrate.secrets:SecretReader"),
-    ),
-    Permission("", ("pods",), READ, Scope.WATCHED, ("watcher.sources:DISCOVERY_SOURCES",)),
-    # Ingresses and Nodes carry the operator's cleanup finalizer and (Nodes) the API host id.
+    # Discovery sources: list-watched and read by key (from the table of kinds, below). Secrets
+    # are only ever read: the meta Secrets are watched (RBAC cannot narrow a watch to a label),
+    # credentials read at use. Ingresses and Nodes carry the operator's cleanup finalizer and
+    # (Nodes) the API host id.
+    *_discovery_source_reads(),
+    Permission("", ("secrets",), READ, Scope.WATCHED, ("polycrate.secrets:SecretReader",)),
     Permission(
         "networking.k8s.io",
         ("ingresses",),
-        (*READ, "patch"),
+        ("patch",),
         Scope.WATCHED,
-        ("watcher.sources:DISCOVERY_SOURCES", "tasks.flows.discovery_endpoints:IngressHandler"),
+        ("tasks.flows.discovery_endpoints:IngressHandler",),
     ),
-    Permission(
-        "",
-        ("nodes",),
-        (*READ, "patch"),
-        Scope.CLUSTER,
-        ("watcher.sources:DISCOVERY_SOURCES", "tasks.flows.discovery_endpoints:NodeHandler"),
-    ),
-    Permission(
-        "velero.io", ("backups", "schedules"), READ, Scope.WATCHED, ("watcher.sources:DISCOVERY_SOURCES",)
-    ),
-    Permission(
-        "cert-manager.io", ("certificates",), READ, Scope.WATCHED, ("watcher.sources:DISCOVERY_SOURCES",)
-    ),
-    Permission(
-        "postgresql.cnpg.io",
-        ("backups", "scheduledbackups"),
-        READ,
-        Scope.WATCHED,
-        ("watcher.sources:DISCOVERY_SOURCES",),
-    ),
+    Permission("", ("nodes",), ("patch",), Scope.CLUSTER, ("tasks.flows.discovery_endpoints:NodeHandler",)),
     # CRDs are watched only to notice a discovery source's CRD the moment it is installed.
     Permission(
         "apiextensions.k8s.io",

@@ -385,7 +385,7 @@ class Sandbox:
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
         command = [
-            sys.executable, "-m", "polycrate", "operator", "run",
+            sys.executable, "-m", "cli", "operator", "run",
             "--kubeconfig", str(self.operator_kubeconfig),
             "--workers", str(self.options.workers),
             "--metrics-bind-address", f"127.0.0.1:{free_port()}",

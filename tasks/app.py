@@ -19,9 +19,9 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from polycrate.keys import ObjectKey
 from polycrate.logformat import log_key
 from polycrate.settings import Settings
-from tasks.keys import ObjectKey
 from tasks.routing import DEFAULT_QUEUE, QUEUES, queue_for
 
 RECONCILE_TASK_NAME = "polycrate.reconcile"

@@ -2,7 +2,7 @@
 
 The reconcile task knows nothing about kinds: it asks the registry for the handler of a key's
 kind and calls `fetch`, then `reconcile`, and `report_failure` when that raised. The built-in
-handlers (tasks.handlers) register first; modules named in POLYCRATE_HANDLER_MODULES (comma
+handlers (tasks.registration) register first; modules named in POLYCRATE_HANDLER_MODULES (comma
 separated) are imported next and their `register_handlers(registry)` may add kinds or replace
 built-in ones. That is how a deployment adds a kind, and how tests run recording or failing
 handlers inside real worker processes without test code in the product.
@@ -14,14 +14,26 @@ import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from polycrate.errors import PermanentError, PolycrateError
+from polycrate.keys import ObjectKey
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A successful reconcile asks to run again `after` seconds from now.
+
+    For state that changes with time alone (a certificate crossing its expiring-soon or expiry
+    threshold): the key is reconciled at that moment instead of at the next periodic resync.
+    """
+
+    after: float
 
 
 class KindHandler(ABC):
@@ -34,8 +46,10 @@ class KindHandler(ABC):
         return ctx.objects.get(key)
 
     @abstractmethod
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        """Drive the world toward `obj`; raise TransientError to retry, PermanentError to park."""
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> Requeue | None:
+        """Drive the world toward `obj`; raise TransientError to retry, PermanentError to park.
+
+        Return `Requeue(after=seconds)` when the outcome will change with time alone."""
 
     def report_failure(
         self,
@@ -93,13 +107,3 @@ def load_handler_modules(registry: HandlerRegistry, module_names: Iterable[str])
             )
         hook(registry)
         log.info("handlers from %s registered", name)
-
-
-def build_registry(module_names: Iterable[str] = ()) -> HandlerRegistry:
-    """The built-in handlers plus those of `module_names`."""
-    from tasks import handlers
-
-    registry = HandlerRegistry()
-    handlers.register_handlers(registry)
-    load_handler_modules(registry, module_names)
-    return registry

@@ -10,7 +10,7 @@ so a deleted object can never orphan external state.
 from __future__ import annotations
 
 from polycrate.errors import TransientError
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject, NotFoundError, ObjectAPI
 
 _MAX_ATTEMPTS = 5

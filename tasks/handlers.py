@@ -11,19 +11,18 @@ cert-manager objects) are read and acknowledged; their mapping to polycrate.io o
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
 from pydantic import BaseModel
 
 from polycrate.errors import PolycrateError
-from polycrate.models import KINDS, KindInfo, parse_spec
+from polycrate.keys import ObjectKey
+from polycrate.models import KindInfo, parse_spec
 from tasks.context import WorkerContext
-from tasks.dispatch import HandlerRegistry, KindHandler
+from tasks.dispatch import KindHandler
 from tasks.finalizers import ensure_finalizer, remove_finalizer
-from tasks.keys import ObjectKey
-from tasks.objects import SOURCE_RESOURCES, JsonObject
+from tasks.objects import JsonObject
 from tasks.status import ConditionUpdate, StatusChange, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -217,27 +216,3 @@ class DiscoverySourceHandler(KindHandler):
             key,
             (obj.get("metadata") or {}).get("resourceVersion"),
         )
-
-
-# Modules whose `handlers()` replace the generic handler of their kinds with the real flows.
-FLOW_MODULES: tuple[str, ...] = (
-    "tasks.flows.platform",
-    "tasks.flows.operator_config",
-    "tasks.flows.discovery_endpoints",
-    "tasks.flows.discovery_certificates",
-    "tasks.flows.discovery_backups",
-    "tasks.flows.discovery_apps",
-    "tasks.flows.standalone",
-    "tasks.flows.clusters",
-    "tasks.flows.tenancy",
-)
-
-
-def register_handlers(registry: HandlerRegistry) -> None:
-    for info in KINDS.values():
-        registry.register(CustomResourceHandler(info))
-    for kind in SOURCE_RESOURCES:
-        registry.register(DiscoverySourceHandler(kind))
-    for module_name in FLOW_MODULES:
-        for handler in importlib.import_module(module_name).handlers():
-            registry.register(handler, replace=True)

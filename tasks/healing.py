@@ -102,7 +102,10 @@ class HealingLoop:
         causes = Counter(cause for _, _, cause in self._queue.heal(lost_after=self.lost_after))
         for cause, count in causes.items():
             metrics.HEALED.labels(cause).inc(count)
-        recovered = {cause: count for cause, count in causes.items() if cause != "retry-due"}
+        # Due retries and requeue timers are scheduled work, not a recovery from a failure.
+        recovered = {
+            cause: count for cause, count in causes.items() if cause not in ("retry-due", "requeue-due")
+        }
         if recovered:
             log.warning(
                 "self-healing re-sent %s",

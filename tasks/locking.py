@@ -25,8 +25,8 @@ import time
 import redis
 
 from polycrate.fence import FencedError
+from polycrate.keys import ObjectKey
 from tasks import metrics
-from tasks.keys import ObjectKey
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ HEALED = Counter(
     "polycrate_healer_keys_resent_total",
     "Keys the self-healing loop re-sent, by cause: lock-expired (a dead or partitioned run), "
     "retry-due (a retry or deferral reached its time, or a failed publish is sent again), "
-    "lost-task (a task that vanished with its worker before it started).",
+    "lost-task (a task that vanished with its worker before it started), "
+    "requeue-due (a reconcile asked to run again at this time, e.g. a certificate threshold).",
     ["cause"],
 )
 SUPERSEDED = Counter(

@@ -21,9 +21,11 @@ from kubernetes.client.exceptions import ApiException
 
 from polycrate.errors import PermanentError, TransientError
 from polycrate.fence import check_fence_for
+from polycrate.keys import ObjectKey
+from polycrate.kinds import discovery_sources
+from polycrate.kubehttp import resource_path, retry_after, serialize_request, status_details
 from polycrate.models import GROUP, KINDS, VERSION
 from polycrate.rbac import RBAC_HINT
-from tasks.keys import ObjectKey
 
 JsonObject = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -61,36 +63,18 @@ class Resource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced:
-            base += f"/namespaces/{namespace}"
-        path = f"{base}/{self.plural}"
-        if name is not None:
-            path += f"/{name}"
-            if subresource:
-                path += f"/{subresource}"
-        return path
+        """The object's (or collection's) path; a namespaced resource without namespace: all namespaces."""
+        scope = namespace if self.namespaced else ""
+        return resource_path(self.group, self.version, self.plural, scope, name, subresource)
 
 
-# Discovery sources, named as the watcher enqueues them.
+# Discovery sources, named as the watcher enqueues them (from the table of kinds).
 SOURCE_RESOURCES: dict[str, Resource] = {
-    "Ingress": Resource("networking.k8s.io", "v1", "ingresses", True),
-    "Secret": Resource("", "v1", "secrets", True),
-    "Node": Resource("", "v1", "nodes", False),
-    "Pod": Resource("", "v1", "pods", True),
-    "velero.io/Backup": Resource("velero.io", "v1", "backups", True),
-    "velero.io/Schedule": Resource("velero.io", "v1", "schedules", True),
-    "postgresql.cnpg.io/Backup": Resource("postgresql.cnpg.io", "v1", "backups", True),
-    "postgresql.cnpg.io/ScheduledBackup": Resource("postgresql.cnpg.io", "v1", "scheduledbackups", True),
-    "cert-manager.io/Certificate": Resource("cert-manager.io", "v1", "certificates", True),
+    entry.key_kind: Resource(entry.group, entry.version, entry.plural, entry.namespaced)
+    for entry in discovery_sources()
 }
 
 EVENTS = Resource("", "v1", "events", True)
-
-
-def _all_namespaces(resource: Resource) -> str:
-    prefix = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
-    return f"{prefix}/{resource.plural}"
 
 
 def resource_for(kind: str) -> Resource:
@@ -104,23 +88,6 @@ def resource_for(kind: str) -> Resource:
         raise PermanentError(
             f"no Kubernetes resource is known for kind {kind!r}", reason="UnknownKind"
         ) from None
-
-
-def _status_details(payload: bytes) -> tuple[str, str]:
-    """(reason, message) of a Kubernetes Status body; the message never includes request bodies."""
-    try:
-        status = json.loads(payload or b"{}")
-        return str(status.get("reason") or ""), str(status.get("message") or "")
-    except (ValueError, AttributeError):
-        return "", payload[:200].decode("utf-8", "replace")
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = (headers or {}).get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class ObjectAPI:
@@ -151,16 +118,13 @@ class ObjectAPI:
         query: Mapping[str, str] | None = None,
     ) -> JsonObject:
         check_fence_for(method)
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        method, url, header_params, serialized_body, _ = self.api_client.param_serialize(
+        method, url, header_params, serialized_body = serialize_request(
+            self.api_client,
             method,
             path,
-            query_params=list((query or {}).items()) or None,
-            header_params=headers,
+            query=list((query or {}).items()),
             body=body,
-            auth_settings=["BearerToken"],
+            content_type=content_type,
         )
         what = f"{method} {path}"
         try:
@@ -181,14 +145,14 @@ class ObjectAPI:
         status = response.status
         if status < 400:
             return json.loads(payload) if payload else {}
-        reason, message = _status_details(payload)
+        reason, message = status_details(payload)
         text = f"{what}: {status} {reason or 'Error'}" + (f": {message}" if message else "")
         if status == 404:
             raise NotFoundError(text)
         if status == 409:
             raise ConflictError(text, reason=reason or "Conflict")
         if status in _TRANSIENT_STATUS:
-            raise TransientError(text, retry_after=_retry_after(response.headers), status_code=status)
+            raise TransientError(text, retry_after=retry_after(response.headers), status_code=status)
         permanent_reason = {401: "Unauthorized", 403: "Forbidden"}.get(status, reason or "Invalid")
         if status == 403:
             text += RBAC_HINT  # the server's message names user, verb and resource: what to grant
@@ -228,7 +192,7 @@ class ObjectAPI:
                     kind, served, label_selector=label_selector, field_selector=field_selector
                 )
             ]
-        base = resource.path(namespace) if namespace or not resource.namespaced else _all_namespaces(resource)
+        base = resource.path(namespace)
         query: dict[str, str] = {"limit": "500"}
         if label_selector:
             query["labelSelector"] = label_selector

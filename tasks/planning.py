@@ -22,13 +22,14 @@ import redis
 from kubernetes.client import ApiClient
 
 from polycrate.errors import PolycrateError
+from polycrate.keys import ObjectKey
 from polycrate.models import parse_spec
 from polycrate.settings import redact_url
 from tasks.context import WorkerContext
-from tasks.dispatch import HandlerRegistry, build_registry
+from tasks.dispatch import HandlerRegistry
 from tasks.handlers import CustomResourceHandler, orphaning
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, ObjectAPI, resource_for
+from tasks.registration import build_registry
 from workers.plan import PlannedWrite, plan_mode
 
 log = logging.getLogger(__name__)

@@ -29,15 +29,15 @@ from typing import Literal
 import redis
 from celery import Celery
 
+from polycrate.keys import ObjectKey
 from tasks import metrics
-from tasks.keys import ObjectKey
 from tasks.locking import lock_key, lock_key_prefix
 from tasks.routing import QUEUES, queue_for
 
 log = logging.getLogger(__name__)
 
 AddOutcome = Literal["enqueued", "coalesced", "deferred"]
-HealCause = Literal["lock-expired", "retry-due", "lost-task"]
+HealCause = Literal["lock-expired", "retry-due", "lost-task", "requeue-due"]
 
 # kombu's Redis transport keeps a queue's messages in one list per priority step, and the
 # messages delivered to workers but not acknowledged yet in these two keys.
@@ -143,6 +143,29 @@ end
 redis.call('HSET', KEYS[1], key, ARGV[3])
 redis.call('ZADD', KEYS[2], now(), key)
 return {'scheduled', ARGV[3], '0'}
+"""
+)
+
+# KEYS: timers   ARGV: key, seconds from now
+# A reconcile asked to run again at a time (Requeue): one timer per key, the latest run's wins.
+_SET_TIMER = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[1], now() + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+)
+
+# KEYS: timers   ARGV: batch size
+# Returns the keys whose timer is due, and removes those timers.
+_POP_DUE_TIMERS = (
+    _NOW
+    + """
+local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now(), 'LIMIT', 0, tonumber(ARGV[1]))
+for _, key in ipairs(keys) do
+  redis.call('ZREM', KEYS[1], key)
+end
+return keys
 """
 )
 
@@ -298,16 +321,23 @@ class KeyQueue:
         self._send = sender or send_reconcile_task
         self._pending = f"{prefix}:queue:pending"
         self._due = f"{prefix}:queue:due"
+        # Timers are not pending entries: an event before the timer runs the key at once, as
+        # always, and the timer's run later is one more level-triggered reconcile.
+        self._timers = f"{prefix}:queue:timers"
         self._processing = f"{prefix}:queue:processing"
         self._add = redis.register_script(_ADD)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
         self._reschedule = redis.register_script(_RESCHEDULE)
         self._heal = redis.register_script(_HEAL)
+        self._set_timer = redis.register_script(_SET_TIMER)
+        self._pop_due_timers = redis.register_script(_POP_DUE_TIMERS)
 
     def add(self, key: ObjectKey, *, reason: str = "event") -> AddOutcome:
         """Ask for a reconcile of `key`; at most one task per key is ever waiting."""
-        task_id = str(uuid.uuid4())
+        return self._add_key(key, str(uuid.uuid4()), reason)
+
+    def _add_key(self, key: ObjectKey, task_id: str, reason: str) -> AddOutcome:
         outcome = self._add(
             keys=[self._pending, self._due, self._processing, lock_key(self.prefix, key)],
             args=[str(key), self.stale_after, task_id],
@@ -371,6 +401,17 @@ class KeyQueue:
         follow_up_id = follow_up_id.decode() if isinstance(follow_up_id, bytes) else follow_up_id
         return FollowUp(key=key, task_id=follow_up_id, countdown=float(delay))
 
+    def requeue_after(self, key: ObjectKey, seconds: float) -> None:
+        """Add `key` again `seconds` from now (Redis server time); `heal` adds it when due."""
+        self._set_timer(keys=[self._timers], args=[str(key), max(0.0, seconds)])
+
+    def timers(self) -> dict[ObjectKey, float]:
+        """Keys with a requeue timer, with when it is due (Redis server time)."""
+        return {
+            ObjectKey.parse(raw.decode()): due
+            for raw, due in self._redis.zrange(self._timers, 0, -1, withscores=True)
+        }
+
     def send(self, follow_up: FollowUp) -> None:
         """Publish a follow-up run scheduled by `finish`."""
         self._publish(follow_up.key, follow_up.task_id, follow_up.countdown)
@@ -385,7 +426,8 @@ class KeyQueue:
         )
 
     def heal(self, *, lost_after: float, batch: int = 1000) -> list[tuple[ObjectKey, str, HealCause]]:
-        """Publish due scheduled runs and re-send what dead processes held; return what was sent.
+        """Publish due scheduled runs, add keys whose requeue timer is due, and re-send what dead
+        processes held; return what was sent.
 
         `lost_after`: a sent task neither waiting in the broker nor delivered within this many
         seconds counts as lost (at least the lock TTL: a delivered task starts at once).
@@ -407,6 +449,11 @@ class KeyQueue:
             key = ObjectKey.parse(key_text)
             self._publish(key, task_id, 0.0)
             sent.append((key, task_id, cause))  # type: ignore[arg-type]
+        for raw_key in self._pop_due_timers(keys=[self._timers], args=[batch]):
+            key = ObjectKey.parse(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
+            task_id = str(uuid.uuid4())
+            if self._add_key(key, task_id, "requeue-after") == "enqueued":
+                sent.append((key, task_id, "requeue-due"))
         return sent
 
     def _publish(self, key: ObjectKey, task_id: str, countdown: float) -> None:

@@ -34,14 +34,15 @@ from celery import Task
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.fence import FencedError, fenced
+from polycrate.keys import ObjectKey
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
 from tasks.context import WorkerContext, process_context
-from tasks.dispatch import HandlerRegistry, KindHandler, build_registry
-from tasks.keys import ObjectKey
+from tasks.dispatch import HandlerRegistry, KindHandler, Requeue
 from tasks.locking import KeyLock
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, celery_sender
+from tasks.registration import build_registry
 from tasks.retry import BackoffPolicy, RetryTracker
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class _RunResult:
     outcome: Outcome
     retry_in: float | None = None
     requeue_delay: float = 0.0
+    requeue_after: float | None = None
 
 
 class Reconciler:
@@ -132,6 +134,8 @@ class Reconciler:
                 follow_up = self.queue.finish(
                     key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay
                 )
+                if result.requeue_after is not None:
+                    self.queue.requeue_after(key, result.requeue_after)
         finally:
             lock.release()
         if follow_up is not None:
@@ -153,7 +157,7 @@ class Reconciler:
             if obj is None:
                 self.retries.reset(key)
                 return _RunResult(Outcome("gone"))
-            handler.reconcile(self.context, key, obj)
+            requeue = handler.reconcile(self.context, key, obj)
         except FencedError as error:
             # Another worker may own the key now: report nothing, write nothing, run it again.
             log.warning("reconcile of %s stopped by its lock's fence: %s", key, error)
@@ -170,6 +174,9 @@ class Reconciler:
         finally:
             metrics.DURATION.labels(key.kind).observe(time.monotonic() - started)
         self.retries.reset(key)
+        if isinstance(requeue, Requeue):
+            log.info("reconciled %s; it runs again in %.0fs", key, requeue.after)
+            return _RunResult(Outcome("succeeded"), requeue_after=requeue.after)
         log.info("reconciled %s", key)
         return _RunResult(Outcome("succeeded"))
 

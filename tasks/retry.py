@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 
 # A key that stops failing and is never reconciled again should not keep a counter forever.
 _COUNTER_TTL_SECONDS = 24 * 3600

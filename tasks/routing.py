@@ -8,58 +8,44 @@ can be scaled (and rate-limited) on its own. Kinds whose reconcile spans several
 
 from __future__ import annotations
 
-DEFAULT_QUEUE = "default"
-KEYCLOAK_QUEUE = "keycloak"
-GITLAB_QUEUE = "gitlab"
-HARBOR_QUEUE = "harbor"
-ARGOCD_QUEUE = "argocd"
-POLYCRATE_API_QUEUE = "polycrate-api"
-
-QUEUES: tuple[str, ...] = (
+from polycrate.kinds import (
+    ARGOCD_QUEUE,
     DEFAULT_QUEUE,
-    KEYCLOAK_QUEUE,
     GITLAB_QUEUE,
     HARBOR_QUEUE,
-    ARGOCD_QUEUE,
+    KEYCLOAK_QUEUE,
+    KIND_TABLE,
     POLYCRATE_API_QUEUE,
+    QUEUES,
+    discovery_sources,
 )
+
+# Queue names and the kinds' queues live in the table of kinds (polycrate.kinds); re-exported here
+# for the Celery side.
+__all__ = [
+    "ARGOCD_QUEUE",
+    "DEFAULT_QUEUE",
+    "DISCOVERY_SOURCE_KINDS",
+    "GITLAB_QUEUE",
+    "HARBOR_QUEUE",
+    "KEYCLOAK_QUEUE",
+    "POLYCRATE_API_QUEUE",
+    "QUEUES",
+    "QUEUE_BY_KIND",
+    "parse_queue_list",
+    "queue_for",
+]
 
 # Discovery sources as the watcher names them (group-qualified where a polycrate.io kind has
-# the same name); everything they feed goes to the Polycrate API.
-DISCOVERY_SOURCE_KINDS: tuple[str, ...] = (
-    "Ingress",
-    "Secret",
-    "Node",
-    "Pod",
-    "velero.io/Backup",
-    "velero.io/Schedule",
-    "postgresql.cnpg.io/Backup",
-    "postgresql.cnpg.io/ScheduledBackup",
-    "cert-manager.io/Certificate",
-)
+# the same name).
+DISCOVERY_SOURCE_KINDS: tuple[str, ...] = tuple(entry.key_kind for entry in discovery_sources())
 
-QUEUE_BY_KIND: dict[str, str] = {
-    "ContactGroup": KEYCLOAK_QUEUE,
-    "Contact": KEYCLOAK_QUEUE,
-    "GitLabGroup": GITLAB_QUEUE,
-    "HarborProject": HARBOR_QUEUE,
-    "ArgoCDProject": ARGOCD_QUEUE,
-    "K8sCluster": ARGOCD_QUEUE,
-    "OperatorConfig": POLYCRATE_API_QUEUE,
-    "Endpoint": POLYCRATE_API_QUEUE,
-    "Backup": POLYCRATE_API_QUEUE,
-    "BackupSchedule": POLYCRATE_API_QUEUE,
-    "Certificate": POLYCRATE_API_QUEUE,
-    "K8sApp": POLYCRATE_API_QUEUE,
-    "Artifact": POLYCRATE_API_QUEUE,
-    "SoftwareDeliveryPlatform": DEFAULT_QUEUE,
-    "Organization": DEFAULT_QUEUE,
-    **dict.fromkeys(DISCOVERY_SOURCE_KINDS, POLYCRATE_API_QUEUE),
-}
+QUEUE_BY_KIND: dict[str, str] = {kind: entry.queue for kind, entry in KIND_TABLE.items()}
 
 
 def queue_for(kind: str) -> str:
-    """The queue of `kind`'s reconciles; kinds we do not know run on `default`."""
+    """The queue of `kind`'s reconciles. Every kind of the table names its queue (checked at
+    import); only kinds outside it, added by POLYCRATE_HANDLER_MODULES plug-ins, run on `default`."""
     return QUEUE_BY_KIND.get(kind, DEFAULT_QUEUE)
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from polycrate.errors import TransientError
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject, ObjectAPI
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.informer import Informer
 from watcher.sources import WatchSource
 

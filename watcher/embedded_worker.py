@@ -37,7 +37,7 @@ class EmbeddedWorker:
         self._command = [
             sys.executable,
             "-m",
-            "polycrate",
+            "cli",
             "operator",
             "worker",
             "--concurrency",

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import kombu.exceptions
 import redis.exceptions
 
-from tasks.keys import ObjectKey
-from watcher.filters import OPERATOR_CONFIG_KEY, DiscoveryFilters
+from polycrate.keys import ObjectKey
+from polycrate.kinds import OPERATOR_CONFIG_KEY
+from watcher.filters import DiscoveryFilters
 from watcher.known_keys import KnownKeys
 from watcher.metrics import WatcherMetrics
 from watcher.sources import WatchSource

@@ -20,12 +20,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from polycrate.models.config import SINGLETON_NAME, SINGLETON_NAMESPACE, OperatorConfigSpec
-from tasks.keys import ObjectKey
 from watcher.sources import WatchSource
 
 log = logging.getLogger(__name__)
 
-OPERATOR_CONFIG_KEY = ObjectKey(kind="OperatorConfig", namespace=SINGLETON_NAMESPACE, name=SINGLETON_NAME)
 
 DISCOVERY_SECTIONS: tuple[str, ...] = (
     "endpoint_discovery",

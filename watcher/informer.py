@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.kubeapi import (
     JSON,
     METADATA_LIST,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 
 
 class KnownKeys:

@@ -21,10 +21,11 @@ from typing import Any
 import urllib3
 from kubernetes.client import ApiClient
 
+from polycrate.kubehttp import JSON, serialize_request, status_details
+
 JsonObject = dict[str, Any]
 QueryValue = str | int | bool
 
-JSON = "application/json"
 # Metadata only (name, labels, resourceVersion, ...): the content negotiation every API server
 # since 1.15 supports; plain JSON stays acceptable so an older server still answers.
 METADATA_LIST = f"{JSON};as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, {JSON}"
@@ -54,13 +55,7 @@ class InactiveStreamError(ApiUnreachableError):
 
 
 def _status_error(code: int, payload: bytes) -> KubeApiError:
-    reason, message = "", ""
-    try:
-        status = json.loads(payload or b"{}")
-        reason = str(status.get("reason", ""))
-        message = str(status.get("message", ""))
-    except (ValueError, AttributeError):
-        message = payload[:200].decode("utf-8", "replace")
+    reason, message = status_details(payload)
     if code == 410:
         return GoneError(code, reason or "Expired", message)
     return KubeApiError(code, reason or "Error", message)
@@ -150,19 +145,15 @@ class KubeApi:
         timeout: float | tuple[float, float] | None = None,
         accept: str = JSON,
     ) -> urllib3.BaseHTTPResponse:
-        query_params = [(k, _query_text(v)) for k, v in (query or {}).items()]
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        serialized = self._client.param_serialize(
+        method, url, header_params, serialized_body = serialize_request(
+            self._client,
             method,
             path,
-            query_params=query_params or None,
-            header_params=headers,
+            query=[(k, _query_text(v)) for k, v in (query or {}).items()],
             body=body,
-            auth_settings=["BearerToken"],
+            content_type=content_type,
+            accept=accept,
         )
-        method, url, header_params, serialized_body, _ = serialized
         timeout = timeout or self._request_timeout
         if isinstance(timeout, tuple):
             bounds = urllib3.Timeout(connect=timeout[0], read=timeout[1])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import redis
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.metrics import WatcherMetrics
 
 log = logging.getLogger(__name__)

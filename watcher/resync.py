@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,13 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 
+from polycrate.kinds import OPERATOR_CONFIG_KEY
 from polycrate.metrics_auth import MetricsToken
 from polycrate.models import GROUP, VERSION
 from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
 from watcher.enqueuer import KeyEnqueuer, KeySink
-from watcher.filters import OPERATOR_CONFIG_KEY, DiscoveryFilters
+from watcher.filters import DiscoveryFilters
 from watcher.informer import Informer, WatchTiming
 from watcher.known_keys import KnownKeys
 from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError

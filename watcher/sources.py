@@ -1,4 +1,5 @@
-"""The table of what the watcher list-watches: the 15 polycrate.io kinds and the discovery sources.
+"""What the watcher list-watches: the 15 polycrate.io kinds and the discovery sources, each a
+`WatchSource` derived from the table of kinds (polycrate.kinds).
 
 Each `WatchSource` says where a resource lives in the API (group, version, plural), whether it
 is namespaced, an optional server-side label selector, and which OperatorConfig discovery
@@ -7,21 +8,20 @@ objects are enqueued: polycrate.io kinds by their kind name, discovery sources b
 group-qualified where a polycrate.io kind has the same name (velero.io/Backup,
 postgresql.cnpg.io/Backup, cert-manager.io/Certificate). With `--namespace` (`in_namespaces`),
 each namespaced source becomes one list-watch per namespace, which a namespace-scoped Role
-allows where an all-namespaces watch would get 403. Nothing here talks to the cluster; the
-table is data.
+allows where an all-namespaces watch would get 403. Nothing here talks to the cluster.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from polycrate.models import GROUP, KINDS, VERSION
-from polycrate.models.discovery import is_meta_secret
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
+from polycrate.kinds import KIND_TABLE, KindEntry, discovery_sources
+from polycrate.kubehttp import resource_path
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
 # status alone (the operator's own status writes) leaves all of them untouched.
@@ -69,9 +69,7 @@ class WatchSource:
     @property
     def collection_path(self) -> str:
         """The all-namespaces collection (every namespace in one stream), or the one namespace's."""
-        if self.namespace:
-            return f"{self.group_version_path}/namespaces/{self.namespace}/{self.plural}"
-        return f"{self.group_version_path}/{self.plural}"
+        return resource_path(self.group, self.version, self.plural, self.namespace)
 
     @property
     def display_name(self) -> str:
@@ -100,91 +98,35 @@ class WatchSource:
         encoded = json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
-
-def polycrate_sources() -> tuple[WatchSource, ...]:
-    """The 15 polycrate.io kinds, keyed by kind name, all with a status subresource."""
-    return tuple(
-        WatchSource(
-            key_kind=info.kind,
-            group=GROUP,
-            version=VERSION,
-            plural=info.plural,
-            namespaced=info.namespaced,
-            status_subresource=True,
+    @classmethod
+    def of(cls, entry: KindEntry) -> WatchSource:
+        """The list-watch of one entry of the table of kinds."""
+        return cls(
+            key_kind=entry.key_kind,
+            group=entry.group,
+            version=entry.version,
+            plural=entry.plural,
+            namespaced=entry.namespaced,
+            discovery_section=entry.discovery_section,
+            status_subresource=entry.status_subresource,
+            object_filter=entry.object_filter,
+            metadata_only=entry.metadata_only,
+            section_switch=entry.section_switch,
+            section_namespace=entry.section_namespace,
         )
-        for info in KINDS.values()
-    )
 
 
-DISCOVERY_SOURCES: tuple[WatchSource, ...] = (
-    WatchSource(
-        "Ingress", "networking.k8s.io", "v1", "ingresses", True, discovery_section="endpoint_discovery"
-    ),
-    # Meta Secrets named `<block>.poly` need not carry a label, so Secrets are watched unselected
-    # (metadata only: their data never reaches the watcher) and filtered here; only the meta
-    # Secrets' keys are remembered and enqueued. The worker reads the Secret itself, at use.
-    WatchSource(
-        "Secret",
-        "",
-        "v1",
-        "secrets",
-        True,
-        discovery_section="app_discovery",
-        object_filter=is_meta_secret,
-        metadata_only=True,
-    ),
-    WatchSource("Node", "", "v1", "nodes", False, discovery_section="node_discovery"),
-    WatchSource("Pod", "", "v1", "pods", True, discovery_section="artifact_discovery"),
-    WatchSource(
-        "velero.io/Backup",
-        "velero.io",
-        "v1",
-        "backups",
-        True,
-        discovery_section="backup_discovery",
-        section_namespace="velero_namespace",
-    ),
-    WatchSource(
-        "velero.io/Schedule",
-        "velero.io",
-        "v1",
-        "schedules",
-        True,
-        discovery_section="backup_discovery",
-        section_namespace="velero_namespace",
-    ),
-    WatchSource(
-        "postgresql.cnpg.io/Backup",
-        "postgresql.cnpg.io",
-        "v1",
-        "backups",
-        True,
-        discovery_section="backup_discovery",
-        section_switch="cnpg_enabled",
-    ),
-    WatchSource(
-        "postgresql.cnpg.io/ScheduledBackup",
-        "postgresql.cnpg.io",
-        "v1",
-        "scheduledbackups",
-        True,
-        discovery_section="backup_discovery",
-        section_switch="cnpg_enabled",
-    ),
-    WatchSource(
-        "cert-manager.io/Certificate",
-        "cert-manager.io",
-        "v1",
-        "certificates",
-        True,
-        discovery_section="certificate_discovery",
-    ),
-)
+def polycrate_sources(table: Mapping[str, KindEntry] = KIND_TABLE) -> tuple[WatchSource, ...]:
+    """The 15 polycrate.io kinds, keyed by kind name, all with a status subresource."""
+    return tuple(WatchSource.of(entry) for entry in table.values() if not entry.discovery_source)
 
 
-def all_sources() -> tuple[WatchSource, ...]:
+DISCOVERY_SOURCES: tuple[WatchSource, ...] = tuple(WatchSource.of(entry) for entry in discovery_sources())
+
+
+def all_sources(table: Mapping[str, KindEntry] = KIND_TABLE) -> tuple[WatchSource, ...]:
     """Everything the watcher list-watches, polycrate.io kinds first."""
-    return polycrate_sources() + DISCOVERY_SOURCES
+    return polycrate_sources(table) + tuple(WatchSource.of(entry) for entry in discovery_sources(table))
 
 
 def in_namespaces(sources: Sequence[WatchSource], namespaces: Sequence[str]) -> tuple[WatchSource, ...]:

@@ -27,6 +27,7 @@ from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 from polycrate.errors import InvalidSpecError, PermanentError, PolycrateError, TransientError
 from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, new_session, parse_retry_after
 from polycrate.ratelimit import RateLimiter
+from polycrate.roles import GITLAB_ACCESS_LEVELS
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
 from workers.ownership import Mark, Owner, claim
@@ -37,16 +38,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "GitLab"
 MAX_PER_PAGE = 100
 VISIBILITIES = ("private", "internal", "public")
-# doc/api/members.md; the CRDs spell roles in lower case ("accessLevel: developer").
-ACCESS_LEVELS: dict[str, int] = {
-    "guest": 10,
-    "planner": 15,
-    "reporter": 20,
-    "developer": 30,
-    "maintainer": 40,
-    "owner": 50,
-}
-_LEVEL_NAMES = {level: name for name, level in ACCESS_LEVELS.items()}
+_LEVEL_NAMES = {level: name for name, level in GITLAB_ACCESS_LEVELS.items()}
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -57,11 +49,11 @@ def parse_access_level(value: str | int) -> int:
             return value
     elif isinstance(value, str):
         text = value.strip().lower()
-        if text in ACCESS_LEVELS:
-            return ACCESS_LEVELS[text]
+        if text in GITLAB_ACCESS_LEVELS:
+            return GITLAB_ACCESS_LEVELS[text]
         if text.isdigit() and int(text) in _LEVEL_NAMES:
             return int(text)
-    choices = ", ".join(f"{name} ({level})" for name, level in ACCESS_LEVELS.items())
+    choices = ", ".join(f"{name} ({level})" for name, level in GITLAB_ACCESS_LEVELS.items())
     raise InvalidSpecError(f'GitLab access level "{value}" is not one of {choices}')
 
 

@@ -13,11 +13,9 @@ session per SDP, URL and credentials lives per process (`get_client`).
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
@@ -25,7 +23,9 @@ import requests
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
 from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
+from polycrate.quantity import BINARY_SUFFIXES, QuantityError, quantity_to_bytes
 from polycrate.ratelimit import RateLimiter
+from polycrate.roles import HARBOR_ROLE_IDS
 from workers.change import Change
 from workers.clients import ClientCache, credentials_digest
 from workers.ownership import Mark, Owner, claim
@@ -36,44 +36,25 @@ log = logging.getLogger(__name__)
 SYSTEM = "Harbor"
 API_PREFIX = "/api/v2.0"
 UNLIMITED = -1
-# Harbor's role ids; 5 (limitedGuest) is real although the spec's text only names 1-4.
-ROLE_IDS: dict[str, int] = {"projectAdmin": 1, "developer": 2, "guest": 3, "maintainer": 4, "limitedGuest": 5}
-ROLE_NAMES: dict[int, str] = {role_id: name for name, role_id in ROLE_IDS.items()}
+ROLE_NAMES: dict[int, str] = {role_id: name for name, role_id in HARBOR_ROLE_IDS.items()}
 GroupType = Literal["oidc", "ldap", "http"]
 GROUP_TYPE_IDS: dict[str, int] = {"ldap": 1, "http": 2, "oidc": 3}
 MAX_PAGE_SIZE = 100
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_QUANTITY = re.compile(
-    r"^(?P<number>\d+(?:\.\d*)?|\.\d+)(?:(?P<exponent>[eE][+-]?\d+)|(?P<suffix>[KMGTPE]i|[kKMGTPE]))?$"
-)
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIXES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 
 def storage_quota_bytes(quantity: str | int, *, project: str) -> int:
-    """Bytes for a Kubernetes quantity such as "50Gi", "500M", "1.5Ti" or "1e9" (fractions round
-    up, as Kubernetes does); -1 means no limit, as in Harbor. "K" is accepted for kilo next to
-    Kubernetes' "k". Anything else is an InvalidSpecError that names the value and the fix."""
+    """Bytes for a Kubernetes quantity such as "50Gi", "500M", "1.5Ti" or "1e9", read by
+    polycrate.quantity as validation reads it; -1 means no limit, as in Harbor. Anything else is
+    an InvalidSpecError that names the value and the fix."""
     text = str(quantity).strip()
     if text == str(UNLIMITED):
         return UNLIMITED
-    found = _QUANTITY.match(text)
-    if found is None:
-        raise InvalidSpecError(
-            f'Harbor project "{project}": storageQuota "{quantity}" is not a quantity (use e.g. 50Gi)'
-        )
     try:
-        number = Decimal(found["number"])
-        if found["exponent"]:
-            number = number.scaleb(int(found["exponent"][1:]))
-    except (InvalidOperation, ValueError):
-        raise InvalidSpecError(
-            f'Harbor project "{project}": storageQuota "{quantity}" is not a quantity (use e.g. 50Gi)'
-        ) from None
-    suffix = found["suffix"] or ""
-    multiplier = _BINARY_SUFFIXES.get(suffix) or _DECIMAL_SUFFIXES.get(suffix) or 1
-    size = math.ceil(number * multiplier)
+        size = quantity_to_bytes(text)
+    except QuantityError as error:
+        raise InvalidSpecError(f'Harbor project "{project}": storageQuota {error}') from None
     if size <= 0:
         raise InvalidSpecError(
             f'Harbor project "{project}": storageQuota "{quantity}" must be more than zero '
@@ -85,7 +66,7 @@ def storage_quota_bytes(quantity: str | int, *, project: str) -> int:
 def _describe_bytes(size: int) -> str:
     if size == UNLIMITED:
         return "unlimited"
-    for suffix, factor in sorted(_BINARY_SUFFIXES.items(), key=lambda item: -item[1]):
+    for suffix, factor in sorted(BINARY_SUFFIXES.items(), key=lambda item: -item[1]):
         if size % factor == 0:
             return f"{size // factor}{suffix}"
     return f"{size} bytes"
@@ -138,12 +119,12 @@ class ProjectMember:
 
 
 def _role_id(project: str, role: str) -> int:
-    if role not in ROLE_IDS:
+    if role not in HARBOR_ROLE_IDS:
         raise InvalidSpecError(
             f'Harbor project "{project}": role "{role}" is not a Harbor role '
-            f"(use one of {', '.join(ROLE_IDS)})"
+            f"(use one of {', '.join(HARBOR_ROLE_IDS)})"
         )
-    return ROLE_IDS[role]
+    return HARBOR_ROLE_IDS[role]
 
 
 def _planned(project: str) -> bool:

@@ -32,12 +32,9 @@ from polycrate.models.discovery import (
     parse_image,
 )
 from polycrate.models.fieldtypes import (
-    GITLAB_ACCESS_LEVEL_VALUES,
-    HARBOR_ROLE_IDS,
     ArgoCDDestination,
     SecretKeyRef,
     SpecModel,
-    quantity_to_bytes,
 )
 from polycrate.models.platform import (
     DEFAULT_BURST,
@@ -86,9 +83,7 @@ __all__ = [
     "DEFAULT_REQUESTS_PER_SECOND",
     "DISCOVERED_LABEL",
     "FINALIZER",
-    "GITLAB_ACCESS_LEVEL_VALUES",
     "GROUP",
-    "HARBOR_ROLE_IDS",
     "KINDS",
     "SINGLETON_NAME",
     "SINGLETON_NAMESPACE",
@@ -143,5 +138,4 @@ __all__ = [
     "parse_image",
     "parse_spec",
     "parse_status",
-    "quantity_to_bytes",
 ]

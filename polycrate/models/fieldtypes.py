@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,7 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$"
+from polycrate.quantity import QUANTITY_PATTERN, QuantityError, parse_quantity
+
 OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
 GITLAB_PATH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$"
@@ -137,22 +137,6 @@ Timestamp = datetime
 """RFC 3339 timestamps (`format: date-time` in the CRD); serialised with a trailing Z for UTC."""
 
 
-_QUANTITY_FACTORS: dict[str, int] = {
-    "": 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-}
-_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
-
-
 def _quantity_from_number(value: Any) -> Any:
     # YAML turns `storageQuota: 50` into an int; Kubernetes treats it as the quantity "50".
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -161,10 +145,18 @@ def _quantity_from_number(value: Any) -> Any:
 
 
 def _check_quantity(value: str) -> str:
-    if not _QUANTITY_RE.match(value):
+    if not re.match(QUANTITY_PATTERN, value):
         raise PydanticCustomError(
             "polycrate_format", '"{value}" is not a quantity (use e.g. 50Gi)', {"value": shown_value(value)}
         )
+    try:
+        parse_quantity(value)
+    except QuantityError:
+        raise PydanticCustomError(
+            "polycrate_format",
+            '"{value}" is out of the range of a Kubernetes quantity (0 to just under 8Ei)',
+            {"value": shown_value(value)},
+        ) from None
     return value
 
 
@@ -180,43 +172,11 @@ Quantity = Annotated[
         }
     ),
 ]
-"""A storage quantity like `50Gi` or `100G` (binary Ki..Pi or decimal K..P suffix)."""
-
-
-def quantity_to_bytes(quantity: str) -> int:
-    """`"50Gi"` -> 53687091200; raises ValueError for anything that is not a Quantity."""
-    match = _QUANTITY_RE.match(quantity)
-    if not match:
-        raise ValueError(f'"{quantity}" is not a quantity (use e.g. 50Gi)')
-    suffix = match.group(2) or ""
-    number = Decimal(quantity[: len(quantity) - len(suffix)])
-    return int(number * _QUANTITY_FACTORS[suffix])
+"""A storage quantity like `50Gi` or `100G`: a Kubernetes quantity (polycrate.quantity)."""
 
 
 Visibility = Literal["private", "internal", "public"]
 """GitLab group visibility."""
-
-GitLabAccessLevel = Literal["guest", "reporter", "developer", "maintainer", "owner"]
-"""GitLab member roles by name; the GitLab worker maps them to 10/20/30/40/50."""
-
-GITLAB_ACCESS_LEVEL_VALUES: dict[str, int] = {
-    "guest": 10,
-    "reporter": 20,
-    "developer": 30,
-    "maintainer": 40,
-    "owner": 50,
-}
-
-HarborRole = Literal["projectAdmin", "maintainer", "developer", "guest", "limitedGuest"]
-"""Harbor project member roles by name; see HARBOR_ROLE_IDS for Harbor's numeric role ids."""
-
-HARBOR_ROLE_IDS: dict[str, int] = {
-    "projectAdmin": 1,
-    "developer": 2,
-    "guest": 3,
-    "maintainer": 4,
-    "limitedGuest": 5,
-}
 
 
 class SpecModel(BaseModel):

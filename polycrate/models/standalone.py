@@ -15,11 +15,9 @@ from polycrate.models.fieldtypes import (
     BoundedStr,
     DeletionPolicy,
     Description,
-    GitLabAccessLevel,
     GitLabDescription,
     GitLabPath,
     HarborProjectName,
-    HarborRole,
     KeycloakName,
     ObjectName,
     Quantity,
@@ -29,6 +27,7 @@ from polycrate.models.fieldtypes import (
     immutable,
 )
 from polycrate.models.status import StatusModel
+from polycrate.roles import GITLAB_ACCESS_LEVELS, HARBOR_ROLE_IDS, GitLabAccessLevel, HarborRole, choices
 
 DELETION_POLICY_DESCRIPTION = (
     "Delete (default) removes what the operator created in every SDP; Orphan leaves it in place"
@@ -39,14 +38,14 @@ class GitLabGroupAccess(SpecModel):
     """A Keycloak group's access level in the GitLab group."""
 
     keycloakGroup: KeycloakName = Field(description="Keycloak group name, e.g. platform-admins")
-    accessLevel: GitLabAccessLevel = Field(description="guest, reporter, developer, maintainer or owner")
+    accessLevel: GitLabAccessLevel = Field(description=choices(GITLAB_ACCESS_LEVELS))
 
 
 class GitLabOrganizationAccess(SpecModel):
     """An Organization's access level in the GitLab group."""
 
     organization: ObjectName = Field(description="name of an Organization in the same namespace")
-    accessLevel: GitLabAccessLevel = Field(description="guest, reporter, developer, maintainer or owner")
+    accessLevel: GitLabAccessLevel = Field(description=choices(GITLAB_ACCESS_LEVELS))
 
 
 class GitLabGroupSpec(SpecModel):
@@ -77,14 +76,14 @@ class HarborProjectAccess(SpecModel):
     """A Keycloak group's role in the Harbor project."""
 
     keycloakGroup: KeycloakName = Field(description="Keycloak group name, e.g. platform-admins")
-    role: HarborRole = Field(description="projectAdmin, maintainer, developer, guest or limitedGuest")
+    role: HarborRole = Field(description=choices(HARBOR_ROLE_IDS))
 
 
 class HarborOrganizationAccess(SpecModel):
     """An Organization's role in the Harbor project."""
 
     organization: ObjectName = Field(description="name of an Organization in the same namespace")
-    role: HarborRole = Field(description="projectAdmin, maintainer, developer, guest or limitedGuest")
+    role: HarborRole = Field(description=choices(HARBOR_ROLE_IDS))
 
 
 class HarborProjectSpec(SpecModel):

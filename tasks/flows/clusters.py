@@ -18,14 +18,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import DependencyNotFoundError
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import platform
-from tasks.flows.standalone import enqueue, list_objects
+from tasks.flows.kit import enqueue, list_objects
 from tasks.flows.state import OperatorState
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from workers.argocd import ArgoCDClient, ClusterCredentials
 

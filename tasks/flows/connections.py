@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError
+from polycrate.keys import ObjectKey
 from polycrate.models import parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.ratelimit import RateLimiter
 from polycrate.secrets import SecretReader
 from tasks.context import WorkerContext
-from tasks.keys import ObjectKey
 from workers import argocd, gitlab, harbor, keycloak
 
 

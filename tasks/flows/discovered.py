@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
+from polycrate.keys import ObjectKey
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
@@ -33,7 +34,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError
+from polycrate.keys import ObjectKey
 from polycrate.models import (
     API_VERSION,
     DISCOVERED_LABEL,
@@ -52,7 +53,6 @@ from tasks.flows.operator_config import (
     default_queue,
     read_operator_config,
 )
-from tasks.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection

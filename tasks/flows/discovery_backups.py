@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from polycrate.keys import ObjectKey
 from polycrate.models import (
     DISCOVERED_LABEL,
     BackupScheduleSpec,
@@ -45,7 +46,6 @@ from tasks.flows.discovered import (
     wake,
 )
 from tasks.flows.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection

@@ -4,8 +4,9 @@ Each cert-manager Certificate in scope of `certificate_discovery` (namespaces, i
 is mirrored into `certmanager-<ns>-<name>` next to it and owned by it, per the spec's API and
 Status mapping tables. `certificate_status` is judged against the current time (expired after
 notAfter, expiring_soon within 30 days of it) but is a state, not a clock reading: it moves
-only when a threshold is crossed (noticed at the periodic resync), so steady reconciles write
-nothing. The Certificate handler syncs to the API and deletes the API object with the CR.
+only when a threshold is crossed, so steady reconciles write nothing. The handler asks to run
+again at the next threshold (`Requeue`), so the crossing shows at that moment, not at the next
+periodic resync. The Certificate handler syncs to the API and deletes the API object with the CR.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from polycrate.keys import ObjectKey
 from polycrate.models import DISCOVERED_LABEL, CertificateSpec
 from polycrate.models.config import CertificateDiscovery
 from polycrate.models.discovery import CertificateState
 from tasks.context import WorkerContext
-from tasks.dispatch import KindHandler
+from tasks.dispatch import KindHandler, Requeue
 from tasks.flows.discovered import (
     Clock,
     ScopedDiscoveredHandler,
@@ -32,7 +34,6 @@ from tasks.flows.discovered import (
     serialized_spec,
 )
 from tasks.flows.operator_config import ApiTarget, read_operator_config
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
@@ -83,6 +84,15 @@ def certificate_state(source: JsonObject, now: datetime) -> tuple[bool, Certific
     if issuing.get("status") == "True":
         return False, "pending"
     return False, "unknown"
+
+
+def next_threshold(source: JsonObject, now: datetime) -> datetime | None:
+    """The next moment `certificate_state` changes with time alone: the start of expiring-soon
+    (30 days before notAfter) or notAfter itself, whichever is still ahead; None when both passed."""
+    not_after = moment((source.get("status") or {}).get("notAfter"))
+    if not_after is None:
+        return None
+    return next((t for t in (not_after - EXPIRING_SOON, not_after) if t > now), None)
 
 
 def issuer_name(source: JsonObject) -> str:
@@ -153,17 +163,21 @@ class CertManagerCertificateHandler(KindHandler):
     def __init__(self, *, clock: Clock = utc_now) -> None:
         self.clock = clock
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> Requeue | None:
         config = read_operator_config(ctx)
         section = config.section(SECTION) if config else None
         if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return  # discovery off, or going away: the garbage collector takes its CR along
+            return None  # discovery off, or going away: the garbage collector takes its CR along
         excluded = out_of_scope(section, key.namespace, issuer_name(obj))
         if excluded:
             cr_key = ObjectKey("Certificate", key.namespace, certificate_name(key.namespace, key.name))
             delete_discovered(ctx, cr_key, reason=excluded)
-            return
-        apply_discovered(ctx, "Certificate", desired_certificate(obj, self.clock()))
+            return None
+        now = self.clock()
+        apply_discovered(ctx, "Certificate", desired_certificate(obj, now))
+        # Come back when the certificate crosses a threshold, not at the next resync.
+        threshold = next_threshold(obj, now)
+        return Requeue(after=(threshold - now).total_seconds()) if threshold else None
 
 
 class CertificateHandler(ScopedDiscoveredHandler):

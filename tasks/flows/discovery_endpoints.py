@@ -17,14 +17,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError, TransientError
-from polycrate.models import DISCOVERED_LABEL, KINDS, EndpointSpec, quantity_to_bytes
+from polycrate.keys import ObjectKey
+from polycrate.models import DISCOVERED_LABEL, KINDS, EndpointSpec
 from polycrate.models.config import EndpointDiscovery, NodeDiscovery
+from polycrate.quantity import QuantityError, parse_quantity, quantity_to_bytes
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
 from tasks.finalizers import ensure_finalizer, remove_finalizer
@@ -40,7 +41,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.keys import ObjectKey
 from tasks.objects import ConflictError, JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
@@ -438,10 +438,8 @@ def cpu_cores(quantity: str | None) -> int | None:
     if not quantity:
         return None
     try:
-        if quantity.endswith("m"):
-            return int(Decimal(quantity[:-1]) / 1000)
-        return int(Decimal(quantity))
-    except InvalidOperation:
+        return int(parse_quantity(quantity))
+    except QuantityError:
         return None
 
 
@@ -451,7 +449,7 @@ def memory_mb(quantity: str | None) -> int | None:
         return None
     try:
         return quantity_to_bytes(quantity) // _MEBIBYTE
-    except ValueError:
+    except QuantityError:
         return None
 
 

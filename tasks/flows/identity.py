@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from polycrate.errors import PermanentError, TransientError
+from polycrate.keys import ObjectKey
 from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from workers import harbor
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, TransientError
+from polycrate.keys import ObjectKey
+from polycrate.kinds import OPERATOR_CONFIG_KEY, discovery_sources
 from polycrate.models import KINDS, KindInfo, parse_spec
 from polycrate.models.config import (
     SINGLETON_NAME,
@@ -37,12 +39,10 @@ from polycrate.models.config import (
     OperatorConfigSpec,
     OperatorConfigStatus,
 )
-from polycrate.models.discovery import is_meta_secret
 from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
@@ -52,7 +52,6 @@ from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
 log = logging.getLogger(__name__)
 
-OPERATOR_CONFIG_KEY = ObjectKey("OperatorConfig", SINGLETON_NAMESPACE, SINGLETON_NAME)
 OPERATOR_CONFIG = f"OperatorConfig {SINGLETON_NAMESPACE}/{SINGLETON_NAME}"
 
 # The polycrate.io kinds that discovery writes and syncs to the API.
@@ -65,20 +64,14 @@ DISCOVERED_KINDS: tuple[str, ...] = (
     "Artifact",
 )
 
-# Which OperatorConfig section switches each discovery source on (the watcher has the same table).
+# Which OperatorConfig section switches each discovery source on, and which of a source's objects
+# are sources at all: both from the table of kinds, as the watcher's.
 SOURCE_SECTIONS: dict[str, str] = {
-    "Ingress": "endpoint_discovery",
-    "Secret": "app_discovery",
-    "Node": "node_discovery",
-    "Pod": "artifact_discovery",
-    "velero.io/Backup": "backup_discovery",
-    "velero.io/Schedule": "backup_discovery",
-    "postgresql.cnpg.io/Backup": "backup_discovery",
-    "postgresql.cnpg.io/ScheduledBackup": "backup_discovery",
-    "cert-manager.io/Certificate": "certificate_discovery",
+    entry.key_kind: entry.discovery_section for entry in discovery_sources() if entry.discovery_section
 }
-# Sources that are only some objects of their resource (the watcher's WatchSource.object_filter).
-_SOURCE_FILTERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {"Secret": is_meta_secret}
+_SOURCE_FILTERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    entry.key_kind: entry.object_filter for entry in discovery_sources() if entry.object_filter is not None
+}
 
 # Finalizers that discovery puts on sources end like this (endpoints.polycrate.io/cleanup, ...).
 SOURCE_FINALIZER_SUFFIX = ".polycrate.io/cleanup"

@@ -18,12 +18,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections
 from tasks.handlers import CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
 

@@ -29,6 +29,7 @@ from polycrate.errors import (
     PolycrateError,
     TransientError,
 )
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, HarborProjectSpec
@@ -41,17 +42,16 @@ from tasks.flows.identity import (
     harbor_project_name,
     immutable_name_error,
 )
+from tasks.flows.kit import list_objects
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
-from tasks.keys import ObjectKey
-from tasks.objects import JsonObject, NotFoundError
-from tasks.queue import KeyQueue
+from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
 from workers.gitlab import GitLabClient, parse_access_level
 from workers.keycloak import KeycloakClient, KeycloakGroup, KeycloakUser
 from workers.ownership import Owner
-from workers.plan import planning, planning_in
+from workers.plan import planning_in
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +84,6 @@ def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, 
     if not wanted:
         return None
     return {**{sdp: None for sdp in current if sdp not in wanted}, **wanted}
-
-
-def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> None:
-    """Ask for a reconcile of each key now, instead of at the next resync (a plan wakes nobody)."""
-    if planning() is not None:
-        return
-    queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix)
-    for key in keys:
-        try:
-            queue.add(key, reason=reason)
-        except Exception as exc:  # the broker's errors differ by transport; a retry re-sends
-            raise TransientError(f"could not enqueue {key.describe()} ({type(exc).__name__})") from None
-
-
-def list_objects(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
-    """The objects of a polycrate.io kind in the namespace; none when its CRD is not installed."""
-    try:
-        return ctx.objects.list(kind, namespace)
-    except NotFoundError:
-        return []
 
 
 def _raw_spec(obj: JsonObject) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import json
 import logging
 from typing import Any
 
+from polycrate.keys import ObjectKey
 from tasks.context import WorkerContext
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ from polycrate.errors import (
     PolycrateError,
     TransientError,
 )
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, check_argocd_roles, parse_spec
 from polycrate.models.fieldtypes import ArgoCDDestination
 from polycrate.models.platform import PlatformSettings
@@ -40,6 +41,7 @@ from polycrate.models.tenancy import (
     OrganizationSpec,
     OrganizationStatus,
 )
+from polycrate.roles import GITLAB_ACCESS_LEVELS
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
@@ -50,7 +52,6 @@ from tasks.flows.identity import (
 )
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate
@@ -85,7 +86,7 @@ def gitlab_access_level(role: str) -> str:
     singular = role.removesuffix("s")
     if singular in GITLAB_ACCESS_BY_ROLE:
         return GITLAB_ACCESS_BY_ROLE[singular]
-    return singular if singular in gitlab.ACCESS_LEVELS else FALLBACK_GITLAB_ACCESS
+    return singular if singular in GITLAB_ACCESS_LEVELS else FALLBACK_GITLAB_ACCESS
 
 
 def role_subgroup(role: str, settings: PlatformSettings) -> str | None:

@@ -95,7 +95,7 @@ class OperatorProcesses:
         name = f"operator{len(self.started) + 1}"
         probe_port, metrics_port = free_port(), free_port()
         command = [
-            sys.executable, "-m", "polycrate", "operator", "run",
+            sys.executable, "-m", "cli", "operator", "run",
             "--kubeconfig", self.kubeconfig,
             "--health-probe-bind-address", f"127.0.0.1:{probe_port}",
             "--metrics-bind-address", f"127.0.0.1:{metrics_port}",

@@ -10,7 +10,7 @@ import kubernetes
 from click.testing import CliRunner
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
-from polycrate.cli import main
+from cli import main
 from polycrate.crds import crd_manifests, install_crds
 from sandbox.systems import EmulatedSystems
 from tests.fixtures.kube import Kubectl

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from polycrate.cli import main
+from cli import main
 from polycrate.crds import crd_manifest, render_yaml
 from polycrate.models import KINDS
 from tests.spec_examples import EXAMPLES_DIR

@@ -13,7 +13,7 @@ from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
 def _start(state_file):
     process = subprocess.Popen(
-        [sys.executable, "-m", "polycrate", "operator", "emulators", "--state-file", str(state_file)],
+        [sys.executable, "-m", "cli", "operator", "emulators", "--state-file", str(state_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -92,7 +92,7 @@ def test_busy_port_is_one_line_and_non_zero(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "polycrate", "operator", "emulators", "--port-base", str(port),
+            [sys.executable, "-m", "cli", "operator", "emulators", "--port-base", str(port),
              "--state-file", str(tmp_path / "s.json")],
             capture_output=True,
             text=True,
@@ -107,7 +107,7 @@ def test_sigint_stops_it_even_when_started_in_the_background(tmp_path):
     # A shell's background job starts with SIGINT ignored; `kill -INT` must still stop it.
     state_file = tmp_path / "state.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "polycrate", "operator", "emulators", "--state-file", str(state_file)],
+        [sys.executable, "-m", "cli", "operator", "emulators", "--state-file", str(state_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 from watcher.probes import ProbeServer
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 from tests.fixtures.kube import KUBECTL
 
 
@@ -26,7 +26,7 @@ def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 3
 def test_serves_kubectl_until_interrupted_and_writes_the_kubeconfig_once_answering(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     process = subprocess.Popen(
-        [sys.executable, "-m", "polycrate", "operator", "kube-emulator", "--kubeconfig-out", str(kubeconfig)],
+        [sys.executable, "-m", "cli", "operator", "kube-emulator", "--kubeconfig-out", str(kubeconfig)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 from sandbox.service_account import operator_kubeconfig
 from tests.cli.operator_process import OperatorProcess, OperatorProcesses
 from tests.fixtures.kube import Kubectl

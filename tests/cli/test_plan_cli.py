@@ -23,7 +23,7 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tests.tasks.flows.test_tenancy import _contact_group, _john_doe, _organization, _ready, tenancy_cluster
 from tests.tasks.support import CRDS, example
 from tests.tasks.test_handlers import Cluster
@@ -61,7 +61,7 @@ def plan(kubeconfig: str, redis_url: str) -> Callable[..., subprocess.CompletedP
     def run(*args: str, redis_at: str = redis_url) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECONFIG": kubeconfig, "REDIS_URL": redis_at}
         env.pop("POLYCRATE_KUBECONFIG", None)
-        command = [sys.executable, "-m", "polycrate", "operator", "plan", *args]
+        command = [sys.executable, "-m", "cli", "operator", "plan", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
     return run

@@ -18,9 +18,9 @@ import redis
 import requests
 from click.testing import CliRunner, Result
 
-from polycrate.cli import main
+from cli import main
+from polycrate.keys import ObjectKey
 from sandbox.service_account import operator_kubeconfig
-from tasks.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import OperatorProcesses, free_port
 from tests.fixtures.kube import Kubectl

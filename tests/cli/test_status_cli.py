@@ -10,8 +10,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from polycrate.cli import main
-from tasks.keys import ObjectKey
+from cli import main
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.cli.operator_process import free_port
 from tests.fixtures.kube import Kubectl

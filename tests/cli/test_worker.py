@@ -17,8 +17,8 @@ import requests
 from celery import Celery
 from click.testing import CliRunner
 
-from polycrate.cli import main
-from tasks.keys import ObjectKey
+from cli import main
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.workers import WorkerPool
 from tests.tasks.handlers import RECORDED_KIND, RecordedObjects

@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from polycrate.cli import main
+from cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

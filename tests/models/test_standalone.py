@@ -44,7 +44,7 @@ def test_unknown_gitlab_access_level_lists_the_valid_ones() -> None:
         parse_spec(spec)
     assert str(caught.value) == (
         'GitLabGroup polycrate/shared: spec.accessControl[0].accessLevel "admin" is not allowed '
-        "(use guest, reporter, developer, maintainer or owner)"
+        "(use guest, planner, reporter, developer, maintainer or owner)"
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from polycrate.cli import main
+from cli import main
 from polycrate.models import GROUP, KINDS
 from polycrate.rbac import PERMISSIONS, Scope, granted, rbac_manifests, render_yaml
 from tasks.objects import EVENTS, SOURCE_RESOURCES, resource_for

@@ -109,7 +109,7 @@ def _readme_configuration_table() -> dict[str, str]:
 
 
 def _cli_environment_variables() -> set[str]:
-    from polycrate.cli import main
+    from cli import main
 
     found: set[str] = set()
     pending: list[click.Command] = [main]

@@ -15,7 +15,7 @@ from sandbox.systems import EmulatedSystems
 @pytest.mark.slow
 def test_sandbox_reconciles_every_example_and_exits_when_ready(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "polycrate", "operator", "sandbox", "--dir", str(tmp_path),
+        [sys.executable, "-m", "cli", "operator", "sandbox", "--dir", str(tmp_path),
          "--exit-when-ready", "--timeout", "90"],
         capture_output=True,
         text=True,

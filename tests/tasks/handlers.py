@@ -26,9 +26,9 @@ import redis
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.httppolicy import new_session
+from polycrate.keys import ObjectKey
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.objects import JsonObject
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from polycrate.errors import PermanentError
+from polycrate.keys import ObjectKey
 from polycrate.models import KINDS
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.dispatch import HandlerRegistry, KindHandler, build_registry, load_handler_modules
-from tasks.keys import ObjectKey
+from tasks.dispatch import HandlerRegistry, KindHandler, load_handler_modules
 from tasks.objects import JsonObject
+from tasks.registration import build_registry
 from tasks.routing import DISCOVERY_SOURCE_KINDS
 
 

@@ -10,8 +10,8 @@ import kubernetes
 import pytest
 import yaml
 
+from polycrate.keys import ObjectKey
 from tasks.events import EventRecorder
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject, ObjectAPI
 from tests.tasks.support import CRDS, EXAMPLES
 

@@ -20,11 +20,11 @@ import redis
 import yaml
 
 from emulators.polycrate_api import PolycrateApiEmulator
+from polycrate.keys import ObjectKey
 from polycrate.rbac import rbac_manifests
 from polycrate.settings import Settings
 from sandbox.service_account import apply_rbac, operator_kubeconfig
 from tasks.context import WorkerContext
-from tasks.keys import ObjectKey
 from tests.tasks.flows.test_discovery_endpoints import _node
 from tests.tasks.flows.test_operator_config import DiscoveryWorld, fresh_api_clients  # noqa: F401
 from tests.tasks.test_handlers import Cluster

@@ -18,15 +18,16 @@ import pytest
 import redis
 import yaml
 
+from polycrate.keys import ObjectKey
 from polycrate.models import FINALIZER, KINDS
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
-from tasks.dispatch import HandlerRegistry, build_registry
+from tasks.dispatch import HandlerRegistry
 from tasks.handlers import CustomResourceHandler, DiscoverySourceHandler
-from tasks.keys import ObjectKey
 from tasks.objects import SOURCE_RESOURCES, JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Outcome, Reconciler
+from tasks.registration import build_registry
 from tasks.retry import BackoffPolicy, RetryTracker
 from tests.tasks.support import CRDS, EXAMPLES, RecordingSender, example, without_spec_validation
 

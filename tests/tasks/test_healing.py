@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from polycrate.keys import ObjectKey
 from tasks.healing import HealingLoop
-from tasks.keys import ObjectKey
 from tasks.locking import KeyLock
 from tasks.queue import KeyQueue
 from tests.tasks.support import RecordingSender

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from polycrate.fence import FencedError
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.locking import KeyLock, lock_key
 from tests.fixtures.redis import RedisServer
 from tests.watcher.stalling_proxy import StallingProxy
@@ -71,7 +71,7 @@ def test_owner_token_guards_release_so_an_expired_owner_cannot_free_the_new_hold
 def test_lock_of_a_killed_worker_expires_and_frees_the_key(redis_url: str, redis_client: redis.Redis) -> None:
     holder_script = (
         "import sys, time, redis\n"
-        "from tasks.keys import ObjectKey\n"
+        "from polycrate.keys import ObjectKey\n"
         "from tasks.locking import KeyLock\n"
         f"lock = KeyLock(redis.Redis.from_url({redis_url!r}), ObjectKey.parse({str(ACME)!r}), ttl=0.5)\n"
         "assert lock.acquire()\n"

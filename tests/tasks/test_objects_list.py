@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.objects import ConflictError, ObjectAPI
 
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.locking import KeyLock
 from tasks.queue import KeyQueue
 from tests.tasks.support import RecordingSender
@@ -355,3 +355,32 @@ def test_a_rerun_of_a_dead_run_observes_no_wait(queue: KeyQueue, redis_client: r
     start_run(queue, redis_client, "t2")
 
     assert _waits("default")[0] == count
+
+
+def test_a_requeue_timer_adds_the_key_when_due_and_never_holds_back_an_event(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.requeue_after(ACME, 600.0)
+    assert queue.timers()[ACME] - redis_now(redis_client) == pytest.approx(600.0, abs=0.5)
+    assert queue.heal(lost_after=30) == [], "not due yet"
+
+    assert queue.add(ACME) == "enqueued", "an event before the timer runs at once"
+    lock = start_run(queue, redis_client, sender.task_ids()[-1])
+    assert queue.finish(ACME, sender.task_ids()[-1]) is None
+    lock.release()
+
+    redis_client.zadd("polycrate:queue:timers", {str(ACME): redis_now(redis_client)})
+    [(key, task_id, cause)] = queue.heal(lost_after=30)
+    assert (key, cause) == (ACME, "requeue-due")
+    assert sender.sent[-1] == (ACME, task_id, 0.0)
+    assert queue.timers() == {}, "a timer fires once"
+
+
+def test_the_latest_requeue_of_a_key_replaces_its_earlier_timer(
+    queue: KeyQueue, redis_client: redis.Redis
+) -> None:
+    queue.requeue_after(ACME, 60.0)
+    queue.requeue_after(ACME, 3600.0)
+
+    assert list(queue.timers()) == [ACME]
+    assert queue.timers()[ACME] - redis_now(redis_client) == pytest.approx(3600.0, abs=0.5)

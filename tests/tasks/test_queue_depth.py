@@ -6,7 +6,7 @@ import redis
 from celery import Celery
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue, celery_sender
 from tasks.queue_depth import QueueDepthCollector
 

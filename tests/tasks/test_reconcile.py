@@ -15,10 +15,10 @@ import pytest
 import redis
 from kubernetes.client import ApiClient
 
+from polycrate.keys import ObjectKey
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
-from tasks.keys import ObjectKey
 from tasks.locking import KeyLock, lock_key
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue

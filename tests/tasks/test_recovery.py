@@ -19,7 +19,7 @@ import pytest
 import requests
 from celery import Celery
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.operator_world import NAMESPACE, OperatorWorld, organization
 from tests.fixtures.redis import RedisServer

@@ -7,7 +7,7 @@ import random
 import pytest
 import redis
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.retry import BackoffPolicy, RetryTracker
 
 ACME = ObjectKey("Organization", "polycrate", "acme-corp")

@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.objects import ObjectAPI
 from tasks.status import ConditionUpdate, StatusUpdate, StatusWriter
 from tests.tasks.support import CRDS

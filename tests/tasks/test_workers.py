@@ -28,9 +28,9 @@ import pytest
 import redis
 from celery import Celery
 
+from polycrate.keys import ObjectKey
 from polycrate.settings import Settings
 from tasks.app import RECONCILE_TASK_NAME, create_app
-from tasks.keys import ObjectKey
 from tasks.objects import ObjectAPI
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.redis import RedisServer

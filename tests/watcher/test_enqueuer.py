@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue
 from watcher.enqueuer import KeyEnqueuer
 from watcher.filters import DiscoveryFilters

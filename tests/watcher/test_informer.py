@@ -17,9 +17,9 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
+from polycrate.keys import ObjectKey
 from polycrate.kube import load_api_client
 from sandbox.service_account import operator_kubeconfig
-from tasks.keys import ObjectKey
 from tests.fixtures.kube import VELERO_BACKUP_CRD
 from tests.watcher.kube_objects import (
     create_config_map,

@@ -7,7 +7,7 @@ import logging
 import pytest
 import redis
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.metrics import WatcherMetrics
 from watcher.redis_epoch import RedisEpoch
 

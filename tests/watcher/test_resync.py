@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from watcher.resync import Resyncer
 
 KEYS = [ObjectKey("Organization", "polycrate", f"org-{index}") for index in range(200)]

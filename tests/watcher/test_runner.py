@@ -14,7 +14,7 @@ import requests
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 from tasks.queue import KeyQueue
 from tests.fixtures.kube import CNPG_BACKUP_CRD, CNPG_SCHEDULED_BACKUP_CRD
 from tests.watcher.kube_objects import (

@@ -86,6 +86,8 @@ def stored_project(harbor: HarborEmulator, name: str) -> dict:
         ("4096", 4096),
         (4096, 4096),
         ("0.5", 1),
+        ("100m", 1),
+        ("1E6", 10**6),
         ("-1", -1),
     ],
 )
@@ -93,7 +95,7 @@ def test_storage_quota_takes_kubernetes_quantities(quantity, size):
     assert storage_quota_bytes(quantity, project="acme-corp") == size
 
 
-@pytest.mark.parametrize("quantity", ["50Gx", "Gi", "", "50 Gi", "-5Gi", "1.2.3", "50gi", "100m", "ten"])
+@pytest.mark.parametrize("quantity", ["50Gx", "Gi", "", "50 Gi", "-5Gi", "1.2.3", "50gi", "ten"])
 def test_a_storage_quota_that_is_no_quantity_names_the_value_and_the_fix(quantity):
     with pytest.raises(InvalidSpecError) as error:
         storage_quota_bytes(quantity, project="acme-corp")
@@ -323,7 +325,7 @@ def test_an_unknown_role_is_an_invalid_spec_naming_the_roles(client, harbor):
         client.ensure_member("acme-corp", group="team", role="owner")
     assert str(error.value) == (
         'Harbor project "acme-corp": role "owner" is not a Harbor role '
-        "(use one of projectAdmin, developer, guest, maintainer, limitedGuest)"
+        "(use one of projectAdmin, maintainer, developer, guest, limitedGuest)"
     )
     assert not harbor.calls
 

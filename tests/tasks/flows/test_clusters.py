@@ -16,9 +16,9 @@ import redis
 import requests
 
 from emulators.argocd import ArgocdEmulator
+from polycrate.keys import ObjectKey
 from polycrate.settings import Settings
 from tasks.app import app, configure
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _secret
 from tests.tasks.flows.test_standalone import production_platform

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from polycrate.keys import ObjectKey
 from tasks.flows.discovery_apps import ArtifactHandler, K8sAppHandler, MetaSecretHandler, PodHandler
-from tasks.keys import ObjectKey
 from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 
 NGINX = "cargo.ayedo.cloud/library/nginx:1.25.3"

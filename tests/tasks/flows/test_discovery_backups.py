@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from polycrate.keys import ObjectKey
 from tasks.flows.discovery_backups import (
     BackupHandler,
     BackupScheduleHandler,
@@ -19,7 +20,6 @@ from tasks.flows.discovery_backups import (
     VeleroBackupHandler,
     VeleroScheduleHandler,
 )
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.fixtures.kube import (
     CNPG_BACKUP_CRD,

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
+from polycrate.keys import ObjectKey
 from tasks.flows.discovery_certificates import (
     CertificateHandler,
     CertManagerCertificateHandler,
     certificate_state,
+    next_threshold,
 )
 from tasks.flows.operator_config import OperatorConfigHandler
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.fixtures.kube import CERT_MANAGER_CERTIFICATE_CRD
 from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
@@ -201,6 +202,37 @@ def test_certificate_status_changes_only_when_the_clock_crosses_the_30_day_thres
         "ready",
         "expiring_soon",
     )
+
+
+def test_a_certificate_is_reconciled_again_the_moment_it_crosses_the_30_day_threshold(
+    flows: DiscoveryWorld,
+) -> None:
+    flows.operator_config(certificate_discovery={})
+    source = _source(flows, status=_cert_manager_status(_ready(), not_after=timedelta(days=40)))
+    flows.reconcile(source)
+    queue, client = flows.cluster.queue, flows.cluster.redis
+    seconds, microseconds = client.time()
+    redis_now = seconds + microseconds / 1e6
+    assert queue.timers()[source] - redis_now == pytest.approx(timedelta(days=10).total_seconds(), abs=5)
+
+    flows.clock.advance(days=10)  # the threshold: the operator's clock, and the timer's
+    client.zadd("polycrate:queue:timers", {str(source): redis_now})
+    [(key, task_id)] = [(k, t) for k, t, cause in queue.heal(lost_after=3600) if cause == "requeue-due"]
+    flows.cluster.reconciler.run(str(key), task_id)
+
+    assert key == source
+    assert flows.get(_mirror(flows.namespace))["spec"]["certificate_status"] == "expiring_soon"
+    assert queue.timers()[source] - redis_now == pytest.approx(timedelta(days=30).total_seconds(), abs=5), (
+        "next: notAfter itself"
+    )
+
+
+def test_next_threshold_is_expiring_soon_then_expiry_then_none() -> None:
+    source = _cert_manager_status(_ready(), not_after=timedelta(days=40))
+    assert next_threshold({"status": source}, NOW) == NOW + timedelta(days=10)
+    assert next_threshold({"status": source}, NOW + timedelta(days=10)) == NOW + timedelta(days=40)
+    assert next_threshold({"status": source}, NOW + timedelta(days=40)) is None
+    assert next_threshold({"status": {}}, NOW) is None
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from emulators.polycrate_api import PolycrateApiEmulator
+from polycrate.keys import ObjectKey
 from tasks.flows.operator_config import OPERATOR_CONFIG_KEY, OperatorConfigHandler
-from tasks.keys import ObjectKey
 from tests.tasks.support import CRDS
 from tests.tasks.test_handlers import Cluster
 from workers import polycrate_api

@@ -20,9 +20,9 @@ from keycloak import KeycloakAdmin
 from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
+from polycrate.keys import ObjectKey
 from polycrate.models import FINALIZER
 from tasks.flows.state import STATE_ANNOTATION
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _platform, _secret
 from tests.tasks.support import CRDS, example, without_spec_validation

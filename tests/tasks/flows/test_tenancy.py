@@ -24,9 +24,9 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
+from polycrate.keys import ObjectKey
 from polycrate.models import FINALIZER
 from tasks.flows import tenancy
-from tasks.keys import ObjectKey
 from tasks.objects import JsonObject
 from tasks.reconcile import Outcome
 from tests.tasks.flows.test_platform import _platform

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.crds import apply_crd, crd_manifests, render_yaml, write_crds
 from polycrate.errors import PolycrateError
 from polycrate.kube import kubeconfig_available, load_api_client, server_url, wait_established

@@ -17,14 +17,14 @@ from typing import Any
 import click
 import yaml
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
+from polycrate.keys import ObjectKey
 from polycrate.models import GROUP, KINDS
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
-from tasks.dispatch import build_registry
-from tasks.keys import ObjectKey
 from tasks.planning import PlanResult, merged_object, plan
+from tasks.registration import build_registry
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 

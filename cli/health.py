@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 import requests
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 

@@ -4,7 +4,7 @@ Importing a command module registers its command on the `operator` group; one mo
 command keeps each front door readable on its own.
 """
 
-from polycrate.cli import (  # noqa: F401 - imported for their registration side effect
+from cli import (  # noqa: F401 - imported for their registration side effect
     apply_examples,
     crds,
     emulators,
@@ -17,6 +17,6 @@ from polycrate.cli import (  # noqa: F401 - imported for their registration side
     status,
     worker,
 )
-from polycrate.cli.root import CliError, main, operator
+from cli.root import CliError, main, operator
 
 __all__ = ["CliError", "main", "operator"]

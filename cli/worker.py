@@ -27,7 +27,7 @@ from types import FrameType
 import click
 import redis
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
@@ -68,7 +68,7 @@ def _check_kubeconfig(settings: Settings) -> None:
 
 def _check_handler_modules(settings: Settings) -> None:
     """Import POLYCRATE_HANDLER_MODULES now, so a typo stops the worker instead of every task."""
-    from tasks.dispatch import build_registry
+    from tasks.registration import build_registry
 
     try:
         build_registry(settings.handler_modules)
@@ -230,7 +230,7 @@ def worker(
     if metrics_bind_address:
         _serve_metrics(metrics_bind_address, metrics_token_file)
     child = [
-        sys.executable, "-m", "polycrate", "operator", "worker", "--supervised-child", "--log-format", log_format,
+        sys.executable, "-m", "cli", "operator", "worker", "--supervised-child", "--log-format", log_format,
         "--queues", ",".join(queue_names), "--loglevel", loglevel, "--pool", pool, "--hostname", worker_name,
     ]  # fmt: skip
     if concurrency is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import requests
 
-from polycrate.cli.root import CliError, operator, stop_on_signals
+from cli.root import CliError, operator, stop_on_signals
 
 
 def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import click
 import redis
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
 from polycrate.models import GROUP, KINDS, VERSION, KindInfo

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 
 
 @operator.command("apply-examples")

@@ -1,6 +1,6 @@
 """The `polycrate` command line: the root group and the `operator` group.
 
-Each command lives in its own module under `polycrate.cli` and registers itself on
+Each command lives in its own module under `cli` and registers itself on
 `operator`. Errors a user can act on are raised as `CliError` (or any PolycrateError) and
 printed as one line with a non-zero exit; `--debug` shows the traceback instead.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.keys import ObjectKey
+from polycrate.keys import ObjectKey
 
 
 @pytest.mark.parametrize(

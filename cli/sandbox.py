@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from polycrate.cli.root import CliError, operator, stop_on_signals
+from cli.root import CliError, operator, stop_on_signals
 
 
 @operator.command("sandbox")
@@ -71,7 +71,7 @@ def sandbox(
                 [
                     sys.executable,
                     "-m",
-                    "polycrate",
+                    "cli",
                     "operator",
                     "status",
                     "--kubeconfig",

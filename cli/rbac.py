@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from polycrate.cli.root import operator
+from cli.root import operator
 from polycrate.rbac import DEFAULT_NAMESPACE, render_yaml
 
 

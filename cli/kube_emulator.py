@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
+from cli.root import CliError, operator, stop_on_signals
 from emulators.kubernetes import KubeEmulator
-from polycrate.cli.root import CliError, operator, stop_on_signals
 
 
 @operator.command("kube-emulator")

@@ -23,7 +23,7 @@ from types import FrameType
 import click
 import redis
 
-from polycrate.cli.root import CliError, operator
+from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
 from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format

@@ -1,0 +1,5 @@
+"""`python -m cli`: the same front door as the `polycrate` console script."""
+
+from cli import main
+
+main()

@@ -1,3 +1,0 @@
-from polycrate.cli import main
-
-main()
