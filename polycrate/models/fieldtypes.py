@@ -150,13 +150,20 @@ def _check_quantity(value: str) -> str:
             "polycrate_format", '"{value}" is not a quantity (use e.g. 50Gi)', {"value": shown_value(value)}
         )
     try:
-        parse_quantity(value)
+        size = parse_quantity(value)
     except QuantityError:
         raise PydanticCustomError(
             "polycrate_format",
             '"{value}" is out of the range of a Kubernetes quantity (0 to just under 8Ei)',
             {"value": shown_value(value)},
         ) from None
+    if size != size.to_integral_value():
+        # Kubernetes would read "100m" as 0.1 (milli); as a storage size that is a typo for 100Mi.
+        raise PydanticCustomError(
+            "polycrate_format",
+            '"{value}" is not a whole number of bytes (m is milli; use e.g. 100Mi)',
+            {"value": shown_value(value)},
+        )
     return value
 
 

@@ -37,6 +37,15 @@ def test_quantity_beyond_kubernetes_range_is_refused_with_the_range() -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["100m", "0.5", "1.5", "1e-1"])
+def test_quantity_that_is_not_whole_bytes_is_refused_as_a_likely_typo(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Holder(quota=value)
+    assert caught.value.errors()[0]["msg"] == (
+        f'"{value}" is not a whole number of bytes (m is milli; use e.g. 100Mi)'
+    )
+
+
 def test_quantity_written_as_yaml_number_becomes_its_string() -> None:
     assert Holder.model_validate({"quota": 50}).quota == "50"
 
