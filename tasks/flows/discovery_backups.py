@@ -16,6 +16,7 @@ watcher skips them with one log line and picks them up when the CRDs arrive.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -178,50 +179,79 @@ def desired_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
     }
 
 
-class VeleroBackupHandler(KindHandler):
-    """First stage: a Velero Backup → its polycrate.io Backup; wakes the Schedule that made it."""
+class _SourceMirrorHandler(KindHandler):
+    """First stage: a backup tool's object → its polycrate.io mirror (`mirror_kind`), deleted when
+    it falls out of scope; a backup made by a schedule wakes that schedule (`schedule_kind`)."""
 
-    kind = VELERO_BACKUP
+    mirror_kind: str
+    schedule_label: str | None = None
+    schedule_kind: str | None = None
 
     def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
         self.queue_factory = queue_factory
+
+    @abstractmethod
+    def mirror_name(self, name: str) -> str:
+        """The name of the mirror CR of the source object `name`."""
+
+    @abstractmethod
+    def out_of_scope(self, section: BackupDiscovery, namespace: str) -> str | None:
+        """Why `backup_discovery` leaves this tool's objects in `namespace` out, or None."""
+
+    @abstractmethod
+    def desired(self, ctx: WorkerContext, obj: JsonObject) -> JsonObject:
+        """The mirror CR (metadata and spec) the source object should have."""
 
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         config = read_operator_config(ctx)
         section = config.section(SECTION) if config else None
         if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             return  # discovery off, or going away: the garbage collector takes its CR along
-        excluded = out_of_scope(section, key.namespace)
+        excluded = self.out_of_scope(section, key.namespace)
         if excluded:
-            delete_discovered(ctx, ObjectKey("Backup", key.namespace, mirror_name(key.name)), reason=excluded)
+            mirror = ObjectKey(self.mirror_kind, key.namespace, self.mirror_name(key.name))
+            delete_discovered(ctx, mirror, reason=excluded)
             return
-        apply_discovered(ctx, "Backup", desired_backup(obj))
-        schedule = ((obj.get("metadata") or {}).get("labels") or {}).get(SCHEDULE_NAME_LABEL)
-        if schedule:
+        apply_discovered(ctx, self.mirror_kind, self.desired(ctx, obj))
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        schedule = labels.get(self.schedule_label) if self.schedule_label else None
+        if schedule and self.schedule_kind:
             wake(
                 ctx,
                 self.queue_factory,
-                [ObjectKey(VELERO_SCHEDULE, key.namespace, schedule)],
+                [ObjectKey(self.schedule_kind, key.namespace, schedule)],
                 reason="its backup changed",
             )
 
 
-class VeleroScheduleHandler(KindHandler):
-    """First stage: a Velero Schedule → its polycrate.io BackupSchedule."""
+class _VeleroMirrorHandler(_SourceMirrorHandler):
+    def mirror_name(self, name: str) -> str:
+        return mirror_name(name)
+
+    def out_of_scope(self, section: BackupDiscovery, namespace: str) -> str | None:
+        return out_of_scope(section, namespace)
+
+
+class VeleroBackupHandler(_VeleroMirrorHandler):
+    """A Velero Backup → its polycrate.io Backup; wakes the Schedule that made it."""
+
+    kind = VELERO_BACKUP
+    mirror_kind = "Backup"
+    schedule_label = SCHEDULE_NAME_LABEL
+    schedule_kind = VELERO_SCHEDULE
+
+    def desired(self, ctx: WorkerContext, obj: JsonObject) -> JsonObject:
+        return desired_backup(obj)
+
+
+class VeleroScheduleHandler(_VeleroMirrorHandler):
+    """A Velero Schedule → its polycrate.io BackupSchedule."""
 
     kind = VELERO_SCHEDULE
+    mirror_kind = "BackupSchedule"
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        config = read_operator_config(ctx)
-        section = config.section(SECTION) if config else None
-        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        excluded = out_of_scope(section, key.namespace)
-        if excluded:
-            cr_key = ObjectKey("BackupSchedule", key.namespace, mirror_name(key.name))
-            delete_discovered(ctx, cr_key, reason=excluded)
-            return
-        apply_discovered(ctx, "BackupSchedule", desired_schedule(ctx, obj))
+    def desired(self, ctx: WorkerContext, obj: JsonObject) -> JsonObject:
+        return desired_schedule(ctx, obj)
 
 
 # --- CloudNativePG -------------------------------------------------------------------------------------
@@ -304,52 +334,34 @@ def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
     }
 
 
-class CnpgBackupHandler(KindHandler):
-    """First stage: a CloudNativePG Backup → its polycrate.io Backup; wakes its ScheduledBackup."""
+class _CnpgMirrorHandler(_SourceMirrorHandler):
+    def mirror_name(self, name: str) -> str:
+        return cnpg_mirror_name(name)
+
+    def out_of_scope(self, section: BackupDiscovery, namespace: str) -> str | None:
+        return cnpg_out_of_scope(section, namespace)
+
+
+class CnpgBackupHandler(_CnpgMirrorHandler):
+    """A CloudNativePG Backup → its polycrate.io Backup; wakes its ScheduledBackup."""
 
     kind = CNPG_BACKUP
+    mirror_kind = "Backup"
+    schedule_label = CNPG_SCHEDULE_LABEL
+    schedule_kind = CNPG_SCHEDULED_BACKUP
 
-    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
-        self.queue_factory = queue_factory
-
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        config = read_operator_config(ctx)
-        section = config.section(SECTION) if config else None
-        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return  # discovery off, or going away: the garbage collector takes its CR along
-        excluded = cnpg_out_of_scope(section, key.namespace)
-        if excluded:
-            delete_discovered(
-                ctx, ObjectKey("Backup", key.namespace, cnpg_mirror_name(key.name)), reason=excluded
-            )
-            return
-        apply_discovered(ctx, "Backup", desired_cnpg_backup(obj))
-        schedule = ((obj.get("metadata") or {}).get("labels") or {}).get(CNPG_SCHEDULE_LABEL)
-        if schedule:
-            wake(
-                ctx,
-                self.queue_factory,
-                [ObjectKey(CNPG_SCHEDULED_BACKUP, key.namespace, schedule)],
-                reason="its backup changed",
-            )
+    def desired(self, ctx: WorkerContext, obj: JsonObject) -> JsonObject:
+        return desired_cnpg_backup(obj)
 
 
-class CnpgScheduledBackupHandler(KindHandler):
-    """First stage: a CloudNativePG ScheduledBackup → its polycrate.io BackupSchedule."""
+class CnpgScheduledBackupHandler(_CnpgMirrorHandler):
+    """A CloudNativePG ScheduledBackup → its polycrate.io BackupSchedule."""
 
     kind = CNPG_SCHEDULED_BACKUP
+    mirror_kind = "BackupSchedule"
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        config = read_operator_config(ctx)
-        section = config.section(SECTION) if config else None
-        if section is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        excluded = cnpg_out_of_scope(section, key.namespace)
-        if excluded:
-            cr_key = ObjectKey("BackupSchedule", key.namespace, cnpg_mirror_name(key.name))
-            delete_discovered(ctx, cr_key, reason=excluded)
-            return
-        apply_discovered(ctx, "BackupSchedule", desired_cnpg_schedule(ctx, obj))
+    def desired(self, ctx: WorkerContext, obj: JsonObject) -> JsonObject:
+        return desired_cnpg_schedule(ctx, obj)
 
 
 # --- the second stage: polycrate.io Backup/BackupSchedule → the API ---------------------------------
