@@ -196,11 +196,31 @@ class World:
             and (o.get("status") or {}).get("observedGeneration") == o["metadata"].get("generation")
         )
 
+    def behind(self) -> list[str]:
+        """The Organizations not (yet) Ready at their generation, with their phase and message."""
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "organizations")["items"]
+        behind = []
+        for o in items:
+            status = o.get("status") or {}
+            if (
+                status.get("phase") == "Ready"
+                and status.get("observedGeneration") == o["metadata"]["generation"]
+            ):
+                continue
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            behind.append(
+                f"{o['metadata']['name']} (generation {o['metadata']['generation']}, observed "
+                f"{status.get('observedGeneration')}, {status.get('phase')}: {ready.get('message')})"
+            )
+        return behind
+
     def wait_reconciled(self, count: int, timeout: float) -> float:
         started = time.monotonic()
         while self.reconciled() < count:
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"only {self.reconciled()}/{count} reconciled after {timeout:.0f}s")
+                raise TimeoutError(
+                    f"only {self.reconciled()}/{count} reconciled after {timeout:.0f}s; behind: {self.behind()}"
+                )
             time.sleep(0.2)
         return time.monotonic() - started
 

@@ -265,7 +265,11 @@ def test_watcher_and_worker_have_a_disruption_budget_and_probes(
 
 def test_make_image_builds_the_image_that_deploy_runs(base: list[dict[str, Any]]) -> None:
     result = subprocess.run(
-        ["make", "--dry-run", "--always-make", "image"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "--dry-run", "--always-make", "image"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     version = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M)
     assert version is not None
