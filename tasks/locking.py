@@ -55,6 +55,10 @@ def lock_key(prefix: str, key: ObjectKey) -> str:
     return f"{lock_key_prefix(prefix)}{key}"
 
 
+# Seconds between renewals of a held lock, at most.
+RENEW_AT_LEAST_EVERY = 1.0
+
+
 class KeyLock:
     """Exclusive, expiring, self-renewing ownership of one object key.
 
@@ -150,7 +154,9 @@ class KeyLock:
         return released
 
     def _renew_until_released(self) -> None:
-        interval = self.ttl_ms / 3000
+        # At least every second, not only every third of the TTL: a lock can also vanish at once (Redis
+        # restarted empty) and another worker take the key; the fence must close before that run starts.
+        interval = min(self.ttl_ms / 3000, RENEW_AT_LEAST_EVERY)
         wait = interval
         while not self._stop_renewing.wait(wait):
             asked_at = time.monotonic()
