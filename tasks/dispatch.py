@@ -21,6 +21,7 @@ from polycrate.keys import ObjectKey
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
 from tasks.objects import JsonObject
+from tasks.watches import Watch
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,22 @@ class KindHandler(ABC):
 
 
 class HandlerRegistry:
-    """Key kind -> handler."""
+    """Key kind -> handler, and source kind -> the watches a reconcile of it wakes."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, KindHandler] = {}
+        self._watches: dict[str, list[Watch]] = {}
+
+    def watch(self, watch: Watch) -> None:
+        """Declare that a reconcile of a `watch.source` object wakes the keys `watch.map` returns."""
+        if watch.source not in self._handlers:
+            raise ValueError(
+                f"watch {watch.name!r}: no handler is registered for its source {watch.source!r}"
+            )
+        self._watches.setdefault(watch.source, []).append(watch)
+
+    def watches_of(self, kind: str) -> tuple[Watch, ...]:
+        return tuple(self._watches.get(kind, ()))
 
     def register(self, handler: KindHandler, *, replace: bool = False) -> None:
         if handler.kind in self._handlers and not replace:

@@ -9,7 +9,8 @@ fence: once the lock is lost or cannot be renewed in time, the next write raises
 the run ends without reporting and the key is run again by whoever holds the lock next.
 A TransientError (or any unexpected exception) schedules the next run with the per-key backoff,
 honouring a server's Retry-After up to a cap; the retry waits in Redis (tasks.queue) and is
-published when due. A PermanentError is reported in status and Events and is not retried until
+published when due. After the run, the declared watches of the key's kind wake their keys
+(tasks.watches). A PermanentError is reported in status and Events and is not retried until
 the object changes. Success resets the backoff. The lock is released before a follow-up task
 due now is published, so that follow-up never finds the key still locked.
 
@@ -44,6 +45,7 @@ from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, celery_sender
 from tasks.registration import build_registry
 from tasks.retry import BackoffPolicy, RetryTracker
+from tasks.watches import SourceRun, noting, wake_watchers
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Reconciler:
         self.context = context
         self.registry = registry
         self.queue = queue
+        context.use_queue(queue)  # wakes (ctx.enqueue) go through this queue and its sender
         self.retries = retries
         self._rng = rng or random.Random()
 
@@ -150,35 +153,50 @@ class Reconciler:
             log.error("cannot reconcile %s: %s", key, error)
             metrics.FAILURES.labels(key.kind, "permanent").inc()
             return _RunResult(Outcome("failed", message=str(error)))
+        with noting() as notes:
+            result, obj = self._run_handler(handler, key)
+        watches = self.registry.watches_of(key.kind)
+        if obj is None or not watches or result.outcome.result not in ("succeeded", "retrying", "failed"):
+            return result
+        run = SourceRun(key, obj, succeeded=result.outcome.result == "succeeded", notes=notes)
+        try:
+            wake_watchers(self.context, watches, run)
+        except TransientError as error:
+            if run.succeeded:  # the wake was not recorded anywhere: run the source again to redo it
+                return self._retry(handler, key, obj, error)
+            log.warning("the wake-ups after the failed run of %s were not recorded: %s", key, error)
+        return result
+
+    def _run_handler(self, handler: KindHandler, key: ObjectKey) -> tuple[_RunResult, JsonObject | None]:
         obj: JsonObject | None = None
         started = time.monotonic()
         try:
             obj = handler.fetch(self.context, key)
             if obj is None:
                 self.retries.reset(key)
-                return _RunResult(Outcome("gone"))
+                return _RunResult(Outcome("gone")), None
             requeue = handler.reconcile(self.context, key, obj)
         except FencedError as error:
             # Another worker may own the key now: report nothing, write nothing, run it again.
             log.warning("reconcile of %s stopped by its lock's fence: %s", key, error)
             metrics.FENCED.labels(key.kind).inc()
-            return _RunResult(Outcome("fenced"), retry_in=0.0)
+            return _RunResult(Outcome("fenced"), retry_in=0.0), obj
         except PermanentError as error:
-            return self._park(handler, key, obj, error)
+            return self._park(handler, key, obj, error), obj
         except TransientError as error:
-            return self._retry(handler, key, obj, error)
+            return self._retry(handler, key, obj, error), obj
         except Exception as error:  # an unclassified failure may be a blip; retry it, loudly
             log.exception("unexpected error reconciling %s", key)
             wrapped = TransientError(f"{key.describe()}: unexpected {type(error).__name__}: {error}")
-            return self._retry(handler, key, obj, wrapped)
+            return self._retry(handler, key, obj, wrapped), obj
         finally:
             metrics.DURATION.labels(key.kind).observe(time.monotonic() - started)
         self.retries.reset(key)
         if isinstance(requeue, Requeue):
             log.info("reconciled %s; it runs again in %.0fs", key, requeue.after)
-            return _RunResult(Outcome("succeeded"), requeue_after=requeue.after)
+            return _RunResult(Outcome("succeeded"), requeue_after=requeue.after), obj
         log.info("reconciled %s", key)
-        return _RunResult(Outcome("succeeded"))
+        return _RunResult(Outcome("succeeded")), obj
 
     def _retry(
         self, handler: KindHandler, key: ObjectKey, obj: JsonObject | None, error: TransientError

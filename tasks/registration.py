@@ -4,7 +4,8 @@ Guarantee: every polycrate.io kind and every discovery source has exactly one ha
 flow of a kind replaces its generic handler in a fixed, visible order. It prevents the circle
 that string-loaded flow modules used to hide (`dispatch` importing `handlers` importing
 `dispatch`): the registry and the handler bases know nothing of the flows; only this module
-imports them. Plug-in modules named in POLYCRATE_HANDLER_MODULES are loaded last
+imports them. The declared watches (which kind's reconcile wakes which keys) are listed here
+too, in `WATCHES`, so who waits for whom is read in one place. Plug-in modules named in POLYCRATE_HANDLER_MODULES are loaded last
 (`dispatch.load_handler_modules`) and may add kinds or replace built-in handlers.
 """
 
@@ -27,6 +28,14 @@ from tasks.flows import (
 )
 from tasks.handlers import CustomResourceHandler, DiscoverySourceHandler
 from tasks.objects import SOURCE_RESOURCES
+
+# Who waits for whom: a reconcile of each watch's source kind wakes the keys its mapping returns
+# (evaluated by the reconciler after the run, tasks.watches).
+WATCHES = (
+    *tenancy.watches(),
+    *clusters.watches(),
+    *operator_config.watches(),
+)
 
 # Flows whose `handlers()` replace the generic handler of their kinds, in registration order.
 FLOWS = (
@@ -51,6 +60,8 @@ def register_handlers(registry: HandlerRegistry) -> None:
     for flow in FLOWS:
         for handler in flow.handlers():
             registry.register(handler, replace=True)
+    for watch in WATCHES:
+        registry.watch(watch)
 
 
 def build_registry(module_names: Iterable[str] = ()) -> HandlerRegistry:

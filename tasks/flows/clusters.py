@@ -5,8 +5,9 @@ so a rotated token reaches Argo CD at the next reconcile; Argo CD hides stored c
 the Argo CD client compares a digest of them instead. The servers registered for the object
 are remembered in its `polycrate.io/operator-state` annotation before each registration, so a
 changed apiServer unregisters the old one and deletion removes every one, even after a crash
-in between. When the cluster becomes Ready (or its spec changed), the ArgoCDProjects of the
-namespace that name it in `destinations[].clusterRef` are enqueued, so they converge at once.
+in between. When the cluster becomes Ready (or its spec changed) or is deleted, the
+ArgoCDProjects of the namespace that name it in `destinations[].clusterRef` are woken (the watch
+`projects_using_cluster`), so they converge at once.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import platform
-from tasks.flows.kit import enqueue, list_objects
+from tasks.flows.kit import list_objects
 from tasks.flows.state import OperatorState
-from tasks.handlers import READY, CustomResourceHandler
+from tasks.handlers import CustomResourceHandler
 from tasks.objects import JsonObject
+from tasks.watches import SourceRun, Watch, note
 from workers.argocd import ArgoCDClient, ClusterCredentials
 
 log = logging.getLogger(__name__)
 
 SERVERS_SECTION = "argoCDServers"
+UNREGISTERED = "unregistered"  # noted by a cleanup that took the cluster out of Argo CD
 NAMESPACE_LABEL = "polycrate.io/namespace"
 NAME_LABEL = "polycrate.io/k8scluster"
 
@@ -65,8 +68,12 @@ def cluster_credentials(ctx: WorkerContext, key: ObjectKey, spec: K8sClusterSpec
     return credentials
 
 
-def projects_using_cluster(ctx: WorkerContext, namespace: str, cluster: str) -> list[ObjectKey]:
-    """ArgoCDProjects of the namespace whose destinations name the K8sCluster in clusterRef."""
+def projects_using_cluster(ctx: WorkerContext, run: SourceRun) -> list[ObjectKey]:
+    """A K8sCluster that became Ready or was unregistered wakes the ArgoCDProjects of the
+    namespace whose destinations name it in clusterRef (deleted: they report it missing)."""
+    if not (run.became_ready() or run.notes.get(UNREGISTERED)):
+        return []
+    namespace, cluster = run.key.namespace, run.key.name
     keys = []
     for obj in list_objects(ctx, "ArgoCDProject", namespace):
         spec = obj.get("spec") or {}
@@ -75,12 +82,6 @@ def projects_using_cluster(ctx: WorkerContext, namespace: str, cluster: str) -> 
         ):
             keys.append(ObjectKey("ArgoCDProject", namespace, obj["metadata"]["name"]))
     return keys
-
-
-def _ready_for_current_generation(obj: JsonObject) -> bool:
-    status = obj.get("status") or {}
-    generation = (obj.get("metadata") or {}).get("generation")
-    return status.get("phase") == READY and status.get("observedGeneration") == generation
 
 
 def _server_version(argocd: ArgoCDClient, server: str) -> str | None:
@@ -124,8 +125,6 @@ class K8sClusterHandler(CustomResourceHandler):
             state.set(SERVERS_SECTION, [server])
             # lastConnectedAt is not written: a time that changes every run would loop reconciles.
             fields = {"argoCDClusterRegistered": True, "kubernetesVersion": _server_version(argocd, server)}
-        if not _ready_for_current_generation(obj):
-            enqueue(ctx, projects_using_cluster(ctx, key.namespace, key.name), reason="K8sCluster ready")
         return fields
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -151,8 +150,12 @@ class K8sClusterHandler(CustomResourceHandler):
             for server in sorted(servers):
                 argocd.delete_cluster(server)
         # Projects that deploy to this cluster must now report the missing K8sCluster.
-        enqueue(ctx, projects_using_cluster(ctx, key.namespace, key.name), reason="K8sCluster deleted")
+        note(UNREGISTERED, True)
 
 
 def handlers() -> list[CustomResourceHandler]:
     return [K8sClusterHandler(KINDS["K8sCluster"])]
+
+
+def watches() -> list[Watch]:
+    return [Watch("K8sCluster", projects_using_cluster, "ArgoCDProjects deploying to it")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,14 +23,13 @@ from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
 from polycrate.keys import ObjectKey
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
+from tasks.dispatch import Requeue
 from tasks.finalizers import ensure_finalizer
 from tasks.flows.operator_config import (
     OPERATOR_CONFIG,
     DiscoveredResourceHandler,
     DiscoveryConfig,
-    QueueFactory,
     api_target,
-    default_queue,
     read_operator_config,
     sync_resource,
 )
@@ -182,14 +181,6 @@ def delete_discovered(ctx: WorkerContext, key: ObjectKey, *, reason: str) -> boo
     return True
 
 
-def wake(ctx: WorkerContext, queue_factory: QueueFactory, keys: Iterable[ObjectKey], *, reason: str) -> None:
-    """Ask for a reconcile of each key (coalesced with whatever is already pending)."""
-    queue = None
-    for key in sorted(set(keys)):
-        queue = queue or queue_factory(ctx)
-        queue.add(key, reason=reason)
-
-
 # --- the second stage -----------------------------------------------------------------------------
 
 
@@ -204,10 +195,9 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
     (wake the objects whose status derives from this one, once its new status is readable).
     """
 
-    def __init__(self, *, clock: Clock = utc_now, queue_factory: QueueFactory = default_queue) -> None:
+    def __init__(self, *, clock: Clock = utc_now) -> None:
         super().__init__()
         self.clock = clock
-        self.queue_factory = queue_factory
 
     def out_of_scope(self, section: Any, key: ObjectKey, obj: JsonObject, spec: BaseModel) -> str | None:
         """Why the section's filters exclude this CR now, or None."""
@@ -233,10 +223,15 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
     def after_write(self, ctx: WorkerContext, key: ObjectKey, before: JsonObject, after: JsonObject) -> None:
         """Runs after the status write (also when nothing changed)."""
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+    def comes_due(self, section: Any, observed: Mapping[str, Any]) -> datetime | None:
+        """When this observation changes with time alone (e.g. the CR turns stale), or None:
+        the CR is reconciled again at that moment instead of at the next resync."""
+        return None
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> Requeue | None:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._finish_deletion(ctx, key, obj)
-            return
+            return None
         spec = parse_spec(obj)
         config = read_operator_config(ctx)
         section = config.section(self.section) if config else None
@@ -244,15 +239,15 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
             excluded = self.out_of_scope(section, key, obj, spec)
             if excluded:
                 self._retire(ctx, key, obj, "OutOfScope", excluded)
-                return
+                return None
         current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
         if current is None:
-            return
+            return None
         observed = self.observe(ctx, key, current, spec, section)
         retire = self.retire_reason(section, current, observed) if section is not None else None
         if retire and is_discovered(current):
             self._retire(ctx, key, current, "Stale", retire)
-            return
+            return None
         status = current.get("status") or {}
         fields = dict(observed)
         target = None
@@ -298,6 +293,10 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
         )
         self._announce(ctx, change, phase, condition.message)
         self.after_write(ctx, key, current, change.object or current)
+        due = self.comes_due(section, observed) if section is not None and is_discovered(current) else None
+        if due is None:
+            return None
+        return Requeue(after=max(0.0, (due - self.clock()).total_seconds()))
 
     def report_failure(
         self,

@@ -4,7 +4,8 @@ A meta Secret (data keys in `META_KEYS`) becomes a K8sApp owned by it; its handl
 installation flags, resolves the block id and syncs to /k8sapps/. Each image of an active Pod
 becomes a cluster-scoped Artifact (no owner) counting its Pods per namespace; `last_seen_at`
 moves only when the counts do, and an Artifact without Pods for `stale_threshold_hours` is
-deleted while the API keeps it as an archive. K8sApps and Artifacts are linked by namespace;
+deleted while the API keeps it as an archive (its handler asks to run again at that moment,
+`comes_due`, not at the next resync). K8sApps and Artifacts are linked by namespace;
 each side wakes the other after its own status write, so neither reads a stale partner.
 """
 
@@ -16,7 +17,8 @@ import dataclasses
 import functools
 import logging
 import re
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,13 +46,10 @@ from tasks.flows.discovered import (
     moment,
     owner_reference,
     serialized_spec,
-    wake,
 )
 from tasks.flows.operator_config import (
     SNAKE_CASE_SYNC,
     ApiTarget,
-    QueueFactory,
-    default_queue,
     read_operator_config,
 )
 from tasks.objects import ConflictError, JsonObject, NotFoundError
@@ -286,16 +285,13 @@ class PodHandler(KindHandler):
 
     kind = "Pod"
 
-    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
-        self.queue_factory = queue_factory
-
     def fetch(self, ctx: WorkerContext, key: ObjectKey) -> JsonObject | None:
         pod = ctx.objects.get(key)
         if pod is None:
             # A deleted Pod no longer says which images it ran: recount those used in its namespace.
             config = read_operator_config(ctx)
             if config and config.section(ARTIFACT_SECTION):
-                wake(ctx, self.queue_factory, artifacts_used_in(ctx, key.namespace), reason=f"{key} deleted")
+                ctx.enqueue(artifacts_used_in(ctx, key.namespace), reason=f"{key} deleted")
         return pod
 
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -316,7 +312,7 @@ class PodHandler(KindHandler):
                 recount.append(artifact_key)
             elif pod_is_active(obj):
                 recount += self._create(ctx, artifact_key, spec)
-        wake(ctx, self.queue_factory, recount, reason=f"{key} changed")
+        ctx.enqueue(recount, reason=f"{key} changed")
 
     @staticmethod
     def _create(ctx: WorkerContext, key: ObjectKey, spec: ArtifactSpec) -> list[ObjectKey]:
@@ -421,11 +417,11 @@ class K8sAppHandler(ScopedDiscoveredHandler):
     def after_write(self, ctx: WorkerContext, key: ObjectKey, before: JsonObject, after: JsonObject) -> None:
         # The Artifacts of its namespace list it with its API id: tell them when it appears or changes.
         if not _status(before).get("phase") or _status(before).get("api_id") != _status(after).get("api_id"):
-            wake(ctx, self.queue_factory, _artifact_keys(_status(after)), reason=f"{key} appeared")
+            ctx.enqueue(_artifact_keys(_status(after)), reason=f"{key} appeared")
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         super().cleanup(ctx, key, obj)
-        wake(ctx, self.queue_factory, _artifact_keys(_status(obj)), reason=f"{key} deleted")
+        ctx.enqueue(_artifact_keys(_status(obj)), reason=f"{key} deleted")
 
 
 # --- the Artifact handler -------------------------------------------------------------------------------
@@ -518,16 +514,21 @@ class ArtifactHandler(ScopedDiscoveredHandler):
         }
 
     def retire_reason(self, section: Any, obj: JsonObject, observed: dict[str, Any]) -> str | None:
+        stale_at = self.comes_due(section, observed)
+        if stale_at is None or self.clock() < stale_at:
+            return None
+        return (
+            f"no pod has run it for {section.cleanup.stale_threshold_hours}h "
+            f"(spec.{ARTIFACT_SECTION}.cleanup.stale_threshold_hours); the Polycrate API keeps it as an archive"
+        )
+
+    def comes_due(self, section: Any, observed: Mapping[str, Any]) -> datetime | None:
+        """An Artifact without Pods turns stale `stale_threshold_hours` after it was last seen."""
         cleanup = section.cleanup
         last_seen = moment(observed.get("last_seen_at"))
         if not cleanup.enabled or observed.get("total_pod_count") != 0 or last_seen is None:
             return None
-        if self.clock() - last_seen < timedelta(hours=cleanup.stale_threshold_hours):
-            return None
-        return (
-            f"no pod has run it for {cleanup.stale_threshold_hours}h "
-            f"(spec.{ARTIFACT_SECTION}.cleanup.stale_threshold_hours); the Polycrate API keeps it as an archive"
-        )
+        return last_seen + timedelta(hours=cleanup.stale_threshold_hours)
 
     def payload(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel, target: ApiTarget
@@ -554,11 +555,11 @@ class ArtifactHandler(ScopedDiscoveredHandler):
         # K8sApps list the images of their namespace with pod counts: tell those whose view changed.
         if _usage_of(_status(before)) != _usage_of(_status(after)):
             moved = _app_keys(_status(before)) | _app_keys(_status(after))
-            wake(ctx, self.queue_factory, moved, reason=f"{key} runs elsewhere now")
+            ctx.enqueue(moved, reason=f"{key} runs elsewhere now")
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         super().cleanup(ctx, key, obj)
-        wake(ctx, self.queue_factory, _app_keys(_status(obj)), reason=f"{key} deleted")
+        ctx.enqueue(_app_keys(_status(obj)), reason=f"{key} deleted")
 
 
 def handlers() -> list[KindHandler]:

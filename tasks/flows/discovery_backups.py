@@ -44,9 +44,8 @@ from tasks.flows.discovered import (
     moment,
     owner_reference,
     serialized_spec,
-    wake,
 )
-from tasks.flows.operator_config import ApiTarget, QueueFactory, default_queue, read_operator_config
+from tasks.flows.operator_config import ApiTarget, read_operator_config
 from tasks.objects import JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
@@ -187,9 +186,6 @@ class _SourceMirrorHandler(KindHandler):
     schedule_label: str | None = None
     schedule_kind: str | None = None
 
-    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
-        self.queue_factory = queue_factory
-
     @abstractmethod
     def mirror_name(self, name: str) -> str:
         """The name of the mirror CR of the source object `name`."""
@@ -216,9 +212,7 @@ class _SourceMirrorHandler(KindHandler):
         labels = (obj.get("metadata") or {}).get("labels") or {}
         schedule = labels.get(self.schedule_label) if self.schedule_label else None
         if schedule and self.schedule_kind:
-            wake(
-                ctx,
-                self.queue_factory,
+            ctx.enqueue(
                 [ObjectKey(self.schedule_kind, key.namespace, schedule)],
                 reason="its backup changed",
             )

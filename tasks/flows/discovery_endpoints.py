@@ -34,10 +34,8 @@ from tasks.flows.operator_config import (
     ApiTarget,
     DiscoveredResourceHandler,
     DiscoveryConfig,
-    QueueFactory,
     api_client,
     api_target,
-    default_queue,
     read_operator_config,
     sync_resource,
 )
@@ -333,10 +331,6 @@ class EndpointHandler(DiscoveredResourceHandler):
     section = "endpoint_discovery"
     names = CAMEL_CASE_SYNC
 
-    def __init__(self, *, queue_factory: QueueFactory = default_queue) -> None:
-        super().__init__()
-        self._queue_factory = queue_factory
-
     def collection(self, client: PolycrateApiClient) -> ResourceCollection:
         return client.endpoints
 
@@ -413,9 +407,7 @@ class EndpointHandler(DiscoveredResourceHandler):
         source = (_metadata(obj).get("labels") or {}).get(SOURCE_INGRESS_LABEL)
         if source:
             # A hand-deleted Endpoint comes back at once if its Ingress still has the host.
-            self._queue_factory(ctx).add(
-                ObjectKey("Ingress", key.namespace, source), reason="endpoint deleted"
-            )
+            ctx.enqueue([ObjectKey("Ingress", key.namespace, source)], reason="endpoint deleted")
 
 
 # --- Node -> API host -------------------------------------------------------------------------------

@@ -8,26 +8,8 @@ one kind's flow from silently changing another's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from polycrate.errors import TransientError
-from polycrate.keys import ObjectKey
 from tasks.context import WorkerContext
 from tasks.objects import JsonObject, NotFoundError
-from tasks.queue import KeyQueue
-from workers.plan import planning
-
-
-def enqueue(ctx: WorkerContext, keys: Iterable[ObjectKey], *, reason: str) -> None:
-    """Ask for a reconcile of each key now, instead of at the next resync (a plan wakes nobody)."""
-    if planning() is not None:
-        return
-    queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix)
-    for key in keys:
-        try:
-            queue.add(key, reason=reason)
-        except Exception as exc:  # the broker's errors differ by transport; a retry re-sends
-            raise TransientError(f"could not enqueue {key.describe()} ({type(exc).__name__})") from None
 
 
 def list_objects(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:

@@ -8,7 +8,7 @@ both in status; `resolved_at` moves only when the identity does, so steady recon
 nothing. Discovery handlers read the config fresh on every run (`read_operator_config`) and get
 the API through `api_target`, which raises DependencyNotFoundError until the identity is
 resolved; the moment it is (or after the config recovers from an error), every discovery CR and
-source is enqueued, so parked objects converge within seconds instead of at the next resync.
+source is woken (the watch `discovery_due`), so parked objects converge within seconds instead of at the next resync.
 `DiscoveredResourceHandler` is the shared second stage of the discovered kinds: the payload's
 hash in status skips unchanged writes, and each run checks that the API object still exists.
 """
@@ -22,7 +22,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -44,8 +44,8 @@ from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
-from tasks.queue import KeyQueue
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
+from tasks.watches import SourceRun, Watch, note
 from workers import polycrate_api
 from workers.change import Change
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
@@ -365,22 +365,9 @@ class DiscoveredResourceHandler(CustomResourceHandler):
         self.collection(client).delete(str(api_id))
 
 
-# --- enqueueing discovery -------------------------------------------------------------------------
+# --- waking discovery ------------------------------------------------------------------------------
 
-
-class KeySink(Protocol):
-    """Where woken keys go: the runtime's KeyQueue (tests pass a recorder)."""
-
-    def add(self, key: ObjectKey, *, reason: str = "event") -> str: ...
-
-
-QueueFactory = Callable[[WorkerContext], KeySink]
-
-
-def default_queue(ctx: WorkerContext) -> KeySink:
-    return KeyQueue(
-        ctx.redis, prefix=ctx.settings.redis_prefix, stale_after=ctx.settings.pending_stale_after_seconds
-    )
+DISCOVERY_DUE = "discovery-due"  # noted by a run: (its DiscoveryConfig or None, everything?)
 
 
 def _listed(ctx: WorkerContext, kind: str) -> list[JsonObject]:
@@ -451,9 +438,8 @@ class OperatorConfigHandler(CustomResourceHandler):
 
     kind = "OperatorConfig"
 
-    def __init__(self, info: KindInfo | None = None, *, queue_factory: QueueFactory = default_queue) -> None:
+    def __init__(self, info: KindInfo | None = None) -> None:
         super().__init__(info or KINDS["OperatorConfig"])
-        self._queue_factory = queue_factory
 
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         if (key.namespace, key.name) != (SINGLETON_NAMESPACE, SINGLETON_NAME):
@@ -483,16 +469,26 @@ class OperatorConfigHandler(CustomResourceHandler):
         if resolved_now:
             # Written before dependents run, so they read the ids they were waiting for.
             ctx.status.write(key, StatusUpdate(fields=fields), current=obj)
-        queue = self._queue_factory(ctx)
-        for dependent in discovery_keys(ctx, config, everything=resolved_now):
-            queue.add(dependent, reason="operator config resolved")
+        note(DISCOVERY_DUE, (config, resolved_now))
         return fields
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         # Discovery is off from now on: let every source we hold a finalizer on go.
-        queue = self._queue_factory(ctx)
-        for dependent in discovery_keys(ctx, None, everything=False):
-            queue.add(dependent, reason="operator config deleted")
+        note(DISCOVERY_DUE, (None, False))
+
+
+def discovery_due(ctx: WorkerContext, run: SourceRun) -> list[ObjectKey]:
+    """The keys an OperatorConfig run noted as due (`discovery_keys`): everything in scope once
+    the identity resolved, and always the sources still holding our finalizer while off."""
+    due = run.notes.get(DISCOVERY_DUE)
+    if due is None:
+        return []
+    config, everything = due
+    return discovery_keys(ctx, config, everything=everything)
+
+
+def watches() -> list[Watch]:
+    return [Watch("OperatorConfig", discovery_due, "discovery CRs and sources it switches on or off")]
 
 
 def _kubernetes_version(ctx: WorkerContext) -> str | None:

@@ -6,7 +6,7 @@ its status: a disabled section is cleaned up from them, and the IDs reached so f
 even when a later system fails, so an outage never makes the operator forget what it created.
 A Contact's memberships are recorded in status before they are made (write-ahead) and only
 recorded ones are ever removed, so a membership a human granted is never taken away. An
-Organization or ContactGroup that becomes Ready enqueues the objects waiting for it. The recorded
+Organization or ContactGroup that becomes Ready wakes the objects waiting for it (`watches`). The recorded
 IDs are the identity: a changed group name or path renames the Keycloak and GitLab groups in
 place, a changed Harbor or Argo CD project name is refused (see identity.py), and what already
 exists under a wanted name is claimed by the ownership rules of workers/ownership.py.
@@ -53,8 +53,8 @@ from tasks.flows.identity import (
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
 from tasks.objects import JsonObject
-from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate
+from tasks.watches import SourceRun, Watch, note
 from workers import argocd, gitlab, harbor, keycloak
 from workers.change import Change
 from workers.ownership import Owner
@@ -103,12 +103,6 @@ def status_map(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) ->
     value: dict[str, Any] = dict(desired)
     value.update({name: None for name in current if name not in desired})
     return value
-
-
-def _ready_at_generation(obj: JsonObject) -> bool:
-    status = obj.get("status") or {}
-    generation = (obj.get("metadata") or {}).get("generation")
-    return status.get("phase") == READY and status.get("observedGeneration") == generation
 
 
 def _combined(failures: list[PolycrateError]) -> PolycrateError:
@@ -169,50 +163,22 @@ def _delete_keycloak_group(
         _record_change(ctx, obj, Change("deleted", group_id), f'Keycloak group "{found.path}"{where}')
 
 
-class DependencyNotifyingHandler(CustomResourceHandler):
-    """A flow whose Ready state others wait for: when it becomes Ready (first time, after an
-    error, or at a new generation) it enqueues its dependents, so they converge in seconds."""
-
-    def __init__(self, kind: str, *, sender: TaskSender | None = None) -> None:
-        super().__init__(KINDS[kind])
-        self._sender = sender
-
-    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
-        """Keys of the objects that refer to `obj` and may be waiting for it."""
+def _list_or_none(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
+    try:
+        return ctx.objects.list(kind, namespace)
+    except PermanentError as exc:  # e.g. the kind's CRD is not installed: nothing waits
+        log.debug("cannot list %s in %s to find dependents: %s", kind, namespace, exc)
         return []
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        was_ready = _ready_at_generation(obj)
-        super().reconcile(ctx, key, obj)
-        if was_ready or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
-        for dependent in self.dependents(ctx, key, obj):
-            try:
-                queue.add(dependent, reason=f"{key.describe()} is Ready")
-            except Exception as exc:  # broker or Redis trouble: the key stays pending for the resync
-                log.warning(
-                    "could not enqueue %s after %s became Ready: %s", dependent, key, type(exc).__name__
-                )
 
-    @staticmethod
-    def list_or_none(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObject]:
-        try:
-            return ctx.objects.list(kind, namespace)
-        except PermanentError as exc:  # e.g. the kind's CRD is not installed: nothing waits
-            log.debug("cannot list %s in %s to find dependents: %s", kind, namespace, exc)
-            return []
-
-    @staticmethod
-    def referrers(
-        ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
-    ) -> list[ObjectKey]:
-        objects = DependencyNotifyingHandler.list_or_none(ctx, kind, namespace)
-        return [
-            ObjectKey(kind, namespace, item["metadata"]["name"])
-            for item in objects
-            if refers(item.get("spec") or {})
-        ]
+def _referrers(
+    ctx: WorkerContext, kind: str, namespace: str, refers: Callable[[Mapping[str, Any]], bool]
+) -> list[ObjectKey]:
+    return [
+        ObjectKey(kind, namespace, item["metadata"]["name"])
+        for item in _list_or_none(ctx, kind, namespace)
+        if refers(item.get("spec") or {})
+    ]
 
 
 # --- Organization -----------------------------------------------------------------------------
@@ -281,11 +247,11 @@ class OrganizationNames:
         )
 
 
-class OrganizationHandler(DependencyNotifyingHandler):
+class OrganizationHandler(CustomResourceHandler):
     """Keycloak group → GitLab group → Harbor project → Argo CD project; deletion in reverse."""
 
-    def __init__(self, *, sender: TaskSender | None = None) -> None:
-        super().__init__("Organization", sender=sender)
+    def __init__(self) -> None:
+        super().__init__(KINDS["Organization"])
 
     def provision(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
@@ -554,21 +520,15 @@ class OrganizationHandler(DependencyNotifyingHandler):
         if owned.keycloak_group_id is not None and keycloak_client is not None:
             _delete_keycloak_group(ctx, obj, keycloak_client, names.keycloak_group, owned.keycloak_group_id)
 
-    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
-        found: list[ObjectKey] = []
-        for kind, names_of in ORGANIZATION_REFERRERS.items():
-            found += self.referrers(ctx, kind, key.namespace, lambda spec, n=names_of: key.name in n(spec))
-        return found
-
 
 # --- ContactGroup -----------------------------------------------------------------------------
 
 
-class ContactGroupHandler(DependencyNotifyingHandler):
+class ContactGroupHandler(CustomResourceHandler):
     """One Keycloak group per listed SDP; an SDP dropped from the list loses the group."""
 
-    def __init__(self, *, sender: TaskSender | None = None) -> None:
-        super().__init__("ContactGroup", sender=sender)
+    def __init__(self) -> None:
+        super().__init__(KINDS["ContactGroup"])
 
     @staticmethod
     def _keycloak(systems: PlatformConnections, key: ObjectKey, sdp: str) -> keycloak.KeycloakClient:
@@ -633,23 +593,6 @@ class ContactGroupHandler(DependencyNotifyingHandler):
                 failures.append(exc)
         if failures:
             raise _combined(failures)
-
-    def dependents(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> list[ObjectKey]:
-        found = self.referrers(
-            ctx,
-            "Contact",
-            key.namespace,
-            lambda spec: any(m.get("contactGroup") == key.name for m in spec.get("additionalGroups") or ()),
-        )
-        group = str(((obj.get("spec") or {}).get("keycloak") or {}).get("groupName") or key.name)
-        for kind in ACCESS_CONTROL_KINDS:
-            found += self.referrers(
-                ctx,
-                kind,
-                key.namespace,
-                lambda spec: any(a.get("keycloakGroup") == group for a in spec.get("accessControl") or ()),
-            )
-        return found
 
 
 # --- Contact ----------------------------------------------------------------------------------
@@ -736,47 +679,24 @@ class ContactHandler(CustomResourceHandler):
 
     A standalone GitLabGroup gives its access to the members of Keycloak groups, so when this
     Contact joins or leaves a Keycloak group, the GitLabGroups granting through that group are
-    enqueued: their GitLab membership follows the Contact within seconds, not at their resync.
+    woken (the watch `gitlab_groups_granting_through`): their GitLab membership follows the
+    Contact within seconds, not at their resync.
     """
 
-    def __init__(self, *, sender: TaskSender | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__(KINDS["Contact"])
-        self._sender = sender
 
-    def _wake_gitlab_groups(
-        self, ctx: WorkerContext, key: ObjectKey, plans: dict[str, MembershipPlan]
-    ) -> None:
-        """Enqueue the GitLabGroups granting through a Keycloak group this run joined or left.
-
-        Runs also after a run that failed halfway (memberships made before the failure count),
-        and never raises: a missed wake-up only delays the GitLabGroup to its resync.
-        """
+    @staticmethod
+    def _note_membership_changes(plans: dict[str, MembershipPlan]) -> None:
+        """Tell the watches which Keycloak groups this run joined or left, per SDP (also after a
+        run that failed halfway: memberships made before the failure count)."""
         changed = {
             sdp: set(plan.keycloak_add) | set(plan.keycloak_remove)
             for sdp, plan in plans.items()
             if plan.keycloak_add or plan.keycloak_remove
         }
-        if not changed:
-            return
-        try:
-            groups = DependencyNotifyingHandler.list_or_none(ctx, "GitLabGroup", key.namespace)
-            if not groups:
-                return
-            org_groups = {
-                org["metadata"]["name"]: OrganizationNames.of(org, org["metadata"]["name"]).keycloak_group
-                for org in DependencyNotifyingHandler.list_or_none(ctx, "Organization", key.namespace)
-            }
-            queue = KeyQueue(ctx.redis, prefix=ctx.settings.redis_prefix, sender=self._sender)
-            for group in groups:
-                spec = group.get("spec") or {}
-                if any(
-                    sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
-                    for sdp, paths in changed.items()
-                ):
-                    dependent = ObjectKey("GitLabGroup", key.namespace, group["metadata"]["name"])
-                    queue.add(dependent, reason=f"Keycloak memberships of {key.describe()} changed")
-        except Exception as exc:  # API or Redis trouble: the GitLabGroups' resync still catches up
-            log.warning("could not wake the GitLabGroups of %s: %s", key, type(exc).__name__)
+        if changed:
+            note(KEYCLOAK_MEMBERSHIPS_CHANGED, changed)
 
     def provision(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: BaseModel
@@ -793,7 +713,7 @@ class ContactHandler(CustomResourceHandler):
         try:
             self._apply(ctx, key, obj, wish, plans)
         finally:
-            self._wake_gitlab_groups(ctx, key, plans)
+            self._note_membership_changes(plans)
         return self._fields(recorded, plans, during=False)
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -804,7 +724,7 @@ class ContactHandler(CustomResourceHandler):
         try:
             self._apply(ctx, key, obj, wanted_nothing, plans)
         finally:
-            self._wake_gitlab_groups(ctx, key, plans)
+            self._note_membership_changes(plans)
 
     # -- what the spec asks for -----------------------------------------------------------------
 
@@ -1082,10 +1002,78 @@ class ContactHandler(CustomResourceHandler):
         }
 
 
-def handlers(sender: TaskSender | None = None) -> list[CustomResourceHandler]:
-    """The tenancy flows; `sender` publishes the dependents' reconciles (default: Celery)."""
+def handlers() -> list[CustomResourceHandler]:
+    return [OrganizationHandler(), ContactGroupHandler(), ContactHandler()]
+
+
+# --- watches: who waits for whom ---------------------------------------------------------------
+
+KEYCLOAK_MEMBERSHIPS_CHANGED = "keycloak-memberships-changed"
+
+
+def organization_referrers(ctx: WorkerContext, run: SourceRun) -> list[ObjectKey]:
+    """An Organization that became Ready wakes the Contacts, GitLabGroups and HarborProjects
+    naming it, so those waiting for it converge in seconds."""
+    if not run.became_ready():
+        return []
+    key = run.key
+    found: list[ObjectKey] = []
+    for kind, names_of in ORGANIZATION_REFERRERS.items():
+        found += _referrers(ctx, kind, key.namespace, lambda spec, n=names_of: key.name in n(spec))
+    return found
+
+
+def contact_group_referrers(ctx: WorkerContext, run: SourceRun) -> list[ObjectKey]:
+    """A ContactGroup that became Ready wakes the Contacts listing it in additionalGroups and the
+    objects granting access through its Keycloak group."""
+    if not run.became_ready():
+        return []
+    key = run.key
+    found = _referrers(
+        ctx,
+        "Contact",
+        key.namespace,
+        lambda spec: any(m.get("contactGroup") == key.name for m in spec.get("additionalGroups") or ()),
+    )
+    group = str(((run.obj.get("spec") or {}).get("keycloak") or {}).get("groupName") or key.name)
+    for kind in ACCESS_CONTROL_KINDS:
+        found += _referrers(
+            ctx,
+            kind,
+            key.namespace,
+            lambda spec: any(a.get("keycloakGroup") == group for a in spec.get("accessControl") or ()),
+        )
+    return found
+
+
+def gitlab_groups_granting_through(ctx: WorkerContext, run: SourceRun) -> list[ObjectKey]:
+    """A Contact that joined or left Keycloak groups (noted by its run, failed or not) wakes the
+    GitLabGroups of those SDPs that grant access through one of the groups."""
+    changed: dict[str, set[str]] = run.notes.get(KEYCLOAK_MEMBERSHIPS_CHANGED) or {}
+    if not changed:
+        return []
+    namespace = run.key.namespace
+    groups = _list_or_none(ctx, "GitLabGroup", namespace)
+    if not groups:
+        return []
+    org_groups = {
+        org["metadata"]["name"]: OrganizationNames.of(org, org["metadata"]["name"]).keycloak_group
+        for org in _list_or_none(ctx, "Organization", namespace)
+    }
+    found = []
+    for group in groups:
+        spec = group.get("spec") or {}
+        if any(
+            sdp in (spec.get("sdp") or ()) and _grants_through(spec, paths, org_groups)
+            for sdp, paths in changed.items()
+        ):
+            found.append(ObjectKey("GitLabGroup", namespace, group["metadata"]["name"]))
+    return found
+
+
+def watches() -> list[Watch]:
     return [
-        OrganizationHandler(sender=sender),
-        ContactGroupHandler(sender=sender),
-        ContactHandler(sender=sender),
+        Watch("Organization", organization_referrers, "Contacts, GitLabGroups, HarborProjects naming it"),
+        Watch("ContactGroup", contact_group_referrers, "Contacts and access grants through its group"),
+        Watch("Contact", gitlab_groups_granting_through, "GitLabGroups granting through its groups"),
     ]

@@ -27,7 +27,6 @@ from polycrate.models.discovery import is_meta_secret
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
 from tasks.objects import JsonObject
-from tasks.queue import KeyQueue
 from tasks.reconcile import Outcome
 from tests.tasks.support import CRDS
 from tests.tasks.test_handlers import Cluster
@@ -113,11 +112,8 @@ class DiscoveryWorld:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def queue_for(self, _ctx: WorkerContext) -> KeyQueue:
-        return self.cluster.queue
-
     def use(self, *handlers: KindHandler) -> None:
-        """Let these handlers (built with `clock=world.clock, queue_factory=world.queue_for`) run."""
+        """Let these handlers (built with `clock=world.clock`) run."""
         for handler in handlers:
             self.cluster.reconciler.registry.register(handler, replace=True)
 

@@ -278,3 +278,30 @@ def test_argocd_project_waits_for_its_k8s_cluster_and_is_enqueued_once_it_is_rea
     )
     assert {"server": SERVER, "namespace": "*"} in response.json()["spec"]["destinations"]
     assert cluster.get(project)["status"]["phase"] == "Ready"
+
+
+def test_k8s_cluster_deletion_wakes_the_argocd_projects_deploying_to_it(
+    cluster: Cluster,
+    production: ObjectKey,
+    core: kubernetes.client.CoreV1Api,
+    kube_install_crd: Callable[..., dict[str, Any]],
+) -> None:
+    kube_install_crd(CRDS / "argocdprojects.polycrate.io.yaml")
+    key = _k8s_cluster(cluster, core)
+    assert cluster.reconcile(key).result == "succeeded"
+    project = cluster.create(
+        "argocdprojects", example("argocdproject-infrastructure.yaml", cluster.namespace)
+    )
+    unrelated = example("argocdproject-infrastructure.yaml", cluster.namespace)
+    unrelated["metadata"]["name"] = "elsewhere"
+    unrelated["spec"]["destinations"] = [{"server": SERVER, "namespace": "*"}]
+    other = cluster.create("argocdprojects", unrelated)
+    cluster.custom.delete_namespaced_custom_object(
+        "polycrate.io", "v1alpha1", key.namespace, "k8sclusters", key.name
+    )
+
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(key).result == "succeeded"
+
+    assert {k for k, _, _ in cluster.sender.sent[sent:]} - {key} == {project}
+    assert other not in cluster.queue.pending()

@@ -48,9 +48,9 @@ def flows(world: DiscoveryWorld) -> DiscoveryWorld:
     world.install("K8sApp", "Artifact")
     world.use(
         MetaSecretHandler(),
-        PodHandler(queue_factory=world.queue_for),
-        K8sAppHandler(clock=world.clock, queue_factory=world.queue_for),
-        ArtifactHandler(clock=world.clock, queue_factory=world.queue_for),
+        PodHandler(),
+        K8sAppHandler(clock=world.clock),
+        ArtifactHandler(clock=world.clock),
     )
     return world
 
@@ -526,6 +526,30 @@ def test_artifact_without_pods_is_deleted_after_the_stale_threshold_but_kept_in_
     flows.reconcile(NGINX_ARTIFACT)
 
     assert flows.get(NGINX_ARTIFACT) is None
+    [archived] = flows.api_objects("artifacts")
+    assert (archived["image"], archived["total_pod_count"]) == (NGINX, 0)
+
+
+def test_artifact_is_reconciled_again_the_moment_it_turns_stale(flows: DiscoveryWorld) -> None:
+    _artifacts(flows, cleanup={"enabled": True, "stale_threshold_hours": 1})
+    pod = _pod(flows, "web-1", NGINX)
+    flows.settle([pod, NGINX_ARTIFACT])
+    queue, client = flows.cluster.queue, flows.cluster.redis
+    assert NGINX_ARTIFACT not in queue.timers(), "in use: nothing comes due with time alone"
+    _delete_pod(flows, pod)
+    flows.clock.advance(minutes=5)
+    flows.reconcile(NGINX_ARTIFACT)  # last seen 14:35: stale at 15:35
+    seconds, microseconds = client.time()
+    redis_now = seconds + microseconds / 1e6
+    assert queue.timers()[NGINX_ARTIFACT] - redis_now == pytest.approx(3600, abs=5)
+
+    flows.clock.advance(minutes=60)  # the threshold: the operator's clock, and the timer's
+    client.zadd("polycrate:queue:timers", {str(NGINX_ARTIFACT): redis_now})
+    [(key, task_id)] = [(k, t) for k, t, cause in queue.heal(lost_after=3600) if cause == "requeue-due"]
+    flows.cluster.reconciler.run(str(key), task_id)
+
+    assert key == NGINX_ARTIFACT
+    assert flows.get(NGINX_ARTIFACT) is None or flows.get(NGINX_ARTIFACT)["metadata"].get("deletionTimestamp")
     [archived] = flows.api_objects("artifacts")
     assert (archived["image"], archived["total_pod_count"]) == (NGINX, 0)
 

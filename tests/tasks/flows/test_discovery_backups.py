@@ -38,12 +38,12 @@ def flows(world: DiscoveryWorld) -> DiscoveryWorld:
         foreign=[VELERO_BACKUP_CRD, VELERO_SCHEDULE_CRD, CNPG_BACKUP_CRD, CNPG_SCHEDULED_BACKUP_CRD],
     )
     world.use(
-        VeleroBackupHandler(queue_factory=world.queue_for),
+        VeleroBackupHandler(),
         VeleroScheduleHandler(),
-        CnpgBackupHandler(queue_factory=world.queue_for),
+        CnpgBackupHandler(),
         CnpgScheduledBackupHandler(),
-        BackupHandler(clock=world.clock, queue_factory=world.queue_for),
-        BackupScheduleHandler(clock=world.clock, queue_factory=world.queue_for),
+        BackupHandler(clock=world.clock),
+        BackupScheduleHandler(clock=world.clock),
     )
     return world
 

@@ -59,7 +59,7 @@ def flows(world: DiscoveryWorld) -> DiscoveryWorld:
     world.install("Certificate", foreign=[CERT_MANAGER_CERTIFICATE_CRD])
     world.use(
         CertManagerCertificateHandler(clock=world.clock),
-        CertificateHandler(clock=world.clock, queue_factory=world.queue_for),
+        CertificateHandler(clock=world.clock),
     )
     return world
 
@@ -427,7 +427,7 @@ def test_issuer_excluded_later_removes_the_certificate_from_cluster_and_api(flow
 
 
 def test_parked_certificate_is_synced_as_soon_as_the_operator_config_resolves(flows: DiscoveryWorld) -> None:
-    flows.use(OperatorConfigHandler(queue_factory=flows.queue_for))
+    flows.use(OperatorConfigHandler())
     flows.operator_config(
         resolved=False, certificate_discovery={}, local_cluster={"cluster_name": "test-cluster"}
     )

@@ -48,9 +48,7 @@ class Discovery:
         self.api = base.api
         self.networking = kubernetes.client.NetworkingV1Api(base.api_client)
         base.install(CRDS / "endpoints.polycrate.io.yaml")
-        base.cluster.reconciler.registry.register(
-            EndpointHandler(queue_factory=lambda _ctx: base.woken), replace=True
-        )
+        base.cluster.reconciler.registry.register(EndpointHandler(), replace=True)
         for namespace in ("production", "staging"):
             base.ensure_namespace(namespace)
 

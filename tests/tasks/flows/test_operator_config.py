@@ -26,7 +26,7 @@ NAMESPACE = "polycrate"
 
 
 class WokenKeys:
-    """Records the keys a handler wakes up instead of publishing reconcile tasks for them."""
+    """Records the keys a reconcile wakes up (`ctx.enqueue`) instead of publishing tasks for them."""
 
     def __init__(self) -> None:
         self.keys: list[ObjectKey] = []
@@ -53,9 +53,9 @@ class DiscoveryWorld:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.install = install
         self.woken = WokenKeys()
-        cluster.reconciler.registry.register(
-            OperatorConfigHandler(queue_factory=lambda _ctx: self.woken), replace=True
-        )
+        cluster.reconciler.registry.register(OperatorConfigHandler(), replace=True)
+        # The wakes (ctx.enqueue) are recorded instead of published.
+        cluster.reconciler.context.use_queue(self.woken)  # type: ignore[arg-type]
         install(CRDS / "operatorconfigs.polycrate.io.yaml")
         self.ensure_namespace(NAMESPACE)
 

@@ -57,7 +57,7 @@ def tenancy_cluster(
 ) -> Cluster:
     """The reconciler with the tenancy flows (their enqueues recorded) and the spec's SDP."""
     cluster = Cluster(kube_api_client, redis_client, kube_namespace)
-    for handler in tenancy.handlers(sender=cluster.sender):
+    for handler in tenancy.handlers():
         cluster.reconciler.registry.register(handler, replace=True)
     for plural in ("softwaredeliveryplatforms", "organizations", "contactgroups", "contacts"):
         kube_install_crd(CRDS / f"{plural}.polycrate.io.yaml")
@@ -518,6 +518,29 @@ def test_contact_created_before_its_organization_converges_once_the_organization
 
     assert _run_enqueued(cluster, key).result == "succeeded", "the Organization enqueued its Contact"
     assert "/acme-corp/acme-corp-developers" in _keycloak_memberships(keycloak_stage, keycloak_id)
+
+
+def test_organization_becoming_ready_wakes_exactly_the_contacts_gitlab_groups_and_harbor_projects_naming_it(
+    cluster: Cluster, kube_install_crd: Callable[..., dict[str, Any]]
+) -> None:
+    for plural in ("gitlabgroups", "harborprojects"):
+        kube_install_crd(CRDS / f"{plural}.polycrate.io.yaml")
+    contact = _contact(cluster)  # organizations: acme-corp
+    libs = cluster.create("gitlabgroups", example("gitlabgroup-shared-libs.yaml", cluster.namespace))
+    images = cluster.create("harborprojects", example("harborproject-shared-images.yaml", cluster.namespace))
+    elsewhere = _gitlab_group(
+        cluster, "other-libs", organizationAccess=[{"organization": "other-corp", "accessLevel": "developer"}]
+    )
+    key = _organization(cluster)
+
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(key).result == "succeeded"
+    assert {k for k, _, _ in cluster.sender.sent[sent:]} - {key} == {contact, libs, images}
+    assert elsewhere not in {k for k, _, _ in cluster.sender.sent}
+
+    sent = len(cluster.sender.sent)
+    assert cluster.reconcile(key).result == "succeeded"  # a resync of a Ready Organization
+    assert {k for k, _, _ in cluster.sender.sent[sent:]} - {key} == set(), "it wakes nobody"
 
 
 def test_contact_waiting_for_an_organization_still_provisioning_is_provisioning_not_error(
