@@ -17,12 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from polycrate.errors import PermanentError, PolycrateError, TransientError
+from polycrate.errors import PolycrateError
 from polycrate.keys import ObjectKey
 from polycrate.models import KINDS
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections
+from tasks.flows.kit import combined_error
 from tasks.handlers import CustomResourceHandler
 from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
@@ -63,11 +64,7 @@ class PlatformHandler(CustomResourceHandler):
                 failures.append(exc)
         if failures:
             ctx.status.write(key, StatusUpdate(fields=flags), current=obj)
-            messages = "; ".join(str(f) for f in failures)
-            if all(isinstance(f, PermanentError) for f in failures):
-                raise PermanentError(messages, reason=getattr(failures[0], "reason", "Failed"))
-            retry_after = max((getattr(f, "retry_after", None) or 0.0 for f in failures), default=0.0) or None
-            raise TransientError(messages, retry_after=retry_after)
+            raise combined_error(failures)
         return flags
 
 

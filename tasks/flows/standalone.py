@@ -42,7 +42,7 @@ from tasks.flows.identity import (
     harbor_project_name,
     immutable_name_error,
 )
-from tasks.flows.kit import list_objects
+from tasks.flows.kit import cluster_destinations, combined_error, list_objects, status_map
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
 from tasks.objects import JsonObject
@@ -65,25 +65,12 @@ Prepared = TypeVar("Prepared")
 # --- helpers shared by the three kinds --------------------------------------------------------
 
 
-def combined_error(failures: list[tuple[str, PolycrateError]]) -> PolycrateError:
-    """One error for the failures of several SDPs: permanent only when every one of them is."""
-    message = "; ".join(f'SDP "{sdp}": {error}' for sdp, error in failures)
-    errors = [error for _, error in failures]
-    if all(isinstance(error, PermanentError) for error in errors):
-        kinds = {type(error) for error in errors}
-        if len(kinds) == 1 and kinds <= {InvalidSpecError, DependencyNotFoundError}:
-            return kinds.pop()(message)
-        return PermanentError(message, reason=getattr(errors[0], "reason", "Failed"))
-    retry_after = max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0) or None
-    return TransientError(message, retry_after=retry_after)
-
-
-def per_sdp_field(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any] | None:
-    """The merge-patch value of a per-SDP status map: SDPs no longer wanted are set to null
-    (a merge patch merges maps), and an empty map removes the field."""
-    if not wanted:
-        return None
-    return {**{sdp: None for sdp in current if sdp not in wanted}, **wanted}
+def _per_sdp_error(failures: list[tuple[str, PolycrateError]]) -> PolycrateError:
+    """One error for the failures of several SDPs, each message naming its SDP."""
+    return combined_error(
+        [error for _, error in failures],
+        message="; ".join(f'SDP "{sdp}": {error}' for sdp, error in failures),
+    )
 
 
 def _raw_spec(obj: JsonObject) -> dict[str, Any]:
@@ -367,10 +354,10 @@ class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
             except PolycrateError as exc:
                 run.values[sdp] = current[sdp]  # still there: keep it in status until removed
                 run.failures.append((sdp, exc))
-        fields = {self.status_field: per_sdp_field(current, run.values)}
+        fields = {self.status_field: status_map(current, run.values)}
         if run.failures:
             ctx.status.write(key, StatusUpdate(fields=fields), current=None)
-            raise combined_error(run.failures)
+            raise _per_sdp_error(run.failures)
         return fields
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
@@ -382,7 +369,7 @@ class MultiPlatformHandler(CustomResourceHandler, Generic[Prepared]):
             except PolycrateError as exc:
                 failures.append((sdp, exc))
         if failures:
-            raise combined_error(failures)
+            raise _per_sdp_error(failures)
 
     def _cleanup_sdp(
         self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, sdp: str, recorded: Any
@@ -630,29 +617,6 @@ class HarborProjectHandler(OrganizationAccessHandler):
 # --- ArgoCDProject ----------------------------------------------------------------------------
 
 
-def cluster_servers(ctx: WorkerContext, key: ObjectKey, spec: ArgoCDProjectSpec) -> list[Destination]:
-    """The destinations with each clusterRef replaced by its K8sCluster's API server URL."""
-    destinations = []
-    for i, destination in enumerate(spec.destinations):
-        server = destination.server
-        if destination.clusterRef:
-            cluster = ctx.objects.get(ObjectKey("K8sCluster", key.namespace, destination.clusterRef))
-            if cluster is None or _is_deleting(cluster):
-                state = "is being deleted" if cluster is not None else "not found"
-                raise DependencyNotFoundError(
-                    f'{key.describe()}: spec.destinations[{i}].clusterRef: K8sCluster "{destination.clusterRef}" '
-                    f"{state} in namespace {key.namespace} (create it; this project follows once it is Ready)"
-                )
-            server = _raw_spec(cluster).get("apiServer")
-            if not server:
-                raise DependencyNotFoundError(
-                    f'{key.describe()}: spec.destinations[{i}].clusterRef: K8sCluster "{destination.clusterRef}" '
-                    "has no spec.apiServer"
-                )
-        destinations.append(Destination(server=str(server), namespace=destination.namespace))
-    return destinations
-
-
 class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
     """The Argo CD project in each SDP, with the SDP's role templates bound to Keycloak groups."""
 
@@ -661,7 +625,7 @@ class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
 
     def prepare(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject, spec: Any) -> list[Destination]:
         assert isinstance(spec, ArgoCDProjectSpec)
-        return cluster_servers(ctx, key, spec)
+        return cluster_destinations(ctx, key, spec.destinations, "spec.destinations")
 
     def provision_in(
         self,
@@ -704,7 +668,7 @@ class ArgoCDProjectHandler(MultiPlatformHandler[list[Destination]]):
         created = fields.get(self.status_field) or {}
         names = {sdp: spec.projectName or key.name for sdp, done in created.items() if done}
         current = dict((obj.get("status") or {}).get(NAMES_FIELD) or {})
-        return {**fields, NAMES_FIELD: per_sdp_field(current, names)}
+        return {**fields, NAMES_FIELD: status_map(current, names)}
 
     def cleanup_in(
         self,

@@ -27,11 +27,9 @@ from polycrate.errors import (
     InvalidSpecError,
     PermanentError,
     PolycrateError,
-    TransientError,
 )
 from polycrate.keys import ObjectKey
 from polycrate.models import KINDS, check_argocd_roles, parse_spec
-from polycrate.models.fieldtypes import ArgoCDDestination
 from polycrate.models.platform import PlatformSettings
 from polycrate.models.tenancy import (
     ContactGroupSpec,
@@ -50,6 +48,7 @@ from tasks.flows.identity import (
     harbor_project_name,
     immutable_name_error,
 )
+from tasks.flows.kit import cluster_destinations, combined_error, status_map
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
 from tasks.objects import JsonObject
@@ -92,26 +91,6 @@ def gitlab_access_level(role: str) -> str:
 def role_subgroup(role: str, settings: PlatformSettings) -> str | None:
     """The SDP default role a Contact's role means: "developer" or "developers" → "developers"."""
     return next((candidate for candidate in settings.defaultRoles if candidate in (role, f"{role}s")), None)
-
-
-def status_map(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A map-valued status field as a merge-patch value: a JSON merge patch merges maps, so keys
-    that are no longer desired are sent as null (deleted); an empty map removes the field."""
-    current = current or {}
-    if not desired:
-        return None
-    value: dict[str, Any] = dict(desired)
-    value.update({name: None for name in current if name not in desired})
-    return value
-
-
-def _combined(failures: list[PolycrateError]) -> PolycrateError:
-    """One error for several independent failures: transient if any of them may pass by itself."""
-    message = "; ".join(str(failure) for failure in failures)
-    if all(isinstance(failure, PermanentError) for failure in failures):
-        return PermanentError(message, reason=getattr(failures[0], "reason", "Failed"))
-    retry_after = max((getattr(f, "retry_after", None) or 0.0 for f in failures), default=0.0)
-    return TransientError(message, retry_after=retry_after or None)
 
 
 def _record_progress(ctx: WorkerContext, key: ObjectKey, obj: JsonObject, fields: Mapping[str, Any]) -> None:
@@ -457,7 +436,7 @@ class OrganizationHandler(CustomResourceHandler):
         check_argocd_roles(obj, templates)
         groups = argocd.role_groups([binding.model_dump() for binding in spec.argocd.roleBindings])
         roles = argocd.render_roles({role: t.model_dump() for role, t in templates.items()}, name, groups)
-        destinations = self._destinations(ctx, key, spec.argocd.destinations)
+        destinations = cluster_destinations(ctx, key, spec.argocd.destinations, "spec.argocd.destinations")
         change = client.ensure_project(
             name,
             description=spec.argocd.description or spec.displayName or "",
@@ -476,23 +455,6 @@ class OrganizationHandler(CustomResourceHandler):
     ) -> None:
         if client.delete_project(project):
             _record_change(ctx, obj, Change("deleted", project), f'Argo CD project "{project}"')
-
-    @staticmethod
-    def _destinations(
-        ctx: WorkerContext, key: ObjectKey, destinations: list[ArgoCDDestination]
-    ) -> list[argocd.Destination]:
-        servers: dict[str, str] = {}
-        for ref in sorted({d.clusterRef for d in destinations if d.clusterRef}):
-            cluster = ctx.objects.get(ObjectKey("K8sCluster", key.namespace, ref))
-            server = ((cluster or {}).get("spec") or {}).get("apiServer")
-            if server:
-                servers[ref] = str(server)
-        try:
-            return argocd.resolve_destinations(
-                [d.model_dump(exclude_none=True) for d in destinations], servers
-            )
-        except DependencyNotFoundError as exc:
-            raise DependencyNotFoundError(f"{key.describe()}: spec.argocd.destinations: {exc}") from None
 
     def cleanup(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
         owned = OrganizationResources.recorded(obj)
@@ -569,7 +531,7 @@ class ContactGroupHandler(CustomResourceHandler):
         fields = {"keycloakGroupIDs": status_map(recorded, ids)}
         if failures:
             _record_progress(ctx, key, obj, fields)
-            raise _combined(failures)
+            raise combined_error(failures)
         return fields
 
     def _delete(
@@ -592,7 +554,7 @@ class ContactGroupHandler(CustomResourceHandler):
             except PolycrateError as exc:
                 failures.append(exc)
         if failures:
-            raise _combined(failures)
+            raise combined_error(failures)
 
 
 # --- Contact ----------------------------------------------------------------------------------
