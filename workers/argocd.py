@@ -25,11 +25,11 @@ from urllib.parse import quote
 import requests
 import yaml
 
-from polycrate.errors import DependencyNotFoundError, InvalidSpecError, PermanentError, TransientError
+from polycrate.errors import DependencyNotFoundError, InvalidSpecError, TransientError
 from polycrate.httppolicy import HttpPolicy, json_body, new_session, raise_for_response, transport_errors
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
-from workers.clients import ClientCache, credentials_digest
+from workers.owner_clients import OwnerClients
 from workers.ownership import Mark, Owner, claim
 from workers.plan import planned_response, planning
 
@@ -580,7 +580,7 @@ def _cluster_view(cluster: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- one client per SDP, URL and token per process -------------------------------------------
 
-_clients: ClientCache[ArgoCDClient] = ClientCache()
+_clients: OwnerClients[ArgoCDClient] = OwnerClients(SYSTEM)
 
 
 def get_client(
@@ -592,10 +592,14 @@ def get_client(
     limiter: RateLimiter | None = None,
 ) -> ArgoCDClient:
     """The process's client for SDP `sdp` ("namespace/name"); a rotated token gets a new one."""
-    if not token:
-        raise PermanentError(f"{SYSTEM} ({url}): the SDP's token is empty", reason="InvalidCredentials")
-    connection = (url.rstrip("/"), credentials_digest(token), policy)
-    return _clients.get(sdp, connection, lambda: ArgoCDClient(url, token, policy=policy, limiter=limiter))
+    return _clients.get(
+        sdp,
+        url,
+        lambda: ArgoCDClient(url, token, policy=policy, limiter=limiter),
+        secrets=(token,),
+        empty="the SDP's token",
+        policy=policy,
+    )
 
 
 clear_clients = _clients.clear

@@ -29,7 +29,7 @@ from polycrate.httppolicy import TRANSIENT_STATUS, HttpPolicy, classify_status, 
 from polycrate.ratelimit import RateLimiter
 from polycrate.roles import GITLAB_ACCESS_LEVELS
 from workers.change import Change
-from workers.clients import ClientCache, credentials_digest
+from workers.owner_clients import OwnerClients
 from workers.ownership import Mark, Owner, claim
 from workers.plan import PLANNED_NUMERIC_ID, planning
 
@@ -631,7 +631,7 @@ class GitLabClient:
 
 # --- one client per SDP, URL and token per process ---------------------------------------------
 
-_clients: ClientCache[GitLabClient] = ClientCache()
+_clients: OwnerClients[GitLabClient] = OwnerClients(SYSTEM)
 
 
 def get_client(
@@ -648,10 +648,14 @@ def get_client(
     token or a changed URL gets a fresh client. The latest `limiter` is always the one applied,
     so a changed rate limit in the SDP takes effect on the next call.
     """
-    if not token:
-        raise PermanentError(f"{SYSTEM} ({url}): the SDP's token is empty", reason="InvalidCredentials")
-    connection = (url.rstrip("/"), credentials_digest(token), policy)
-    client = _clients.get(sdp, connection, lambda: GitLabClient(url, token, policy=policy, limiter=limiter))
+    client = _clients.get(
+        sdp,
+        url,
+        lambda: GitLabClient(url, token, policy=policy, limiter=limiter),
+        secrets=(token,),
+        empty="the SDP's token",
+        policy=policy,
+    )
     client.limiter = limiter
     return client
 

@@ -27,7 +27,7 @@ from polycrate.quantity import BINARY_SUFFIXES, QuantityError, quantity_to_bytes
 from polycrate.ratelimit import RateLimiter
 from polycrate.roles import HARBOR_ROLE_IDS
 from workers.change import Change
-from workers.clients import ClientCache, credentials_digest
+from workers.owner_clients import OwnerClients
 from workers.ownership import Mark, Owner, claim
 from workers.plan import planned_response, planning
 
@@ -565,7 +565,7 @@ class HarborClient:
 
 # --- one client per SDP, URL and credentials per process -------------------------------------
 
-_clients: ClientCache[HarborClient] = ClientCache()
+_clients: OwnerClients[HarborClient] = OwnerClients(SYSTEM)
 
 
 def get_client(
@@ -578,13 +578,13 @@ def get_client(
     limiter: RateLimiter | None = None,
 ) -> HarborClient:
     """The process's client for SDP `sdp` ("namespace/name"); rotated credentials get a new one."""
-    if not username or not password:
-        raise PermanentError(
-            f"{SYSTEM} ({url}): the SDP's username or password is empty", reason="InvalidCredentials"
-        )
-    connection = (url.rstrip("/"), credentials_digest(username, password), policy)
     return _clients.get(
-        sdp, connection, lambda: HarborClient(url, username, password, policy=policy, limiter=limiter)
+        sdp,
+        url,
+        lambda: HarborClient(url, username, password, policy=policy, limiter=limiter),
+        secrets=(username, password),
+        empty="the SDP's username or password",
+        policy=policy,
     )
 
 

@@ -39,7 +39,8 @@ from polycrate.httppolicy import (
 )
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
-from workers.clients import ClientCache, credentials_digest
+from workers.clients import credentials_digest
+from workers.owner_clients import OwnerClients
 from workers.ownership import Mark, Owner, claim
 from workers.plan import PLANNED_ID, planning
 
@@ -555,7 +556,7 @@ class KeycloakClient:
         return Change("deleted", group_id)
 
 
-_clients: ClientCache[KeycloakClient] = ClientCache()
+_clients: OwnerClients[KeycloakClient] = OwnerClients(SYSTEM)
 
 
 def get_client(
@@ -573,13 +574,14 @@ def get_client(
     The cache key holds the SDP, URL, realms, policy and a digest of the credentials (in memory
     only), so rotated credentials or a changed URL get a fresh client and a fresh login.
     """
-    connection = (url.rstrip("/"), realm, token_realm, credentials.fingerprint, policy)
     return _clients.get(
         sdp,
-        connection,
+        url,
         lambda: KeycloakClient(
             url, realm, credentials, token_realm=token_realm, policy=policy, limiter=limiter
         ),
+        policy=policy,
+        selects=(realm, token_realm, credentials.fingerprint),
     )
 
 

@@ -35,7 +35,7 @@ from polycrate.httppolicy import (
 )
 from polycrate.ratelimit import RateLimiter
 from workers.change import Change
-from workers.clients import ClientCache, credentials_digest
+from workers.owner_clients import OwnerClients
 
 SYSTEM = "Polycrate API"
 PAGE_SIZE = 100
@@ -364,7 +364,7 @@ class PolycrateApiClient:
 
 # --- one client per OperatorConfig, URL and token per process ----------------------------------
 
-_clients: ClientCache[PolycrateApiClient] = ClientCache()
+_clients: OwnerClients[PolycrateApiClient] = OwnerClients(SYSTEM)
 
 
 def get_client(
@@ -376,11 +376,13 @@ def get_client(
     limiter: RateLimiter | None = None,
 ) -> PolycrateApiClient:
     """The process's client for `owner` (the OperatorConfig, "namespace/name"); a new token replaces it."""
-    if not token:
-        raise PermanentError(f"{SYSTEM} ({url}): the agent token is empty", reason="InvalidCredentials")
-    connection = (url.rstrip("/"), credentials_digest(token), policy)
     return _clients.get(
-        owner, connection, lambda: PolycrateApiClient(url, token, policy=policy, limiter=limiter)
+        owner,
+        url,
+        lambda: PolycrateApiClient(url, token, policy=policy, limiter=limiter),
+        secrets=(token,),
+        empty="the agent token",
+        policy=policy,
     )
 
 
