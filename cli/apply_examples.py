@@ -14,16 +14,12 @@ from pathlib import Path
 
 import click
 
+from cli.options import kubeconfig_option
 from cli.root import CliError, operator
 
 
 @operator.command("apply-examples")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
-)
+@kubeconfig_option
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -17,16 +17,16 @@ import logging
 import os
 import signal
 from contextlib import ExitStack
-from pathlib import Path
 from types import FrameType
 
 import click
 import redis
 
+from cli.options import kubeconfig_option, log_format_option, metrics_token_file_option, use_kubeconfig
 from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
-from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
+from polycrate.logformat import LogFormat, use_log_format
 from polycrate.redis_server import LocalRedis, RedisServerError
 from polycrate.settings import ENVIRONMENT_VARIABLES, Settings, redact_url
 from tasks.app import app as celery_app
@@ -96,12 +96,7 @@ def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
 
 
 @operator.command("run")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
-)
+@kubeconfig_option
 @click.option(
     "--namespace",
     "namespaces",
@@ -160,21 +155,10 @@ def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
     show_default=True,
     help="Restart a watch that delivered nothing, not even a bookmark, for this many seconds.",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(LOG_FORMATS),
-    default="text",
-    show_default=True,
-    envvar="POLYCRATE_LOG_FORMAT",
-    help="json: one object per line (time, level, logger, message, key); also for the embedded worker.",
+@log_format_option(
+    "json: one object per line (time, level, logger, message, key); also for the embedded worker."
 )
-@click.option(
-    "--metrics-token-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    envvar="POLYCRATE_METRICS_TOKEN_FILE",
-    help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
-)
+@metrics_token_file_option
 def run(
     kubeconfig: str | None,
     namespaces: tuple[str, ...],
@@ -195,9 +179,7 @@ def run(
     """Run the operator: watch the cluster and enqueue keys for the workers."""
     use_log_format(log_format)
     os.environ["POLYCRATE_LOG_FORMAT"] = log_format  # the embedded worker logs the same way
-    if kubeconfig:
-        # The embedded worker and anything else started from here read the same kubeconfig.
-        os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
+    use_kubeconfig(kubeconfig)  # the embedded worker reads the same cluster
     if namespaces:
         os.environ["POLYCRATE_NAMESPACES"] = ",".join(namespaces)  # the embedded worker serves the same
     try:

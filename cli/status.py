@@ -21,6 +21,7 @@ from typing import Any
 import click
 import redis
 
+from cli.options import kubeconfig_option
 from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
 from polycrate.kube import load_api_client
@@ -245,12 +246,7 @@ def _as_table(cluster: str, reports: list[KindReport], queue: dict[str, Any]) ->
 
 
 @operator.command("status")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
-)
+@kubeconfig_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(kubeconfig: str | None, output: str) -> None:
     """Show every operator resource with its phase, and the work queue."""

@@ -27,9 +27,10 @@ from types import FrameType
 import click
 import redis
 
+from cli.options import kubeconfig_option, log_format_option, metrics_token_file_option, use_kubeconfig
 from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
-from polycrate.logformat import LOG_FORMATS, LogFormat, use_log_format
+from polycrate.logformat import LogFormat, use_log_format
 from polycrate.settings import Settings, redact_url
 from tasks.routing import QUEUES, parse_queue_list
 from watcher.probes import ProbeServer, parse_bind_address
@@ -151,12 +152,7 @@ def _use_log_format(log_format: LogFormat) -> None:
     default=None,
     help="Pool processes (default: number of CPUs).",
 )
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
-)
+@kubeconfig_option
 @click.option("--loglevel", "-l", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="INFO")
 @click.option(
     "--pool",
@@ -171,21 +167,8 @@ def _use_log_format(log_format: LogFormat) -> None:
     default="",
     help="Serve reconcile metrics, e.g. :9090 (default: off).",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(LOG_FORMATS),
-    default="text",
-    show_default=True,
-    envvar="POLYCRATE_LOG_FORMAT",
-    help="json: one object per line (time, level, logger, message, key of the reconcile).",
-)
-@click.option(
-    "--metrics-token-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    envvar="POLYCRATE_METRICS_TOKEN_FILE",
-    help="Serve /metrics only to requests with 'Authorization: Bearer <this file's content>'.",
-)
+@log_format_option("json: one object per line (time, level, logger, message, key of the reconcile).")
+@metrics_token_file_option
 @click.option(
     "--health-probe-bind-address",
     default="0",
@@ -208,8 +191,7 @@ def worker(
 ) -> None:
     """Run a Celery worker for the reconcile queues (default: all of them)."""
     _use_log_format(log_format)
-    if kubeconfig:
-        os.environ["POLYCRATE_KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
+    use_kubeconfig(kubeconfig)
     try:
         settings = Settings.from_env()
         queue_names = parse_queue_list(queues)
