@@ -68,7 +68,7 @@ def plan_command(
         if kubeconfig:
             settings = settings.model_copy(update={"kubeconfig": str(Path(kubeconfig).expanduser())})
         ctx = WorkerContext(settings)
-        registry = build_registry(settings.handler_modules)
+        registry = build_registry()
         results = [
             plan(ctx, key, obj, registry=registry) for key, obj in _targets(ctx, target, filename, namespace)
         ]

@@ -67,13 +67,14 @@ def _check_kubeconfig(settings: Settings) -> None:
         raise CliError(str(exc)) from None
 
 
-def _check_handler_modules(settings: Settings) -> None:
-    """Import POLYCRATE_HANDLER_MODULES now, so a typo stops the worker instead of every task."""
+def _check_handler_plugins() -> None:
+    """Load the handler plug-ins now, so a broken one stops the worker instead of every task."""
+    from polycrate.kinds import KindTableError
     from tasks.registration import build_registry
 
     try:
-        build_registry(settings.handler_modules)
-    except PolycrateError as exc:
+        build_registry()
+    except (PolycrateError, KindTableError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -204,7 +205,7 @@ def worker(
         return
     _check_redis(settings)
     _check_kubeconfig(settings)
-    _check_handler_modules(settings)
+    _check_handler_plugins()
     try:
         probe_address = parse_bind_address(health_probe_bind_address)
     except ValueError as exc:

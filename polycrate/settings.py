@@ -37,7 +37,6 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
     "redis_socket_timeout_seconds": "POLYCRATE_REDIS_SOCKET_TIMEOUT",
     "heal_interval_seconds": "POLYCRATE_HEAL_INTERVAL",
-    "handler_modules": "POLYCRATE_HANDLER_MODULES",
     "namespaces": "POLYCRATE_NAMESPACES",
     "pod_namespace": "POD_NAMESPACE",
 }
@@ -112,7 +111,6 @@ class Settings(BaseModel):
         description="How often the self-healing loop publishes due retries and re-sends keys a dead "
         "process held.",
     )
-    handler_modules: tuple[str, ...] = Field((), description="Extra modules that register handlers.")
     namespaces: tuple[str, ...] = Field(
         (),
         description="Serve only these namespaces (watches, lists, Secret reads); empty = the whole cluster. "
@@ -143,7 +141,7 @@ class Settings(BaseModel):
                 raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-')")
         return tuple(dict.fromkeys(value))
 
-    @field_validator("handler_modules", "namespaces", mode="before")
+    @field_validator("namespaces", mode="before")
     @classmethod
     def _split_module_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,23 +1,27 @@
-"""Which handler reconciles which key kind, and how extra handler modules are plugged in.
+"""Which handler reconciles which key kind, and how handler plug-ins are loaded.
 
 The reconcile task knows nothing about kinds: it asks the registry for the handler of a key's
 kind and calls `fetch`, then `reconcile`, and `report_failure` when that raised. The built-in
-handlers (tasks.registration) register first; modules named in POLYCRATE_HANDLER_MODULES (comma
-separated) are imported next and their `register_handlers(registry)` may add kinds or replace
-built-in ones. That is how a deployment adds a kind, and how tests run recording or failing
-handlers inside real worker processes without test code in the product.
+handlers (tasks.registration) register first; then every installed package's entry point in
+the group `polycrate.handlers` (Python packaging metadata, read with importlib.metadata, not a
+module name in an environment variable) is loaded and called with the registry, and may replace
+built-in handlers. A plug-in may only handle kinds of the table of kinds (polycrate/kinds.py):
+another kind is refused while the registry is built, at the worker's start, because the runtime
+would not know its queue. That is how tests run recording or failing handlers inside real
+worker processes without test code in the product.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 
 from polycrate.errors import PermanentError, PolycrateError
 from polycrate.keys import ObjectKey
+from polycrate.kinds import KIND_TABLE, KindTableError
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
 from tasks.objects import JsonObject
@@ -106,17 +110,27 @@ class HandlerRegistry:
         return kind in self._handlers
 
 
-def load_handler_modules(registry: HandlerRegistry, module_names: Iterable[str]) -> None:
-    """Import each module and let its `register_handlers(registry)` add or replace handlers."""
-    for name in module_names:
+PLUGIN_GROUP = "polycrate.handlers"
+"""The entry-point group of handler plug-ins: each names a `register_handlers(registry)`."""
+
+
+def load_plugins(registry: HandlerRegistry, plugins: Iterable[EntryPoint] | None = None) -> None:
+    """Call each plug-in's `register_handlers(registry)` (default: the installed entry points)."""
+    found = entry_points(group=PLUGIN_GROUP) if plugins is None else plugins
+    for plugin in found:
+        where = f"handler plug-in {plugin.name!r} ({plugin.value}, entry point group {PLUGIN_GROUP})"
         try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise SettingsError(f"POLYCRATE_HANDLER_MODULES: cannot import {name!r}: {exc}") from exc
-        hook = getattr(module, "register_handlers", None)
+            hook = plugin.load()
+        except (ImportError, AttributeError) as exc:
+            raise SettingsError(f"{where}: cannot load it: {exc}") from exc
         if not callable(hook):
-            raise SettingsError(
-                f"POLYCRATE_HANDLER_MODULES: module {name!r} has no register_handlers(registry)"
-            )
+            raise SettingsError(f"{where}: is not a callable register_handlers(registry)")
+        before = set(registry.kinds())
         hook(registry)
-        log.info("handlers from %s registered", name)
+        unknown = sorted(set(registry.kinds()) - before - set(KIND_TABLE))
+        if unknown:
+            raise KindTableError(
+                f"{where} handles kind(s) {', '.join(unknown)}, which are not in the table of kinds "
+                "(add a KindEntry with their queue to polycrate/kinds.py)"
+            )
+        log.info("handlers of %s registered", where)

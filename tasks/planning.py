@@ -216,7 +216,7 @@ def plan(
     if key.kind not in PLANNED_KINDS:
         result.unsupported = True
         return result
-    handler = (registry or build_registry(ctx.settings.handler_modules)).handler_for(key.kind)
+    handler = (registry or build_registry()).handler_for(key.kind)
     if not isinstance(handler, CustomResourceHandler):
         return result
     planning_ctx = PlanContext(ctx, key, obj)

@@ -99,7 +99,7 @@ class Reconciler:
         )
         return cls(
             context,
-            build_registry(settings.handler_modules),
+            build_registry(),
             KeyQueue(
                 context.redis,
                 prefix=settings.redis_prefix,

@@ -5,16 +5,18 @@ flow of a kind replaces its generic handler in a fixed, visible order. It preven
 that string-loaded flow modules used to hide (`dispatch` importing `handlers` importing
 `dispatch`): the registry and the handler bases know nothing of the flows; only this module
 imports them. The declared watches (which kind's reconcile wakes which keys) are listed here
-too, in `WATCHES`, so who waits for whom is read in one place. Plug-in modules named in POLYCRATE_HANDLER_MODULES are loaded last
-(`dispatch.load_handler_modules`) and may add kinds or replace built-in handlers.
+too, in `WATCHES`, so who waits for whom is read in one place. Handler plug-ins (entry points
+of the group `polycrate.handlers`, `dispatch.load_plugins`) are loaded last and may replace
+built-in handlers of the table's kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib.metadata import EntryPoint
 
 from polycrate.models import KINDS
-from tasks.dispatch import HandlerRegistry, load_handler_modules
+from tasks.dispatch import HandlerRegistry, load_plugins
 from tasks.flows import (
     clusters,
     discovery_apps,
@@ -64,9 +66,9 @@ def register_handlers(registry: HandlerRegistry) -> None:
         registry.watch(watch)
 
 
-def build_registry(module_names: Iterable[str] = ()) -> HandlerRegistry:
-    """The built-in handlers plus those of the plug-in modules `module_names`."""
+def build_registry(plugins: Iterable[EntryPoint] | None = None) -> HandlerRegistry:
+    """The built-in handlers plus the plug-ins' (default: the installed `polycrate.handlers` entry points)."""
     registry = HandlerRegistry()
     register_handlers(registry)
-    load_handler_modules(registry, module_names)
+    load_plugins(registry, plugins)
     return registry

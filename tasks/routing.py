@@ -45,7 +45,9 @@ QUEUE_BY_KIND: dict[str, str] = {kind: entry.queue for kind, entry in KIND_TABLE
 
 def queue_for(kind: str) -> str:
     """The queue of `kind`'s reconciles. Every kind of the table names its queue (checked at
-    import); only kinds outside it, added by POLYCRATE_HANDLER_MODULES plug-ins, run on `default`."""
+    import), and a handler plug-in for a kind outside it is refused when the registry is built
+    (tasks.dispatch.load_plugins); so only a key no handler serves (stale, or mistyped) lands
+    on `default`, where its run reports that no handler is registered."""
     return QUEUE_BY_KIND.get(kind, DEFAULT_QUEUE)
 
 

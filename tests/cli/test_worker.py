@@ -67,18 +67,25 @@ def test_missing_kubeconfig_is_one_line_and_exit_1(runner: CliRunner, redis_url:
     assert result.stderr.count("\n") == 1
 
 
-def test_handler_module_that_cannot_be_imported_stops_the_worker(
-    runner: CliRunner, redis_url: str, tmp_path: Path
+def test_handler_plugin_that_cannot_be_loaded_stops_the_worker(
+    runner: CliRunner, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    installed = tmp_path / "site"
+    dist_info = installed / "acme_handlers-1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-handlers\nVersion: 1\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[polycrate.handlers]\nacme = acme.missing_handlers:register_handlers\n"
+    )
+    monkeypatch.syspath_prepend(str(installed))  # as if the package were installed
     kubeconfig = WorkerPool(redis_url, tmp_path).kubeconfig
     result = runner.invoke(
-        main,
-        ["operator", "worker", "--kubeconfig", kubeconfig],
-        env={"REDIS_URL": redis_url, "POLYCRATE_HANDLER_MODULES": "acme.missing_handlers"},
+        main, ["operator", "worker", "--kubeconfig", kubeconfig], env={"REDIS_URL": redis_url}
     )
 
     assert result.exit_code == 1
-    assert "POLYCRATE_HANDLER_MODULES: cannot import 'acme.missing_handlers'" in result.stderr
+    assert "handler plug-in 'acme' (acme.missing_handlers:register_handlers" in result.stderr
+    assert "cannot load it: No module named 'acme'" in result.stderr
 
 
 def test_invalid_setting_is_one_line_and_exit_1(runner: CliRunner) -> None:
@@ -101,7 +108,7 @@ def test_worker_serves_reconcile_metrics_of_its_pool_processes(
         objects.put(key, version=1)
         queue.add(key)
 
-    expected = 'polycrate_reconciles_total{kind="Recorded",outcome="succeeded"} 5.0'
+    expected = f'polycrate_reconciles_total{{kind="{RECORDED_KIND}",outcome="succeeded"}} 5.0'
     deadline = time.monotonic() + 20
     while expected not in (
         scraped := urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

@@ -17,7 +17,6 @@ def test_defaults_are_the_production_values() -> None:
 
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert (settings.retry_base_seconds, settings.retry_cap_seconds) == (5, 60)
-    assert settings.handler_modules == ()
     assert settings.kubeconfig is None
 
 
@@ -26,14 +25,12 @@ def test_values_are_read_from_their_variables() -> None:
         {
             "REDIS_URL": "redis://redis:6379/1",
             "POLYCRATE_LOCK_TTL": "2.5",
-            "POLYCRATE_HANDLER_MODULES": "acme.handlers, tests.tasks.handlers",
             "POLYCRATE_KUBECONFIG": "",
         }
     )
 
     assert settings.redis_url == "redis://redis:6379/1"
     assert settings.lock_ttl_seconds == 2.5
-    assert settings.handler_modules == ("acme.handlers", "tests.tasks.handlers")
     assert settings.kubeconfig is None
 
 
@@ -56,7 +53,7 @@ def test_redis_password_never_appears_in_messages() -> None:
 
 
 def test_settings_round_trip_through_the_environment_of_child_processes() -> None:
-    settings = Settings(lock_ttl_seconds=2, handler_modules=("a", "b"), kubeconfig="/tmp/kubeconfig")
+    settings = Settings(lock_ttl_seconds=2, namespaces=("a", "b"), kubeconfig="/tmp/kubeconfig")
 
     assert Settings.from_env(settings.environment()) == settings
 

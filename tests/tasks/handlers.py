@@ -1,6 +1,8 @@
-"""Test-only handlers, loaded into real worker processes with POLYCRATE_HANDLER_MODULES=tests.tasks.handlers.
+"""Test-only handlers, loaded into real worker processes as the plug-in of tests/plugins (entry point).
 
-Kind `Recorded` has no Kubernetes object: its "object" is the Redis hash `test:object:<key>`
+The recording handler stands in for the SoftwareDeliveryPlatform handler (a kind of the table
+of kinds, so its keys are routed like a real kind's, on `default`; it declares no watches).
+Its keys have no Kubernetes object: the "object" is the Redis hash `test:object:<key>`
 that a test writes (`version`, `sleep` seconds, `fail` = transient|permanent, `fail_times` =
 how many runs fail before one succeeds, -1 for always; `echo` = 1 adds the key again during the
 run, as the watcher would on seeing the run's own status write; `write_url` with `writes` = N:
@@ -32,7 +34,7 @@ from tasks.dispatch import HandlerRegistry, KindHandler
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 
-RECORDED_KIND = "Recorded"
+RECORDED_KIND = "SoftwareDeliveryPlatform"
 ALL_RUNS = "test:all-runs"
 
 
@@ -53,7 +55,7 @@ def _failures_name(key: ObjectKey) -> str:
 
 
 class RecordingHandler(KindHandler):
-    """Sleeps, fails on demand, and records every run of a `Recorded` key."""
+    """Sleeps, fails on demand, and records every run of a RECORDED_KIND key."""
 
     kind = RECORDED_KIND
 
@@ -130,7 +132,8 @@ class RecordingHandler(KindHandler):
 
 
 def register_handlers(registry: HandlerRegistry) -> None:
-    registry.register(RecordingHandler())
+    """The plug-in's hook: the recording handler replaces the built-in one of RECORDED_KIND."""
+    registry.register(RecordingHandler(), replace=True)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class Run:
 
 
 class RecordedObjects:
-    """The test's side: write `Recorded` objects, read back their runs and failures."""
+    """The test's side: write RECORDED_KIND objects, read back their runs and failures."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client

@@ -1,19 +1,21 @@
-"""The handler registry: built-in kinds, plugin modules from POLYCRATE_HANDLER_MODULES, replacement."""
+"""The handler registry: built-in kinds, plug-ins from entry points (group polycrate.handlers), replacement."""
 
 from __future__ import annotations
 
 import sys
 import types
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 
 import pytest
 
 from polycrate.errors import PermanentError
 from polycrate.keys import ObjectKey
+from polycrate.kinds import KindTableError
 from polycrate.models import KINDS
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.dispatch import HandlerRegistry, KindHandler, load_handler_modules
+from tasks.dispatch import PLUGIN_GROUP, HandlerRegistry, KindHandler, load_plugins
 from tasks.objects import JsonObject
 from tasks.registration import build_registry
 from tasks.routing import DISCOVERY_SOURCE_KINDS
@@ -26,15 +28,32 @@ class Replacement(KindHandler):
         """Does nothing: only its identity matters here."""
 
 
+class Gadget(KindHandler):
+    kind = "Gadget"
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        """Does nothing: its kind is not in the table of kinds."""
+
+
+def plugin(value: str, name: str = "acme") -> EntryPoint:
+    """An entry point as an installed package declares it in its metadata."""
+    return EntryPoint(name=name, value=value, group=PLUGIN_GROUP)
+
+
 @pytest.fixture
 def plugin_module() -> Iterator[types.ModuleType]:
-    """A module importable by name, as a deployment's plugin would be."""
+    """A module an installed plug-in package would provide."""
     module = types.ModuleType("polycrate_test_plugin")
 
     def register_handlers(registry: HandlerRegistry) -> None:
         registry.register(Replacement(), replace=True)
 
+    def register_gadget(registry: HandlerRegistry) -> None:
+        registry.register(Gadget())
+
     module.register_handlers = register_handlers  # type: ignore[attr-defined]
+    module.register_gadget = register_gadget  # type: ignore[attr-defined]
+    module.not_a_hook = 42  # type: ignore[attr-defined]
     sys.modules[module.__name__] = module
     yield module
     del sys.modules[module.__name__]
@@ -46,8 +65,8 @@ def test_every_polycrate_kind_and_discovery_source_has_a_built_in_handler() -> N
     assert set(registry.kinds()) == set(KINDS) | set(DISCOVERY_SOURCE_KINDS)
 
 
-def test_plugin_module_may_replace_a_built_in_handler(plugin_module: types.ModuleType) -> None:
-    registry = build_registry([plugin_module.__name__])
+def test_plugin_may_replace_a_built_in_handler(plugin_module: types.ModuleType) -> None:
+    registry = build_registry([plugin(f"{plugin_module.__name__}:register_handlers")])
 
     assert isinstance(registry.handler_for("Organization"), Replacement)
 
@@ -65,11 +84,26 @@ def test_unknown_kind_is_a_permanent_error_listing_the_known_ones() -> None:
         build_registry().handler_for("Gadget")
 
 
-def test_plugin_module_that_cannot_be_imported_is_named_in_one_line() -> None:
-    with pytest.raises(SettingsError, match="POLYCRATE_HANDLER_MODULES: cannot import 'no.such.module'"):
-        load_handler_modules(HandlerRegistry(), ["no.such.module"])
+def test_plugin_that_cannot_be_imported_is_named_in_one_line() -> None:
+    with pytest.raises(
+        SettingsError, match="handler plug-in 'acme' \\(no.such.module:register_handlers.*cannot load"
+    ):
+        load_plugins(HandlerRegistry(), [plugin("no.such.module:register_handlers")])
 
 
-def test_plugin_module_without_register_handlers_is_rejected() -> None:
-    with pytest.raises(SettingsError, match="has no register_handlers"):
-        load_handler_modules(HandlerRegistry(), ["json"])
+def test_plugin_that_is_not_a_hook_is_rejected(plugin_module: types.ModuleType) -> None:
+    with pytest.raises(SettingsError, match="is not a callable register_handlers"):
+        load_plugins(HandlerRegistry(), [plugin(f"{plugin_module.__name__}:not_a_hook")])
+
+
+def test_plugin_kind_outside_the_table_of_kinds_is_refused_when_the_registry_is_built(
+    plugin_module: types.ModuleType,
+) -> None:
+    with pytest.raises(
+        KindTableError, match="handles kind\\(s\\) Gadget, which are not in the table of kinds"
+    ):
+        build_registry([plugin(f"{plugin_module.__name__}:register_gadget")])
+
+
+def test_no_plugin_installed_means_the_built_in_handlers_only() -> None:
+    assert build_registry().kinds() == build_registry([]).kinds()
