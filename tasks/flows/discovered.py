@@ -34,7 +34,7 @@ from tasks.flows.operator_config import (
     sync_resource,
 )
 from tasks.objects import ConflictError, JsonObject
-from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
+from tasks.status import ConditionUpdate, StatusUpdate, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -253,45 +253,21 @@ class ScopedDiscoveredHandler(DiscoveredResourceHandler):
         target = None
         if section is not None and not self.not_synced_because(section):
             target = api_target(ctx, config, referrer=key.describe())
-        names = self.names
         if target is None:
-            phase, condition = names.unsynced_phase, self._unsynced_condition(config, section)
-            if names.sync_status:
-                fields[names.sync_status] = "pending"
+            change = self.write_sync_status(
+                ctx, key, current, fields, None, self._unsynced_condition(config, section)
+            )
         else:
             projected = {**current, "status": {**status, **observed}}
             payload = self.payload(ctx, key, projected, spec, target)
             result = sync_resource(
                 self.collection(target.client),
                 payload,
-                api_id=status.get(names.api_id),
-                last_hash=status.get(names.config_hash),
+                api_id=status.get(self.names.api_id),
+                last_hash=status.get(self.names.config_hash),
             )
             fields |= self.status_from_payload(payload)
-            fields[names.api_id] = result.api_id
-            fields[names.config_hash] = result.config_hash
-            if result.written or not status.get(names.last_synced_at):
-                fields[names.last_synced_at] = timestamp(self.clock())
-            if names.sync_status:
-                fields[names.sync_status] = "synced"
-            phase = names.synced_phase
-            condition = ConditionUpdate(
-                "Ready",
-                "True",
-                "Synced",
-                f"{key.describe()} is synced to the Polycrate API ({result.api_id})",
-            )
-        change = ctx.status.write(
-            key,
-            StatusUpdate(
-                phase=phase,
-                conditions=(condition,),
-                observed_generation=(current.get("metadata") or {}).get("generation"),
-                fields=fields,
-            ),
-            current=current,
-        )
-        self._announce(ctx, change, phase, condition.message)
+            change = self.write_sync_status(ctx, key, current, fields, result, synced_at=self.clock())
         self.after_write(ctx, key, current, change.object or current)
         due = self.comes_due(section, observed) if section is not None and is_discovered(current) else None
         if due is None:

@@ -22,6 +22,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -44,7 +45,7 @@ from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
-from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
+from tasks.status import ConditionUpdate, StatusChange, StatusUpdate, timestamp, utc_now
 from tasks.watches import SourceRun, Watch, note
 from workers import polycrate_api
 from workers.change import Change
@@ -308,9 +309,7 @@ class DiscoveredResourceHandler(CustomResourceHandler):
             else None
         )
         if target is None:
-            phase, condition = self.names.unsynced_phase, self._not_synced(config)
-            if self.names.sync_status:
-                fields[self.names.sync_status] = "pending"
+            self.write_sync_status(ctx, key, current, fields, None, self._not_synced(config))
         else:
             status = current.get("status") or {}
             result = sync_resource(
@@ -319,13 +318,36 @@ class DiscoveredResourceHandler(CustomResourceHandler):
                 api_id=status.get(self.names.api_id),
                 last_hash=status.get(self.names.config_hash),
             )
-            fields[self.names.api_id] = result.api_id
-            fields[self.names.config_hash] = result.config_hash
-            if result.written or not status.get(self.names.last_synced_at):
-                fields[self.names.last_synced_at] = timestamp(utc_now())
-            if self.names.sync_status:
-                fields[self.names.sync_status] = "synced"
-            phase = self.names.synced_phase
+            self.write_sync_status(ctx, key, current, fields, result, synced_at=utc_now())
+
+    def write_sync_status(
+        self,
+        ctx: WorkerContext,
+        key: ObjectKey,
+        current: JsonObject,
+        fields: dict[str, Any],
+        result: SyncResult | None,
+        unsynced: ConditionUpdate | None = None,
+        *,
+        synced_at: datetime | None = None,
+    ) -> StatusChange:
+        """Write `fields` with the sync's outcome: synced by `result` (at `synced_at`, kept while
+        nothing was written), or pending with the `unsynced` condition when nothing was sent."""
+        names = self.names
+        status = current.get("status") or {}
+        if result is None:
+            assert unsynced is not None
+            phase, condition = names.unsynced_phase, unsynced
+            if names.sync_status:
+                fields[names.sync_status] = "pending"
+        else:
+            fields[names.api_id] = result.api_id
+            fields[names.config_hash] = result.config_hash
+            if result.written or not status.get(names.last_synced_at):
+                fields[names.last_synced_at] = timestamp(synced_at or utc_now())
+            if names.sync_status:
+                fields[names.sync_status] = "synced"
+            phase = names.synced_phase
             condition = ConditionUpdate(
                 "Ready",
                 "True",
@@ -343,6 +365,7 @@ class DiscoveredResourceHandler(CustomResourceHandler):
             current=current,
         )
         self._announce(ctx, change, phase, condition.message)
+        return change
 
     def _not_synced(self, config: DiscoveryConfig | None) -> ConditionUpdate:
         if config is None:
