@@ -270,14 +270,39 @@ class OrganizationHandler(CustomResourceHandler):
             )
 
     @staticmethod
-    def _left_behind(ctx: WorkerContext, obj: JsonObject, sdp: str, system: str, what: str) -> None:
-        ctx.events.record(
-            obj,
-            "Warning",
-            "SystemNotConfigured",
-            f'SoftwareDeliveryPlatform "{sdp}" no longer configures {system}: {what} is left in place '
-            "and no longer managed",
-        )
+    def _managed(
+        ctx: WorkerContext,
+        obj: JsonObject,
+        sdp: str,
+        client: object | None,
+        *,
+        system: str,
+        owned: str | None,
+        wanted: bool = True,
+        delete: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Whether this run manages the system's object; the one rule of every per-system step.
+
+        The SDP no longer configures the system (`client` None): what the Organization `owned`
+        there is left in place, with a Warning Event, and forgotten. The Organization's section
+        is off (`wanted` False): what it owned is deleted (`delete`). Either way the caller then
+        forgets the recorded IDs; True means: ensure the object.
+        """
+        if client is None:
+            if owned is not None:
+                ctx.events.record(
+                    obj,
+                    "Warning",
+                    "SystemNotConfigured",
+                    f'SoftwareDeliveryPlatform "{sdp}" no longer configures {system}: {owned} is left '
+                    "in place and no longer managed",
+                )
+            return False
+        if not wanted:
+            if owned is not None:
+                delete()
+            return False
+        return True
 
     def _keycloak(
         self,
@@ -289,11 +314,18 @@ class OrganizationHandler(CustomResourceHandler):
         owned: OrganizationResources,
     ) -> None:
         client = systems.keycloak()
-        if client is None:
-            if owned.keycloak_group_id is not None:
-                self._left_behind(ctx, obj, spec.sdp, "Keycloak", f"group {owned.keycloak_group_id}")
+        group_id = owned.keycloak_group_id
+        if not self._managed(
+            ctx,
+            obj,
+            spec.sdp,
+            client,
+            system="Keycloak",
+            owned=None if group_id is None else f"group {group_id}",
+        ):
             owned.keycloak_group_id, owned.keycloak_subgroup_ids = None, {}
             return
+        assert client is not None
         group = spec.keycloak_group_name(key.name)
         attributes = spec.keycloak.attributes if spec.keycloak else {}
         owner = Owner.of(obj)
@@ -329,18 +361,21 @@ class OrganizationHandler(CustomResourceHandler):
         owned: OrganizationResources,
     ) -> None:
         client = systems.gitlab()
-        if client is None:
-            if owned.gitlab_group_id is not None:
-                self._left_behind(ctx, obj, spec.sdp, "GitLab", f"group {owned.gitlab_group_id}")
+        path = spec.gitlab_group_path(key.name)
+        group_id = owned.gitlab_group_id
+        if not self._managed(
+            ctx,
+            obj,
+            spec.sdp,
+            client,
+            system="GitLab",
+            owned=None if group_id is None else f"group {group_id}",
+            wanted=path is not None,
+            delete=lambda: self._delete_gitlab_group(ctx, obj, client, group_id),  # type: ignore[arg-type]
+        ):
             owned.gitlab_group_id = None
             return
-        path = spec.gitlab_group_path(key.name)
-        if path is None:
-            if owned.gitlab_group_id is not None:
-                self._delete_gitlab_group(ctx, obj, client, owned.gitlab_group_id)
-                owned.gitlab_group_id = None
-            return
-        assert spec.gitlab is not None
+        assert client is not None and path is not None and spec.gitlab is not None
         change = client.ensure_group(
             path,
             visibility=spec.gitlab.visibility,
@@ -369,18 +404,21 @@ class OrganizationHandler(CustomResourceHandler):
         owned: OrganizationResources,
     ) -> None:
         client = systems.harbor()
-        if client is None:
-            if owned.harbor_project_id is not None:
-                self._left_behind(ctx, obj, spec.sdp, "Harbor", f"project {owned.harbor_project_id}")
+        name = spec.harbor_project_name(key.name)
+        project_id = owned.harbor_project_id
+        if not self._managed(
+            ctx,
+            obj,
+            spec.sdp,
+            client,
+            system="Harbor",
+            owned=None if project_id is None else f"project {project_id}",
+            wanted=name is not None,
+            delete=lambda: self._delete_harbor_project(ctx, obj, client, project_id),  # type: ignore[arg-type]
+        ):
             owned.harbor_project_id = None
             return
-        name = spec.harbor_project_name(key.name)
-        if name is None:
-            if owned.harbor_project_id is not None:
-                self._delete_harbor_project(ctx, obj, client, owned.harbor_project_id)
-                owned.harbor_project_id = None
-            return
-        assert spec.harbor is not None
+        assert client is not None and name is not None and spec.harbor is not None
         state = OperatorState(ctx, key, obj)
         with harbor_creation(
             state, client, "harbor", name, recorded=owned.harbor_project_id is not None
@@ -415,22 +453,24 @@ class OrganizationHandler(CustomResourceHandler):
         owned: OrganizationResources,
     ) -> None:
         client = systems.argocd()
-        if client is None:
-            if owned.argocd_project_created:
-                self._left_behind(ctx, obj, spec.sdp, "Argo CD", "the project")
-            owned.argocd_project_created = None
-            return
         name = spec.argocd_project_name(key.name)
-        if name is None:
-            if owned.argocd_project_created:
-                self._delete_argocd_project(
-                    ctx,
-                    obj,
-                    client,
-                    owned.argocd_project_name or OrganizationNames.of(obj, key.name).argocd_project,
-                )
-                owned.argocd_project_created, owned.argocd_project_name = None, None
+        project = owned.argocd_project_name or OrganizationNames.of(obj, key.name).argocd_project
+        if not self._managed(
+            ctx,
+            obj,
+            spec.sdp,
+            client,
+            system="Argo CD",
+            owned="the project" if owned.argocd_project_created else None,
+            wanted=name is not None,
+            delete=lambda: self._delete_argocd_project(ctx, obj, client, project),  # type: ignore[arg-type]
+        ):
+            if client is None or owned.argocd_project_created:
+                if client is not None:
+                    owned.argocd_project_name = None  # deleted, not left behind
+                owned.argocd_project_created = None
             return
+        assert client is not None and name is not None
         assert spec.argocd is not None and systems.spec.argocd is not None
         templates = systems.spec.argocd.roles
         check_argocd_roles(obj, templates)

@@ -299,6 +299,27 @@ def test_disabling_the_harbor_section_deletes_the_project_and_forgets_its_id(
     assert "acme-corp" in _gitlab_groups(gitlab_admin)
 
 
+def test_system_the_sdp_no_longer_configures_keeps_its_project_forgotten_with_a_warning(
+    cluster: Cluster, systems: dict[str, Any]
+) -> None:
+    key = _organization(cluster)
+    cluster.reconcile(key)
+    project_id = _ready(cluster, key)["status"]["harborProjectID"]
+
+    _patch(cluster, "softwaredeliveryplatforms", "production", {"spec": {"harbor": None}})
+    assert cluster.reconcile(key).result == "succeeded"
+
+    assert _harbor_get(systems["harbor"], "/projects/acme-corp").status_code == 200, "left in place"
+    status = _ready(cluster, key)["status"]
+    assert "harborProjectID" not in status and status["argoCDProjectCreated"] is True
+    [warning] = [e for e in cluster.events(key) if e["reason"] == "SystemNotConfigured"]
+    assert warning["type"] == "Warning"
+    assert warning["message"] == (
+        f'SoftwareDeliveryPlatform "production" no longer configures Harbor: project {project_id} '
+        "is left in place and no longer managed"
+    )
+
+
 def test_deletion_removes_argocd_then_harbor_then_gitlab_then_keycloak(
     cluster: Cluster,
     systems: dict[str, Any],
