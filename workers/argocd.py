@@ -580,26 +580,10 @@ def _cluster_view(cluster: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- one client per SDP, URL and token per process -------------------------------------------
 
-_clients: OwnerClients[ArgoCDClient] = OwnerClients(SYSTEM)
+_clients: OwnerClients[ArgoCDClient] = OwnerClients(SYSTEM, ArgoCDClient, empty="the SDP's token")
 
-
-def get_client(
-    sdp: str,
-    url: str,
-    token: str,
-    *,
-    policy: HttpPolicy | None = None,
-    limiter: RateLimiter | None = None,
-) -> ArgoCDClient:
-    """The process's client for SDP `sdp` ("namespace/name"); a rotated token gets a new one."""
-    return _clients.get(
-        sdp,
-        url,
-        lambda: ArgoCDClient(url, token, policy=policy, limiter=limiter),
-        secrets=(token,),
-        empty="the SDP's token",
-        policy=policy,
-    )
-
+get_client = _clients.get
+"""get_client(sdp, url, token, *, policy, limiter): the process's client for SDP `sdp`
+("namespace/name"); a rotated token gets a new one."""
 
 clear_clients = _clients.clear

@@ -631,7 +631,7 @@ class GitLabClient:
 
 # --- one client per SDP, URL and token per process ---------------------------------------------
 
-_clients: OwnerClients[GitLabClient] = OwnerClients(SYSTEM)
+_clients: OwnerClients[GitLabClient] = OwnerClients(SYSTEM, GitLabClient, empty="the SDP's token")
 
 
 def get_client(
@@ -648,14 +648,7 @@ def get_client(
     token or a changed URL gets a fresh client. The latest `limiter` is always the one applied,
     so a changed rate limit in the SDP takes effect on the next call.
     """
-    client = _clients.get(
-        sdp,
-        url,
-        lambda: GitLabClient(url, token, policy=policy, limiter=limiter),
-        secrets=(token,),
-        empty="the SDP's token",
-        policy=policy,
-    )
+    client = _clients.get(sdp, url, token, policy=policy, limiter=limiter)
     client.limiter = limiter
     return client
 

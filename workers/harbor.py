@@ -565,27 +565,12 @@ class HarborClient:
 
 # --- one client per SDP, URL and credentials per process -------------------------------------
 
-_clients: OwnerClients[HarborClient] = OwnerClients(SYSTEM)
+_clients: OwnerClients[HarborClient] = OwnerClients(
+    SYSTEM, HarborClient, empty="the SDP's username or password"
+)
 
-
-def get_client(
-    sdp: str,
-    url: str,
-    username: str,
-    password: str,
-    *,
-    policy: HttpPolicy | None = None,
-    limiter: RateLimiter | None = None,
-) -> HarborClient:
-    """The process's client for SDP `sdp` ("namespace/name"); rotated credentials get a new one."""
-    return _clients.get(
-        sdp,
-        url,
-        lambda: HarborClient(url, username, password, policy=policy, limiter=limiter),
-        secrets=(username, password),
-        empty="the SDP's username or password",
-        policy=policy,
-    )
-
+get_client = _clients.get
+"""get_client(sdp, url, username, password, *, policy, limiter): the process's client for SDP
+`sdp` ("namespace/name"); rotated credentials get a new one."""
 
 clear_clients = _clients.clear

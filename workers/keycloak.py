@@ -556,7 +556,7 @@ class KeycloakClient:
         return Change("deleted", group_id)
 
 
-_clients: OwnerClients[KeycloakClient] = OwnerClients(SYSTEM)
+_clients: OwnerClients[KeycloakClient] = OwnerClients(SYSTEM, KeycloakClient)
 
 
 def get_client(
@@ -574,7 +574,7 @@ def get_client(
     The cache key holds the SDP, URL, realms, policy and a digest of the credentials (in memory
     only), so rotated credentials or a changed URL get a fresh client and a fresh login.
     """
-    return _clients.get(
+    return _clients.lookup(
         sdp,
         url,
         lambda: KeycloakClient(

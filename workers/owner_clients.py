@@ -15,35 +15,60 @@ from typing import Generic, TypeVar
 
 from polycrate.errors import PermanentError
 from polycrate.httppolicy import HttpPolicy
+from polycrate.ratelimit import RateLimiter
 from workers.clients import ClientCache, credentials_digest
 
 ClientT = TypeVar("ClientT")
 
 
 class OwnerClients(Generic[ClientT]):
-    """The clients of `system` in this process, one per owner (an SDP or the OperatorConfig)."""
+    """The clients of `system` in this process, one per owner (an SDP or the OperatorConfig).
 
-    def __init__(self, system: str) -> None:
+    `create(url, *secrets, policy=..., limiter=...)` builds a client (usually the client class);
+    `empty` names the credentials in the error for an empty one ("the SDP's token")."""
+
+    def __init__(self, system: str, create: Callable[..., ClientT], *, empty: str = "") -> None:
         self.system = system
+        self._create = create
+        self._empty = empty
         self._cache: ClientCache[ClientT] = ClientCache()
 
     def get(
         self,
         owner: str,
         url: str,
+        *secrets: str,
+        policy: HttpPolicy | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> ClientT:
+        """The owner's client for `url` and `secrets` (e.g. a token), built on first use.
+
+        The key holds the owner, URL, policy and a digest of the secrets (in memory only): a
+        rotated secret or a changed URL gets a fresh client, and the owner's old one is closed."""
+        return self.lookup(
+            owner,
+            url,
+            lambda: self._create(url, *secrets, policy=policy, limiter=limiter),
+            secrets=secrets,
+            policy=policy,
+        )
+
+    def lookup(
+        self,
+        owner: str,
+        url: str,
         create: Callable[[], ClientT],
         *,
         secrets: Sequence[str] = (),
-        empty: str = "",
         policy: HttpPolicy | None = None,
         selects: Hashable = (),
     ) -> ClientT:
-        """The owner's client for `url` and `secrets`, built with `create` when there is none yet.
-
-        `empty` names the credentials in the error raised when a secret is empty ("the SDP's
-        token"); `selects` is what else picks the connection besides URL and credentials."""
-        if empty and not all(secrets):
-            raise PermanentError(f"{self.system} ({url}): {empty} is empty", reason="InvalidCredentials")
+        """`get` for a client built otherwise (`create`); `selects` is what else picks the
+        connection besides URL and secrets (a Keycloak realm)."""
+        if self._empty and not all(secrets):
+            raise PermanentError(
+                f"{self.system} ({url}): {self._empty} is empty", reason="InvalidCredentials"
+            )
         connection = (url.rstrip("/"), credentials_digest(*secrets), policy, selects)
         return self._cache.get(owner, connection, create)
 

@@ -364,26 +364,10 @@ class PolycrateApiClient:
 
 # --- one client per OperatorConfig, URL and token per process ----------------------------------
 
-_clients: OwnerClients[PolycrateApiClient] = OwnerClients(SYSTEM)
+_clients: OwnerClients[PolycrateApiClient] = OwnerClients(SYSTEM, PolycrateApiClient, empty="the agent token")
 
-
-def get_client(
-    owner: str,
-    url: str,
-    token: str,
-    *,
-    policy: HttpPolicy | None = None,
-    limiter: RateLimiter | None = None,
-) -> PolycrateApiClient:
-    """The process's client for `owner` (the OperatorConfig, "namespace/name"); a new token replaces it."""
-    return _clients.get(
-        owner,
-        url,
-        lambda: PolycrateApiClient(url, token, policy=policy, limiter=limiter),
-        secrets=(token,),
-        empty="the agent token",
-        policy=policy,
-    )
-
+get_client = _clients.get
+"""get_client(owner, url, token, *, policy, limiter): the process's client for `owner` (the
+OperatorConfig, "namespace/name"); a new token replaces it."""
 
 clear_clients = _clients.clear
