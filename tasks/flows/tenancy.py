@@ -352,19 +352,23 @@ class OrganizationHandler(DependencyNotifyingHandler):
         group = spec.keycloak_group_name(key.name)
         attributes = spec.keycloak.attributes if spec.keycloak else {}
         owner = Owner.of(obj)
-        change = client.ensure_group(group, attributes, group_id=owned.keycloak_group_id, owner=owner)
+        settings = systems.spec.settings
+        names = {role: settings.subgroup_name(group, role) for role in settings.defaultRoles}
+        # One call for the group and its role subgroups: it reads the tree once, not group by group.
+        change, changes = client.ensure_group_tree(
+            group,
+            attributes,
+            names if settings.autoCreateRoleSubgroups else {},
+            group_id=owned.keycloak_group_id,
+            subgroup_ids=owned.keycloak_subgroup_ids,
+            owner=owner,
+        )
         _record_change(ctx, obj, change, f'Keycloak group "/{group}"')
         owned.keycloak_group_id = str(change.id)
-        settings = systems.spec.settings
         subgroups: dict[str, str] = {}
-        if settings.autoCreateRoleSubgroups:
-            for role in settings.defaultRoles:
-                name = settings.subgroup_name(group, role)
-                change = client.ensure_subgroup(
-                    group, name, group_id=owned.keycloak_subgroup_ids.get(role), owner=owner
-                )
-                _record_change(ctx, obj, change, f'Keycloak group "/{group}/{name}"')
-                subgroups[role] = str(change.id)
+        for role, sub_change in changes.items():
+            _record_change(ctx, obj, sub_change, f'Keycloak group "/{group}/{names[role]}"')
+            subgroups[role] = str(sub_change.id)
         stale = set(owned.keycloak_subgroup_ids.values()) - set(subgroups.values())
         if stale:  # a role or the name pattern was dropped from the SDP: its subgroup goes too
             for subgroup in client.list_subgroups(group):
