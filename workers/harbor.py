@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
@@ -240,6 +240,18 @@ class HarborClient:
                 return HarborProject.from_api(body)
         return None
 
+    def get_project_by_id(self, project_id: int) -> HarborProject | None:
+        """The project with this id (its identity: a name is only looked up by), or None when gone.
+        Only 404 means gone; a 403 is a rights problem that must not make the operator forget it."""
+        what = f"get project {project_id}"
+        response = self.http_request("GET", f"/projects/{int(project_id)}", what=what, absent=(404,))
+        if response.status_code == 404:
+            return None
+        try:
+            return HarborProject.from_api(self._json(response, what))
+        except (KeyError, TypeError, ValueError):
+            raise TransientError(f"{SYSTEM}: {what}: the answer names no project") from None
+
     def _require_project(self, name: str) -> HarborProject:
         project = self.get_project(name)
         if project is None:
@@ -254,20 +266,27 @@ class HarborClient:
         storage_quota: str | int | None = None,
         owner: Owner | None = None,
         recorded: bool = False,
+        known: HarborProject | None = None,
+        on_existing: Callable[[HarborProject], None] | None = None,
     ) -> Change:
         """Create the project or bring its public flag and storage quota in line.
 
         `storage_quota` is a Kubernetes quantity ("50Gi"); None leaves Harbor's quota alone
-        (on create: Harbor's default for new projects). With `owner` an existing project is
-        claimed only when `recorded` (the owner knows it as its own) or the owner adopts: Harbor
-        projects carry no ownership mark (its metadata keys are fixed)."""
+        (on create: Harbor's default for new projects; the limit goes into the create itself).
+        With `owner` an existing project is claimed only when `recorded` (the owner knows it as
+        its own) or the owner adopts: Harbor projects carry no ownership mark (its metadata keys
+        are fixed). `known` is the project as the caller just read it (by its recorded id), so it
+        is not read again. A project not `recorded` is created without looking first; when it
+        turns out to exist (409), `on_existing` sees it before it is claimed."""
         if not _PROJECT_NAME.match(name) or len(name) > 255:
             raise InvalidSpecError(
                 f'Harbor project "{name}": projectName must be lower-case letters and digits, '
                 "optionally joined by single '.', '_' or '-' (e.g. acme-corp)"
             )
         quota = storage_quota_bytes(storage_quota, project=name) if storage_quota is not None else None
-        project = self.get_project(name)
+        project = known if known is not None and known.name == name else None
+        if project is None and (recorded or planning() is not None):
+            project = self.get_project(name)
         if project is None:
             created = self._create_project(name, public=public, storage_limit=quota)
             if created is not None:
@@ -279,6 +298,8 @@ class HarborClient:
                     "(use a Harbor administrator account)",
                     reason="Forbidden",
                 )
+        if not recorded and on_existing is not None:
+            on_existing(project)
         changes = []
         if claim(owner, Mark(), what=f'Harbor project "{name}"', recorded=recorded) and not recorded:
             changes.append("adopted")

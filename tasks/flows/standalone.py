@@ -37,7 +37,6 @@ from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
-    check_harbor_owner,
     harbor_creation,
     harbor_project_name,
     immutable_name_error,
@@ -572,19 +571,18 @@ class HarborProjectHandler(OrganizationAccessHandler):
         harbor = _require(connections.harbor(), "Harbor", sdp)
         name = spec.projectName or key.name
         recorded = _recorded(obj, self.status_field, sdp)
-        if recorded:
-            current = harbor_project_name(harbor, int(recorded))
-            if current is not None and current != name:
-                raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current)
-        with harbor_creation(state, harbor, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
-            if not ours:
-                check_harbor_owner(ctx, obj, harbor, name)
+        current = harbor.get_project_by_id(int(recorded)) if recorded else None
+        if current is not None and current.name != name:
+            raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current.name)
+        with harbor_creation(ctx, obj, state, f"harbor/{sdp}", name, recorded=bool(recorded)) as creation:
             change = harbor.ensure_project(
                 name,
                 public=spec.public,
                 storage_quota=spec.storageQuota,
                 owner=Owner.of(obj),
-                recorded=ours,
+                recorded=creation.ours,
+                known=current,
+                on_existing=creation.existed,
             )
             project_id = int(change.id or 0)
         roles: dict[str, str] = {}

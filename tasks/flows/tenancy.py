@@ -45,7 +45,6 @@ from polycrate.roles import GITLAB_ACCESS_LEVELS
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
-    check_harbor_owner,
     harbor_creation,
     harbor_project_name,
     immutable_name_error,
@@ -295,11 +294,11 @@ class OrganizationHandler(DependencyNotifyingHandler):
         recorded = OrganizationResources.recorded(obj)
         owned = replace(recorded, keycloak_subgroup_ids=dict(recorded.keycloak_subgroup_ids))
         # Harbor and Argo CD cannot rename: refused before anything is written anywhere.
-        self._check_names_kept(key, spec, systems, recorded)
+        harbor_project = self._check_names_kept(key, spec, systems, recorded)
         try:
             self._keycloak(ctx, key, obj, spec, systems, owned)
             self._gitlab(ctx, key, obj, spec, systems, owned)
-            self._harbor(ctx, key, obj, spec, systems, owned)
+            self._harbor(ctx, key, obj, spec, systems, owned, harbor_project)
             self._argocd(ctx, key, obj, spec, systems, owned)
         except PolycrateError:
             _record_progress(ctx, key, obj, owned.status_fields(recorded))
@@ -309,13 +308,18 @@ class OrganizationHandler(DependencyNotifyingHandler):
     @staticmethod
     def _check_names_kept(
         key: ObjectKey, spec: OrganizationSpec, systems: PlatformConnections, recorded: OrganizationResources
-    ) -> None:
+    ) -> harbor.HarborProject | None:
+        """Raises for a changed Harbor or Argo CD project name; returns the recorded Harbor project
+        as read for the check, so the Harbor step does not read it again."""
         harbor_client = systems.harbor()
         name = spec.harbor_project_name(key.name)
+        current = None
         if harbor_client is not None and name is not None and recorded.harbor_project_id is not None:
-            current = harbor_project_name(harbor_client, recorded.harbor_project_id)
-            if current is not None and current != name:
-                raise immutable_name_error(key, "spec.harbor.projectName", name, "Harbor project", current)
+            current = harbor_client.get_project_by_id(recorded.harbor_project_id)
+            if current is not None and current.name != name:
+                raise immutable_name_error(
+                    key, "spec.harbor.projectName", name, "Harbor project", current.name
+                )
         argocd_name = spec.argocd_project_name(key.name)
         previous = recorded.argocd_project_name
         known = systems.argocd() is not None and recorded.argocd_project_created and previous
@@ -323,6 +327,7 @@ class OrganizationHandler(DependencyNotifyingHandler):
             raise immutable_name_error(
                 key, "spec.argocd.projectName", argocd_name, "Argo CD project", previous
             )
+        return current
 
     @staticmethod
     def _left_behind(ctx: WorkerContext, obj: JsonObject, sdp: str, system: str, what: str) -> None:
@@ -426,6 +431,7 @@ class OrganizationHandler(DependencyNotifyingHandler):
         spec: OrganizationSpec,
         systems: PlatformConnections,
         owned: OrganizationResources,
+        known: harbor.HarborProject | None = None,
     ) -> None:
         client = systems.harbor()
         if client is None:
@@ -442,16 +448,16 @@ class OrganizationHandler(DependencyNotifyingHandler):
         assert spec.harbor is not None
         state = OperatorState(ctx, key, obj)
         with harbor_creation(
-            state, client, "harbor", name, recorded=owned.harbor_project_id is not None
-        ) as ours:
-            if not ours:
-                check_harbor_owner(ctx, obj, client, name)
+            ctx, obj, state, "harbor", name, recorded=owned.harbor_project_id is not None
+        ) as creation:
             change = client.ensure_project(
                 name,
                 public=spec.harbor.public,
                 storage_quota=spec.harbor.storageQuota,
                 owner=Owner.of(obj),
-                recorded=ours,
+                recorded=creation.ours,
+                known=known,
+                on_existing=creation.existed,
             )
             owned.harbor_project_id = int(change.id) if change.id is not None else None
         _record_change(ctx, obj, change, f'Harbor project "{name}"')
