@@ -471,6 +471,19 @@ class HarborClient:
                 return member
         return None
 
+    def _member_in(
+        self,
+        project: str,
+        entity_name: str,
+        entity_type: Literal["user", "group"],
+        members: Sequence[ProjectMember] | None,
+    ) -> ProjectMember | None:
+        if members is None:
+            return self._find_member(project, entity_name, entity_type)
+        return next(
+            (m for m in members if (m.entity_name, m.entity_type) == (entity_name, entity_type)), None
+        )
+
     @staticmethod
     def _entity(user: str | None, group: str | None) -> tuple[str, Literal["user", "group"]]:
         if user is not None and group is None:
@@ -488,12 +501,14 @@ class HarborClient:
         group: str | None = None,
         group_type: GroupType = "oidc",
         ldap_group_dn: str | None = None,
+        members: Sequence[ProjectMember] | None = None,
     ) -> Change:
         """Make a user (by username) or a group (OIDC by name; LDAP by DN) a member with `role`
-        (projectAdmin, maintainer, developer, guest, limitedGuest)."""
+        (projectAdmin, maintainer, developer, guest, limitedGuest). `members`: the project's
+        members as the caller just listed them, so the member is not looked up again."""
         role_id = _role_id(project, role)
         entity_name, entity_type = self._entity(user, group)
-        existing = self._find_member(project, entity_name, entity_type)
+        existing = self._member_in(project, entity_name, entity_type, members)
         if existing is None:
             created = self._create_member(
                 project, role_id, entity_name, entity_type, group_type=group_type, ldap_group_dn=ldap_group_dn
@@ -565,11 +580,19 @@ class HarborClient:
         log.info("Harbor: added member to project %s (%s)", project, detail)
         return Change("created", id=_id_from_location(response), detail=detail)
 
-    def remove_member(self, project: str, *, user: str | None = None, group: str | None = None) -> bool:
-        """Remove a user or group from the project; False when it was no member (or no project)."""
+    def remove_member(
+        self,
+        project: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        members: Sequence[ProjectMember] | None = None,
+    ) -> bool:
+        """Remove a user or group from the project; False when it was no member (or no project).
+        `members` as for `ensure_member`."""
         entity_name, entity_type = self._entity(user, group)
         try:
-            existing = self._find_member(project, entity_name, entity_type)
+            existing = self._member_in(project, entity_name, entity_type, members)
         except DependencyNotFoundError:
             return False
         if existing is None:

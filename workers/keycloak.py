@@ -532,6 +532,13 @@ class KeycloakClient:
             reps = self._admin.get_group_children(parent.id, query={"briefRepresentation": False})
         return [KeycloakGroup.from_representation(rep) for rep in reps]
 
+    def subgroups(self, group: KeycloakGroup) -> list[KeycloakGroup]:
+        """Direct subgroups of `group`: from its own answer when that held them all (group-by-path
+        answers with the subtree), else read."""
+        if group.sub_groups is not None:
+            return list(group.sub_groups)
+        return self.list_subgroups(group.path)
+
     def delete_group(self, path: str) -> bool:
         """Delete the group at `path` with its subgroups; False when it was already gone."""
         clean = path.strip("/")
@@ -597,9 +604,10 @@ class KeycloakClient:
     def _is_member(self, user_id: str, group_id: str) -> bool:
         return any(group.id == group_id for group in self.list_user_groups(user_id))
 
-    def add_user_to_group(self, user_id: str, group_id: str) -> Change:
-        """The user is a member of the group ("created" when this call added it)."""
-        if self._is_member(user_id, group_id):
+    def add_user_to_group(self, user_id: str, group_id: str, *, checked: bool = False) -> Change:
+        """The user is a member of the group ("created" when this call added it). `checked`: the
+        caller has just read the user's groups and found it no member, so it is not read again."""
+        if not checked and self._is_member(user_id, group_id):
             return Change("unchanged", group_id)
         if (plan := planning()) is not None:
             plan.record(SYSTEM, "create", self._membership(user_id, group_id))
@@ -608,10 +616,11 @@ class KeycloakClient:
             self._admin.group_user_add(user_id, group_id)
         return Change("created", group_id)
 
-    def remove_user_from_group(self, user_id: str, group_id: str) -> Change:
-        """The user is not a member ("absent" when it was not, or user or group are gone)."""
+    def remove_user_from_group(self, user_id: str, group_id: str, *, checked: bool = False) -> Change:
+        """The user is not a member ("absent" when it was not, or user or group are gone).
+        `checked`: the caller has just read the user's groups and found it a member."""
         try:
-            if not self._is_member(user_id, group_id):
+            if not checked and not self._is_member(user_id, group_id):
                 return Change("absent", group_id)
             if (plan := planning()) is not None:
                 plan.record(SYSTEM, "delete", self._membership(user_id, group_id))

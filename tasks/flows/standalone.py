@@ -274,7 +274,7 @@ class KeycloakDirectory:
             for user in self.client.list_group_members(current.id):
                 if user.enabled:
                     users.setdefault(user.id, user)
-            pending.extend(self.client.list_subgroups(current.path))
+            pending.extend(self.client.subgroups(current))
         return sorted(users.values(), key=lambda user: user.username)
 
 
@@ -599,13 +599,14 @@ class HarborProjectHandler(OrganizationAccessHandler):
             if ref.sdp == sdp:
                 grant(ref.group_name, org_access.role)
         recorded = [str(group) for group in state.get_for(self.state_section, sdp) or []]
-        present = {m.entity_name for m in harbor.list_members(name) if m.entity_type == "group"}
+        listed = harbor.list_members(name)
+        present = {m.entity_name for m in listed if m.entity_type == "group"}
         managed = sorted(group for group in roles if group in recorded or group not in present)
         state.set_for(self.state_section, sdp, sorted(set(recorded) | set(managed)))
         for group in managed:
-            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc")
+            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc", members=listed)
         for group in sorted(set(recorded) - set(roles)):
-            harbor.remove_member(name, group=group)
+            harbor.remove_member(name, group=group, members=listed)
         state.set_for(self.state_section, sdp, managed)
         return project_id
 

@@ -1047,10 +1047,12 @@ class ContactHandler(CustomResourceHandler):
             keycloak_client = systems.keycloak()
             if keycloak_client is not None and plan.keycloak_user_id is not None:
                 for path, group_id in sorted(plan.keycloak_add.items()):
-                    change = keycloak_client.add_user_to_group(plan.keycloak_user_id, group_id)
+                    change = keycloak_client.add_user_to_group(plan.keycloak_user_id, group_id, checked=True)
                     _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
                 for path, group_id in sorted(plan.keycloak_remove.items()):
-                    change = keycloak_client.remove_user_from_group(plan.keycloak_user_id, group_id)
+                    change = keycloak_client.remove_user_from_group(
+                        plan.keycloak_user_id, group_id, checked=True
+                    )
                     _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
             gitlab_client = systems.gitlab()
             if gitlab_client is not None and plan.gitlab_user_id is not None:
