@@ -323,11 +323,9 @@ class GitLabClient:
             existing = self.get_group(path)
         # Otherwise nothing is looked up: the create answers "has already been taken" if it exists.
         if existing is None:
-            if owner is not None:
-                description = owner.gitlab_description(description or "")
-            group, created = self._create_group(
-                path, visibility=visibility, description=description, name=name
-            )
+            # The marked description is for the create only: a group found instead keeps its own text.
+            marked = owner.gitlab_description(description or "") if owner is not None else description
+            group, created = self._create_group(path, visibility=visibility, description=marked, name=name)
             if created:
                 log.info("GitLab group %s created (id %s)", path, group.id)
                 return Change("created", id=group.id, detail=f"group {path} created")
