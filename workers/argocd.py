@@ -1,7 +1,9 @@
 """Argo CD: AppProjects and cluster registrations as idempotent read-compare-write steps.
 
 Every step reads the current object, compares only the fields the operator owns and writes
-only on a difference, so a redelivered task converges without extra writes. A project update
+only on a difference, so a redelivered task converges without extra writes; a project not yet
+recorded as the owner's is created without a read first (Argo CD's answer to a create without
+upsert says whether one exists). A project update
 keeps what Argo CD owns — each role's jwtTokens, status, resourceVersion, and spec fields the
 operator does not manage (e.g. clusterResourceWhitelist) — and re-reads on a resourceVersion
 conflict. Cluster credentials are write-only in Argo CD's API, so a digest of the desired

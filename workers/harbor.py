@@ -1,8 +1,8 @@
 """Harbor (API v2.0): projects, storage quotas and project members as idempotent steps.
 
 Every step reads, compares and writes only on a difference, and reports what it did as a
-`Change`, so a redelivered task converges without duplicate writes; a 409 from a concurrent
-creator is read back instead of failing. Projects are addressed by name with
+`Change`, so a redelivered task converges without duplicate writes; a project not yet recorded
+is created without a read first (quota in the create), and a 409 is read back instead of failing. Projects are addressed by name with
 `X-Is-Resource-Name: true` (so a name made of digits is never taken for an id); Harbor <= 2.8
 answered 403 for an unknown name, so a 403 on a lookup falls back to the project list before it
 counts as an error. Lists follow Harbor's Link header through every page. Credentials live only

@@ -337,3 +337,19 @@ def test_argocd_project_costs(cluster: Cluster, systems: dict[str, Any], stage: 
     first, converged = first_and_converged(cluster, CallMeter(systems), key)
     assert first == {"argocd": {AC_CREATE_PROJECT: 1}}
     assert converged == {"argocd": {AC_PROJECT: 1}}
+
+
+# --- SoftwareDeliveryPlatform -------------------------------------------------------------------------
+
+
+def test_platform_check_reads_one_cheap_object_per_system(cluster: Cluster, systems: dict[str, Any]) -> None:
+    key = ObjectKey("SoftwareDeliveryPlatform", cluster.namespace, "production")
+    first, converged = first_and_converged(cluster, CallMeter(systems), key)
+    access_checks = {
+        "keycloak": {KC_COUNT_GROUPS: 1},
+        "gitlab": {GL_GROUPS: 1},
+        "harbor": {HB_PROJECTS: 1},
+        "argocd": {AC_PROJECTS: 1},
+    }
+    assert first == {**access_checks, "keycloak": {KC_TOKEN: 1, KC_COUNT_GROUPS: 1}}
+    assert converged == access_checks
