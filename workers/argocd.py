@@ -1,7 +1,9 @@
 """Argo CD: AppProjects and cluster registrations as idempotent read-compare-write steps.
 
 Every step reads the current object, compares only the fields the operator owns and writes
-only on a difference, so a redelivered task converges without extra writes. A project update
+only on a difference, so a redelivered task converges without extra writes; a project not yet
+recorded as the owner's is created without a read first (Argo CD's answer to a create without
+upsert says whether one exists). A project update
 keeps what Argo CD owns — each role's jwtTokens, status, resourceVersion, and spec fields the
 operator does not manage (e.g. clusterResourceWhitelist) — and re-reads on a resourceVersion
 conflict. Cluster credentials are write-only in Argo CD's API, so a digest of the desired
@@ -40,6 +42,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "polycrate-operator"
 _OWNED_PROJECT_FIELDS = ("description", "sourceRepos", "destinations", "roles")
 _CONFLICT_ATTEMPTS = 3
+# What argocd-server answers (400, InvalidArgument) to a create without upsert of a project that
+# exists with another spec.
+_SPEC_DIFFERS = "existing project spec is different"
 
 
 # --- what a project is made of --------------------------------------------------------------
@@ -360,8 +365,16 @@ class ArgoCDClient:
             "roles": [r.as_api() for r in roles],
         }
         marks = owner.argocd_metadata() if owner is not None else {}
+        existing: dict[str, Any] | None = None
+        if not recorded and owner is not None and planning() is None:
+            # Not known as ours: create without looking first. Argo CD answers an identical
+            # project with that project, and a different one with "spec is different" (None).
+            existing = self._create_new(name, desired, marks)
+            if existing is not None and not _unmarked(existing, marks):
+                return Change("created", id=name)  # new, or ours from a run that crashed after it
         for _ in range(_CONFLICT_ATTEMPTS):
-            existing = self.get_project(name)
+            if existing is None:
+                existing = self.get_project(name)
             if existing is None:
                 spec = {k: v for k, v in desired.items() if v}
                 self._call(
@@ -376,11 +389,7 @@ class ArgoCDClient:
             adopted = claim(
                 owner, Mark.from_argocd(metadata), what=f'Argo CD project "{name}"', recorded=recorded
             )
-            unmarked = any(
-                (metadata.get(section) or {}).get(k) != v
-                for section, pairs in marks.items()
-                for k, v in pairs.items()
-            )
+            unmarked = _unmarked(existing, marks)
             if _owned_view(existing.get("spec") or {}) == _owned_view(desired) and not unmarked:
                 return Change("unchanged", id=name)
             what = f'update project "{name}"'
@@ -396,6 +405,7 @@ class ArgoCDClient:
                 or "owner marked",
             )
             if _is_stale_write(response):
+                existing = None
                 continue  # someone wrote in between: read again and re-compare
             self._decoded(response, what)
             before, after = _owned_view(existing.get("spec") or {}), _owned_view(desired)
@@ -408,6 +418,20 @@ class ArgoCDClient:
         raise TransientError(
             f'{SYSTEM}: update project "{name}": kept conflicting with concurrent writers ({_CONFLICT_ATTEMPTS} attempts)'
         )
+
+    def _create_new(
+        self, name: str, desired: Mapping[str, Any], marks: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, Any] | None:
+        """POST the project without upsert: the project Argo CD answers with (the new one, or an
+        existing one with exactly this spec), or None when one with a different spec exists."""
+        what = f'create project "{name}"'
+        spec = {k: v for k, v in desired.items() if v}
+        body = {"project": {"metadata": {"name": name, **marks}, "spec": spec}, "upsert": False}
+        response = self._send("POST", "/api/v1/projects", what, json=body)
+        if response.status_code == 400 and _SPEC_DIFFERS in response.text:
+            return None
+        answer = self._decoded(response, what)
+        return answer if isinstance(answer, dict) else None
 
     def delete_project(self, name: str) -> bool:
         """Delete the AppProject; False when it is already gone."""
@@ -470,6 +494,16 @@ class ArgoCDClient:
 
 
 # --- comparisons ------------------------------------------------------------------------------
+
+
+def _unmarked(project: Mapping[str, Any], marks: Mapping[str, Mapping[str, str]]) -> bool:
+    """Whether the project lacks one of the owner's labels or annotations."""
+    metadata = project.get("metadata") or {}
+    return any(
+        (metadata.get(section) or {}).get(k) != v
+        for section, pairs in marks.items()
+        for k, v in pairs.items()
+    )
 
 
 def _is_stale_write(response: requests.Response) -> bool:

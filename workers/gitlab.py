@@ -304,26 +304,28 @@ class GitLabClient:
 
         None means "leave as it is" (GitLab's default on create). Missing parents are created
         with the same visibility, because GitLab refuses a subgroup more visible than its parent.
-        With `group_id` (the id recorded for it) a group whose path changed is found by id and
-        its path changed in place (same id: projects, members and history stay). With `owner`
+        With `group_id` (the id recorded for it) the group is read by id, and when its path changed
+        the path is changed in place (same id: projects, members and history stay); without one
+        the group is created at once and read only when GitLab says the path is taken. With `owner`
         the description ends in the owner's marker and an existing group is claimed by the
         ownership rules.
         """
         path = validate_group_path(full_path)
         self._check_visibility(path, visibility)
-        existing = self.get_group(path)
+        existing: GitLabGroup | None = None
         moved = ""
-        if group_id and (existing is None or existing.id != group_id):
-            # Not where its path says: the recorded group may carry an older path.
-            current = self.get_group(group_id)
-            if current is not None and current.full_path != path:
-                existing, moved = self._move(current, path), f"path {current.full_path!r} → {path!r}"
+        if group_id:
+            # The recorded id is the identity: one read finds the group wherever its path is now.
+            existing = self.get_group(group_id)
+            if existing is not None and existing.full_path != path:
+                existing, moved = self._move(existing, path), f"path {existing.full_path!r} → {path!r}"
+        elif planning() is not None:
+            existing = self.get_group(path)
+        # Otherwise nothing is looked up: the create answers "has already been taken" if it exists.
         if existing is None:
-            if owner is not None:
-                description = owner.gitlab_description(description or "")
-            group, created = self._create_group(
-                path, visibility=visibility, description=description, name=name
-            )
+            # The marked description is for the create only: a group found instead keeps its own text.
+            marked = owner.gitlab_description(description or "") if owner is not None else description
+            group, created = self._create_group(path, visibility=visibility, description=marked, name=name)
             if created:
                 log.info("GitLab group %s created (id %s)", path, group.id)
                 return Change("created", id=group.id, detail=f"group {path} created")

@@ -1,8 +1,8 @@
 """Harbor (API v2.0): projects, storage quotas and project members as idempotent steps.
 
 Every step reads, compares and writes only on a difference, and reports what it did as a
-`Change`, so a redelivered task converges without duplicate writes; a 409 from a concurrent
-creator is read back instead of failing. Projects are addressed by name with
+`Change`, so a redelivered task converges without duplicate writes; a project not yet recorded
+is created without a read first (quota in the create), and a 409 is read back instead of failing. Projects are addressed by name with
 `X-Is-Resource-Name: true` (so a name made of digits is never taken for an id); Harbor <= 2.8
 answered 403 for an unknown name, so a 403 on a lookup falls back to the project list before it
 counts as an error. Lists follow Harbor's Link header through every page. Credentials live only
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
@@ -240,6 +240,18 @@ class HarborClient:
                 return HarborProject.from_api(body)
         return None
 
+    def get_project_by_id(self, project_id: int) -> HarborProject | None:
+        """The project with this id (its identity: a name is only looked up by), or None when gone.
+        Only 404 means gone; a 403 is a rights problem that must not make the operator forget it."""
+        what = f"get project {project_id}"
+        response = self.http_request("GET", f"/projects/{int(project_id)}", what=what, absent=(404,))
+        if response.status_code == 404:
+            return None
+        try:
+            return HarborProject.from_api(self._json(response, what))
+        except (KeyError, TypeError, ValueError):
+            raise TransientError(f"{SYSTEM}: {what}: the answer names no project") from None
+
     def _require_project(self, name: str) -> HarborProject:
         project = self.get_project(name)
         if project is None:
@@ -254,20 +266,27 @@ class HarborClient:
         storage_quota: str | int | None = None,
         owner: Owner | None = None,
         recorded: bool = False,
+        known: HarborProject | None = None,
+        on_existing: Callable[[HarborProject], None] | None = None,
     ) -> Change:
         """Create the project or bring its public flag and storage quota in line.
 
         `storage_quota` is a Kubernetes quantity ("50Gi"); None leaves Harbor's quota alone
-        (on create: Harbor's default for new projects). With `owner` an existing project is
-        claimed only when `recorded` (the owner knows it as its own) or the owner adopts: Harbor
-        projects carry no ownership mark (its metadata keys are fixed)."""
+        (on create: Harbor's default for new projects; the limit goes into the create itself).
+        With `owner` an existing project is claimed only when `recorded` (the owner knows it as
+        its own) or the owner adopts: Harbor projects carry no ownership mark (its metadata keys
+        are fixed). `known` is the project as the caller just read it (by its recorded id), so it
+        is not read again. A project not `recorded` is created without looking first; when it
+        turns out to exist (409), `on_existing` sees it before it is claimed."""
         if not _PROJECT_NAME.match(name) or len(name) > 255:
             raise InvalidSpecError(
                 f'Harbor project "{name}": projectName must be lower-case letters and digits, '
                 "optionally joined by single '.', '_' or '-' (e.g. acme-corp)"
             )
         quota = storage_quota_bytes(storage_quota, project=name) if storage_quota is not None else None
-        project = self.get_project(name)
+        project = known if known is not None and known.name == name else None
+        if project is None and (recorded or planning() is not None):
+            project = self.get_project(name)
         if project is None:
             created = self._create_project(name, public=public, storage_limit=quota)
             if created is not None:
@@ -279,6 +298,8 @@ class HarborClient:
                     "(use a Harbor administrator account)",
                     reason="Forbidden",
                 )
+        if not recorded and on_existing is not None:
+            on_existing(project)
         changes = []
         if claim(owner, Mark(), what=f'Harbor project "{name}"', recorded=recorded) and not recorded:
             changes.append("adopted")
@@ -450,6 +471,19 @@ class HarborClient:
                 return member
         return None
 
+    def _member_in(
+        self,
+        project: str,
+        entity_name: str,
+        entity_type: Literal["user", "group"],
+        members: Sequence[ProjectMember] | None,
+    ) -> ProjectMember | None:
+        if members is None:
+            return self._find_member(project, entity_name, entity_type)
+        return next(
+            (m for m in members if (m.entity_name, m.entity_type) == (entity_name, entity_type)), None
+        )
+
     @staticmethod
     def _entity(user: str | None, group: str | None) -> tuple[str, Literal["user", "group"]]:
         if user is not None and group is None:
@@ -467,12 +501,14 @@ class HarborClient:
         group: str | None = None,
         group_type: GroupType = "oidc",
         ldap_group_dn: str | None = None,
+        members: Sequence[ProjectMember] | None = None,
     ) -> Change:
         """Make a user (by username) or a group (OIDC by name; LDAP by DN) a member with `role`
-        (projectAdmin, maintainer, developer, guest, limitedGuest)."""
+        (projectAdmin, maintainer, developer, guest, limitedGuest). `members`: the project's
+        members as the caller just listed them, so the member is not looked up again."""
         role_id = _role_id(project, role)
         entity_name, entity_type = self._entity(user, group)
-        existing = self._find_member(project, entity_name, entity_type)
+        existing = self._member_in(project, entity_name, entity_type, members)
         if existing is None:
             created = self._create_member(
                 project, role_id, entity_name, entity_type, group_type=group_type, ldap_group_dn=ldap_group_dn
@@ -544,11 +580,19 @@ class HarborClient:
         log.info("Harbor: added member to project %s (%s)", project, detail)
         return Change("created", id=_id_from_location(response), detail=detail)
 
-    def remove_member(self, project: str, *, user: str | None = None, group: str | None = None) -> bool:
-        """Remove a user or group from the project; False when it was no member (or no project)."""
+    def remove_member(
+        self,
+        project: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        members: Sequence[ProjectMember] | None = None,
+    ) -> bool:
+        """Remove a user or group from the project; False when it was no member (or no project).
+        `members` as for `ensure_member`."""
         entity_name, entity_type = self._entity(user, group)
         try:
-            existing = self._find_member(project, entity_name, entity_type)
+            existing = self._member_in(project, entity_name, entity_type, members)
         except DependencyNotFoundError:
             return False
         if existing is None:

@@ -71,16 +71,22 @@ class KeycloakGroup:
     parent_id: str | None = None
     attributes: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
     sub_group_count: int = 0
+    # The direct subgroups when the answer held all of them (group-by-path answers with the whole
+    # subtree; a group just created has none); None when unknown, e.g. after a read by id.
+    sub_groups: tuple[KeycloakGroup, ...] | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def from_representation(cls, rep: Mapping[str, Any]) -> KeycloakGroup:
+        subs, count = rep.get("subGroups"), rep.get("subGroupCount")
+        complete = isinstance(subs, list) and count is not None and len(subs) == int(count)
         return cls(
             id=str(rep["id"]),
             name=str(rep.get("name", "")),
             path=str(rep.get("path", "")),
             parent_id=rep.get("parentId"),
             attributes={k: list(v) for k, v in (rep.get("attributes") or {}).items()},
-            sub_group_count=int(rep.get("subGroupCount") or 0),
+            sub_group_count=int(count or 0),
+            sub_groups=tuple(cls.from_representation(sub) for sub in subs or ()) if complete else None,
         )
 
 
@@ -301,6 +307,8 @@ class KeycloakClient:
 
     def _seen(self, group: KeycloakGroup) -> KeycloakGroup:
         self._group_paths[group.id] = group.path
+        for sub in group.sub_groups or ():
+            self._seen(sub)
         return group
 
     def get_group(self, group_id: str) -> KeycloakGroup | None:
@@ -329,8 +337,9 @@ class KeycloakClient:
         With `group_id` (the id recorded for it) the group is found by id first and renamed in
         place when its name differs, so members, subgroups and role mappings stay. With `owner`
         the group is marked as the owner's, and an existing one is claimed by the ownership rules.
+        Without `group_id` it is created straight away; only a 409 makes it read what is there.
         """
-        return self._ensure(None, name, attributes, group_id, owner)
+        return self._ensure(None, name, attributes, group_id, owner)[0]
 
     def ensure_subgroup(
         self,
@@ -342,7 +351,32 @@ class KeycloakClient:
         owner: Owner | None = None,
     ) -> Change:
         """Subgroup `name` exists under the group at `parent_path`, with `attributes` set."""
-        return self._ensure(parent_path.strip("/"), name, attributes, group_id, owner)
+        return self._ensure(parent_path.strip("/"), name, attributes, group_id, owner)[0]
+
+    def ensure_group_tree(
+        self,
+        name: str,
+        attributes: Attributes | None,
+        subgroups: Mapping[str, str],
+        *,
+        group_id: str | None = None,
+        subgroup_ids: Mapping[str, str] | None = None,
+        owner: Owner | None = None,
+    ) -> tuple[Change, dict[str, Change]]:
+        """`ensure_group` for `name`, then `ensure_subgroup` for each of `subgroups` (key → name,
+        e.g. role → "acme-corp-admins", ids recorded under the same keys in `subgroup_ids`).
+
+        One read shows a converged tree: group-by-path answers with the whole subtree, so the
+        subgroups are compared from that answer; under a group just created they are created
+        without looking. A group renamed in place has its subgroups looked up one by one.
+        """
+        recorded = subgroup_ids or {}
+        change, group = self._ensure(None, name, attributes, group_id, owner)
+        changes = {
+            key: self._ensure(name, sub, None, recorded.get(key), owner, parent=group)[0]
+            for key, sub in subgroups.items()
+        }
+        return change, changes
 
     def _ensure(
         self,
@@ -351,49 +385,40 @@ class KeycloakClient:
         attributes: Attributes | None,
         group_id: str | None,
         owner: Owner | None,
-    ) -> Change:
+        *,
+        parent: KeycloakGroup | None = None,
+    ) -> tuple[Change, KeycloakGroup | None]:
+        """The step and, unless it renamed, the group as it is now (with its subgroups if known).
+
+        `parent` is the parent group as just read or created, so its id and (when known) its
+        subgroups need no lookup. Reads happen only where an answer cannot tell: a group with a
+        recorded id is read (drift, renames), one without is created and read only on a 409.
+        """
         path = f"{parent_path}/{name}" if parent_path else name
         what = f'ensure group "/{path}"'
         _validate_name(name, self._what(what))
         wanted = {k: list(v) for k, v in (attributes or {}).items()}
         if owner is not None:
             wanted.update(owner.keycloak_attributes())
-        existing = self.find_group_by_path(path)
+        plan = planning()
+        siblings = parent.sub_groups if parent is not None else None
+        existing: KeycloakGroup | None
+        if siblings is not None:
+            existing = next((g for g in siblings if g.name == name), None)
+        elif group_id is None and plan is None:
+            existing = None  # not looked up: the create below answers 409 if it exists
+        else:
+            existing = self.find_group_by_path(path)
         if group_id and (existing is None or existing.id != group_id):
             # Not where its name says: the recorded group may carry an older name.
-            current = self.get_group(group_id)
+            current = next((g for g in siblings or () if g.id == group_id), None) or self.get_group(group_id)
             if current is not None and current.name != name:
-                return self._rename(current, path, name, wanted)
+                return self._rename(current, path, name, wanted, taken=existing), None
         if existing is None:
-            parent_id = None
-            if parent_path:
-                parent = self.find_group_by_path(parent_path)
-                if parent is None:
-                    raise DependencyNotFoundError(
-                        f'{self._what(what)}: parent group "/{parent_path}" does not exist'
-                    )
-                parent_id = parent.id
-            payload: dict[str, Any] = {"name": name}
-            if wanted:
-                payload["attributes"] = wanted
-            if (plan := planning()) is not None:
-                group = KeycloakGroup(PLANNED_ID, name, f"/{path}", parent_id)
-                plan.record(
-                    SYSTEM,
-                    "create",
-                    f'Keycloak group "/{path}"',
-                    _describe(wanted),
-                    created=(f"/{path}", group),
-                )
-                return Change("created", PLANNED_ID)
-            try:
-                with self._calling(what):
-                    created = self._admin.create_group(payload, parent=parent_id)
-                return Change("created", self._id_from(created, self._what(what)))
-            except PermanentError as exc:
-                if exc.status_code != 409:
-                    raise
-            # Someone created it between our read and write: converge on theirs.
+            created = self._create(parent_path, parent, name, path, wanted, what)
+            if created is not None:
+                return Change("created", created.id), created
+            # It exists (made by someone else, or by us before a crash): claim it as found.
             existing = self.find_group_by_path(path)
             if existing is None:
                 raise TransientError(f"{self._what(what)}: Keycloak reports a conflict but no such group")
@@ -405,13 +430,58 @@ class KeycloakClient:
         )
         change = self._update_attributes(existing, wanted, what)
         if adopted and existing.id != group_id:
-            return Change("updated", existing.id, detail="adopted")
-        return change
+            return Change("updated", existing.id, detail="adopted"), existing
+        return change, existing
 
-    def _rename(self, group: KeycloakGroup, path: str, name: str, attributes: Attributes) -> Change:
-        """Rename the group in place: same id, so members, subgroups and role mappings stay."""
+    def _create(
+        self,
+        parent_path: str | None,
+        parent: KeycloakGroup | None,
+        name: str,
+        path: str,
+        wanted: dict[str, list[str]],
+        what: str,
+    ) -> KeycloakGroup | None:
+        """Create the group; None when Keycloak answers 409 (a group of that name exists)."""
+        parent_id = parent.id if parent is not None else None
+        if parent_path and parent is None:
+            found = self.find_group_by_path(parent_path)
+            if found is None:
+                raise DependencyNotFoundError(
+                    f'{self._what(what)}: parent group "/{parent_path}" does not exist'
+                )
+            parent_id = found.id
+        payload: dict[str, Any] = {"name": name}
+        if wanted:
+            payload["attributes"] = wanted
+        if (plan := planning()) is not None:
+            group = KeycloakGroup(PLANNED_ID, name, f"/{path}", parent_id, dict(wanted), sub_groups=())
+            plan.record(
+                SYSTEM, "create", f'Keycloak group "/{path}"', _describe(wanted), created=(f"/{path}", group)
+            )
+            return group
+        try:
+            with self._calling(what):
+                location_id = self._admin.create_group(payload, parent=parent_id)
+        except PermanentError as exc:
+            if exc.status_code != 409:
+                raise
+            return None
+        group_id = self._id_from(location_id, self._what(what))
+        return self._seen(KeycloakGroup(group_id, name, f"/{path}", parent_id, dict(wanted), sub_groups=()))
+
+    def _rename(
+        self,
+        group: KeycloakGroup,
+        path: str,
+        name: str,
+        attributes: Attributes,
+        *,
+        taken: KeycloakGroup | None,
+    ) -> Change:
+        """Rename the group in place: same id, so members, subgroups and role mappings stay.
+        `taken` is what was found at the new path (looked up already by the caller)."""
         what = f'rename group "{group.path}" to "/{path}"'
-        taken = self.find_group_by_path(path)
         if taken is not None and taken.id != group.id:
             raise PermanentError(
                 f'{self._what(what)}: a group "/{path}" exists already (id {taken.id}); choose another name '
@@ -462,6 +532,13 @@ class KeycloakClient:
         with self._calling(what):
             reps = self._admin.get_group_children(parent.id, query={"briefRepresentation": False})
         return [KeycloakGroup.from_representation(rep) for rep in reps]
+
+    def subgroups(self, group: KeycloakGroup) -> list[KeycloakGroup]:
+        """Direct subgroups of `group`: from its own answer when that held them all (group-by-path
+        answers with the subtree), else read."""
+        if group.sub_groups is not None:
+            return list(group.sub_groups)
+        return self.list_subgroups(group.path)
 
     def delete_group(self, path: str) -> bool:
         """Delete the group at `path` with its subgroups; False when it was already gone."""
@@ -528,9 +605,10 @@ class KeycloakClient:
     def _is_member(self, user_id: str, group_id: str) -> bool:
         return any(group.id == group_id for group in self.list_user_groups(user_id))
 
-    def add_user_to_group(self, user_id: str, group_id: str) -> Change:
-        """The user is a member of the group ("created" when this call added it)."""
-        if self._is_member(user_id, group_id):
+    def add_user_to_group(self, user_id: str, group_id: str, *, checked: bool = False) -> Change:
+        """The user is a member of the group ("created" when this call added it). `checked`: the
+        caller has just read the user's groups and found it no member, so it is not read again."""
+        if not checked and self._is_member(user_id, group_id):
             return Change("unchanged", group_id)
         if (plan := planning()) is not None:
             plan.record(SYSTEM, "create", self._membership(user_id, group_id))
@@ -539,10 +617,11 @@ class KeycloakClient:
             self._admin.group_user_add(user_id, group_id)
         return Change("created", group_id)
 
-    def remove_user_from_group(self, user_id: str, group_id: str) -> Change:
-        """The user is not a member ("absent" when it was not, or user or group are gone)."""
+    def remove_user_from_group(self, user_id: str, group_id: str, *, checked: bool = False) -> Change:
+        """The user is not a member ("absent" when it was not, or user or group are gone).
+        `checked`: the caller has just read the user's groups and found it a member."""
         try:
-            if not self._is_member(user_id, group_id):
+            if not checked and not self._is_member(user_id, group_id):
                 return Change("absent", group_id)
             if (plan := planning()) is not None:
                 plan.record(SYSTEM, "delete", self._membership(user_id, group_id))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from polycrate.errors import PermanentError, TransientError
+from polycrate.errors import PermanentError
 from polycrate.keys import ObjectKey
 from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
@@ -39,38 +39,52 @@ def immutable_name_error(key: ObjectKey, field: str, wanted: str, what: str, cur
 
 def harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | None:
     """The name of the Harbor project with this id, or None when it is gone."""
-    what = f"get project {project_id}"
-    # Only 404 means gone; a 403 is a rights problem that must not make the operator forget the id.
-    response = client.http_request("GET", f"/projects/{project_id}", what=what, absent=(404,))
-    if response.status_code != 200:
-        return None
-    try:
-        return str(response.json()["name"])
-    except (ValueError, KeyError, TypeError):
-        raise TransientError(f"{harbor.SYSTEM}: {what}: the answer names no project") from None
+    project = client.get_project_by_id(project_id)
+    return project.name if project is not None else None
+
+
+class HarborCreation:
+    """What a Harbor ensure step may take as the object's own (see `harbor_creation`)."""
+
+    def __init__(
+        self, ctx: WorkerContext, obj: JsonObject, state: OperatorState, slot: str, name: str
+    ) -> None:
+        self._ctx, self._obj, self._state, self._slot, self._name = ctx, obj, state, slot, name
+        self._creating = dict(state.get(CREATING_SECTION) or {})
+        self.ours = self._creating.get(slot) == name
+
+    def write_ahead(self) -> None:
+        self._state.set(CREATING_SECTION, {**self._creating, self._slot: self._name})
+
+    def done(self) -> None:
+        self._state.set(CREATING_SECTION, {k: v for k, v in self._creating.items() if k != self._slot})
+
+    def existed(self, project: harbor.HarborProject) -> None:
+        """The project was there before this run's create: the name written ahead is withdrawn
+        first (only a project that did not exist before can count as ours), then the cluster is
+        asked whether another object owns it (`check_harbor_owner`)."""
+        self.done()
+        check_harbor_owner(self._ctx, self._obj, project)
 
 
 @contextmanager
 def harbor_creation(
-    state: OperatorState, client: harbor.HarborClient, slot: str, name: str, *, recorded: bool
-) -> Iterator[bool]:
-    """Around a Harbor ensure step: yields whether the project `name` counts as the object's own
-    although status has no id for it (a creation of ours was interrupted). When status has no id
-    and the project does not exist yet, its name is written ahead under `slot` (cleared once the
-    step succeeded), so only a project that did not exist before can ever count as ours."""
+    ctx: WorkerContext, obj: JsonObject, state: OperatorState, slot: str, name: str, *, recorded: bool
+) -> Iterator[HarborCreation]:
+    """Around a Harbor ensure step: `.ours` says whether the project `name` counts as the object's
+    own although status has no id for it (a creation of ours was interrupted). When status has no
+    id, the name is written ahead under `slot` before the create (cleared once the step
+    succeeded); a create answered 409 calls `.existed(project)`, which withdraws it again, so
+    only a project that did not exist before can ever count as ours — without a read before."""
+    creation = HarborCreation(ctx, obj, state, slot, name)
     if recorded:
-        yield True
+        creation.ours = True
+        yield creation
         return
-    creating = dict(state.get(CREATING_SECTION) or {})
-    if creating.get(slot) == name:
-        yield True
-    elif client.get_project(name) is not None:
-        yield False  # someone else's (or older): claimed only by adoption
-        return
-    else:
-        state.set(CREATING_SECTION, {**creating, slot: name})
-        yield False
-    state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
+    if not creation.ours:
+        creation.write_ahead()
+    yield creation
+    creation.done()
 
 
 # Where the objects that own Harbor projects record them: kind → (status field, spec name field).
@@ -92,13 +106,11 @@ def _spec_harbor_name(obj: JsonObject, path: tuple[str, ...]) -> str:
     return str(value or (obj.get("metadata") or {}).get("name"))
 
 
-def check_harbor_owner(ctx: WorkerContext, obj: JsonObject, client: harbor.HarborClient, name: str) -> None:
-    """Harbor projects carry no mark, so before a project the object has not recorded is taken
-    (created by a run that crashed, or adopted), the cluster is asked: another object whose status
-    records it (same id, same name) owns it, and that is an error naming it — adopt or not."""
-    project = client.get_project(name)
-    if project is None:
-        return
+def check_harbor_owner(ctx: WorkerContext, obj: JsonObject, project: harbor.HarborProject) -> None:
+    """Harbor projects carry no mark, so before an existing project the object has not recorded is
+    taken (adopted), the cluster is asked: another object whose status records it (same id, same
+    name) owns it, and that is an error naming it — adopt or not."""
+    name = project.name
     own_uid = (obj.get("metadata") or {}).get("uid")
     for kind, status_field, name_path in _HARBOR_RECORDS:
         try:

@@ -37,7 +37,6 @@ from polycrate.models.tenancy import ContactGroupSpec, OrganizationSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
-    check_harbor_owner,
     harbor_creation,
     harbor_project_name,
     immutable_name_error,
@@ -262,7 +261,7 @@ class KeycloakDirectory:
             for user in self.client.list_group_members(current.id):
                 if user.enabled:
                     users.setdefault(user.id, user)
-            pending.extend(self.client.list_subgroups(current.path))
+            pending.extend(self.client.subgroups(current))
         return sorted(users.values(), key=lambda user: user.username)
 
 
@@ -559,19 +558,18 @@ class HarborProjectHandler(OrganizationAccessHandler):
         harbor = _require(connections.harbor(), "Harbor", sdp)
         name = spec.projectName or key.name
         recorded = _recorded(obj, self.status_field, sdp)
-        if recorded:
-            current = harbor_project_name(harbor, int(recorded))
-            if current is not None and current != name:
-                raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current)
-        with harbor_creation(state, harbor, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
-            if not ours:
-                check_harbor_owner(ctx, obj, harbor, name)
+        current = harbor.get_project_by_id(int(recorded)) if recorded else None
+        if current is not None and current.name != name:
+            raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current.name)
+        with harbor_creation(ctx, obj, state, f"harbor/{sdp}", name, recorded=bool(recorded)) as creation:
             change = harbor.ensure_project(
                 name,
                 public=spec.public,
                 storage_quota=spec.storageQuota,
                 owner=Owner.of(obj),
-                recorded=ours,
+                recorded=creation.ours,
+                known=current,
+                on_existing=creation.existed,
             )
             project_id = int(change.id or 0)
         roles: dict[str, str] = {}
@@ -588,13 +586,14 @@ class HarborProjectHandler(OrganizationAccessHandler):
             if ref.sdp == sdp:
                 grant(ref.group_name, org_access.role)
         recorded = [str(group) for group in state.get_for(self.state_section, sdp) or []]
-        present = {m.entity_name for m in harbor.list_members(name) if m.entity_type == "group"}
+        listed = harbor.list_members(name)
+        present = {m.entity_name for m in listed if m.entity_type == "group"}
         managed = sorted(group for group in roles if group in recorded or group not in present)
         state.set_for(self.state_section, sdp, sorted(set(recorded) | set(managed)))
         for group in managed:
-            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc")
+            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc", members=listed)
         for group in sorted(set(recorded) - set(roles)):
-            harbor.remove_member(name, group=group)
+            harbor.remove_member(name, group=group, members=listed)
         state.set_for(self.state_section, sdp, managed)
         return project_id
 

@@ -43,7 +43,6 @@ from polycrate.roles import GITLAB_ACCESS_LEVELS
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections, platform
 from tasks.flows.identity import (
-    check_harbor_owner,
     harbor_creation,
     harbor_project_name,
     immutable_name_error,
@@ -240,11 +239,11 @@ class OrganizationHandler(CustomResourceHandler):
         recorded = OrganizationResources.recorded(obj)
         owned = replace(recorded, keycloak_subgroup_ids=dict(recorded.keycloak_subgroup_ids))
         # Harbor and Argo CD cannot rename: refused before anything is written anywhere.
-        self._check_names_kept(key, spec, systems, recorded)
+        harbor_project = self._check_names_kept(key, spec, systems, recorded)
         try:
             self._keycloak(ctx, key, obj, spec, systems, owned)
             self._gitlab(ctx, key, obj, spec, systems, owned)
-            self._harbor(ctx, key, obj, spec, systems, owned)
+            self._harbor(ctx, key, obj, spec, systems, owned, harbor_project)
             self._argocd(ctx, key, obj, spec, systems, owned)
         except PolycrateError:
             _record_progress(ctx, key, obj, owned.status_fields(recorded))
@@ -254,13 +253,18 @@ class OrganizationHandler(CustomResourceHandler):
     @staticmethod
     def _check_names_kept(
         key: ObjectKey, spec: OrganizationSpec, systems: PlatformConnections, recorded: OrganizationResources
-    ) -> None:
+    ) -> harbor.HarborProject | None:
+        """Raises for a changed Harbor or Argo CD project name; returns the recorded Harbor project
+        as read for the check, so the Harbor step does not read it again."""
         harbor_client = systems.harbor()
         name = spec.harbor_project_name(key.name)
+        current = None
         if harbor_client is not None and name is not None and recorded.harbor_project_id is not None:
-            current = harbor_project_name(harbor_client, recorded.harbor_project_id)
-            if current is not None and current != name:
-                raise immutable_name_error(key, "spec.harbor.projectName", name, "Harbor project", current)
+            current = harbor_client.get_project_by_id(recorded.harbor_project_id)
+            if current is not None and current.name != name:
+                raise immutable_name_error(
+                    key, "spec.harbor.projectName", name, "Harbor project", current.name
+                )
         argocd_name = spec.argocd_project_name(key.name)
         previous = recorded.argocd_project_name
         known = systems.argocd() is not None and recorded.argocd_project_created and previous
@@ -268,6 +272,7 @@ class OrganizationHandler(CustomResourceHandler):
             raise immutable_name_error(
                 key, "spec.argocd.projectName", argocd_name, "Argo CD project", previous
             )
+        return current
 
     @staticmethod
     def _managed(
@@ -329,19 +334,23 @@ class OrganizationHandler(CustomResourceHandler):
         group = spec.keycloak_group_name(key.name)
         attributes = spec.keycloak.attributes if spec.keycloak else {}
         owner = Owner.of(obj)
-        change = client.ensure_group(group, attributes, group_id=owned.keycloak_group_id, owner=owner)
+        settings = systems.spec.settings
+        names = {role: settings.subgroup_name(group, role) for role in settings.defaultRoles}
+        # One call for the group and its role subgroups: it reads the tree once, not group by group.
+        change, changes = client.ensure_group_tree(
+            group,
+            attributes,
+            names if settings.autoCreateRoleSubgroups else {},
+            group_id=owned.keycloak_group_id,
+            subgroup_ids=owned.keycloak_subgroup_ids,
+            owner=owner,
+        )
         _record_change(ctx, obj, change, f'Keycloak group "/{group}"')
         owned.keycloak_group_id = str(change.id)
-        settings = systems.spec.settings
         subgroups: dict[str, str] = {}
-        if settings.autoCreateRoleSubgroups:
-            for role in settings.defaultRoles:
-                name = settings.subgroup_name(group, role)
-                change = client.ensure_subgroup(
-                    group, name, group_id=owned.keycloak_subgroup_ids.get(role), owner=owner
-                )
-                _record_change(ctx, obj, change, f'Keycloak group "/{group}/{name}"')
-                subgroups[role] = str(change.id)
+        for role, sub_change in changes.items():
+            _record_change(ctx, obj, sub_change, f'Keycloak group "/{group}/{names[role]}"')
+            subgroups[role] = str(sub_change.id)
         stale = set(owned.keycloak_subgroup_ids.values()) - set(subgroups.values())
         if stale:  # a role or the name pattern was dropped from the SDP: its subgroup goes too
             for subgroup in client.list_subgroups(group):
@@ -402,6 +411,7 @@ class OrganizationHandler(CustomResourceHandler):
         spec: OrganizationSpec,
         systems: PlatformConnections,
         owned: OrganizationResources,
+        known: harbor.HarborProject | None = None,
     ) -> None:
         client = systems.harbor()
         name = spec.harbor_project_name(key.name)
@@ -421,16 +431,16 @@ class OrganizationHandler(CustomResourceHandler):
         assert client is not None and name is not None and spec.harbor is not None
         state = OperatorState(ctx, key, obj)
         with harbor_creation(
-            state, client, "harbor", name, recorded=owned.harbor_project_id is not None
-        ) as ours:
-            if not ours:
-                check_harbor_owner(ctx, obj, client, name)
+            ctx, obj, state, "harbor", name, recorded=owned.harbor_project_id is not None
+        ) as creation:
             change = client.ensure_project(
                 name,
                 public=spec.harbor.public,
                 storage_quota=spec.harbor.storageQuota,
                 owner=Owner.of(obj),
-                recorded=ours,
+                recorded=creation.ours,
+                known=known,
+                on_existing=creation.existed,
             )
             owned.harbor_project_id = int(change.id) if change.id is not None else None
         _record_change(ctx, obj, change, f'Harbor project "{name}"')
@@ -959,10 +969,12 @@ class ContactHandler(CustomResourceHandler):
             keycloak_client = systems.keycloak()
             if keycloak_client is not None and plan.keycloak_user_id is not None:
                 for path, group_id in sorted(plan.keycloak_add.items()):
-                    change = keycloak_client.add_user_to_group(plan.keycloak_user_id, group_id)
+                    change = keycloak_client.add_user_to_group(plan.keycloak_user_id, group_id, checked=True)
                     _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
                 for path, group_id in sorted(plan.keycloak_remove.items()):
-                    change = keycloak_client.remove_user_from_group(plan.keycloak_user_id, group_id)
+                    change = keycloak_client.remove_user_from_group(
+                        plan.keycloak_user_id, group_id, checked=True
+                    )
                     _record_change(ctx, obj, change, f'membership in Keycloak group "{path}" (SDP "{sdp}")')
             gitlab_client = systems.gitlab()
             if gitlab_client is not None and plan.gitlab_user_id is not None:

@@ -30,6 +30,7 @@ from workers.argocd import (
     role_groups,
 )
 from workers.change import Change
+from workers.ownership import Owner
 
 ROLE_TEMPLATES = {
     "admin": {
@@ -142,6 +143,28 @@ def test_ensure_project_a_second_time_changes_nothing_and_writes_nothing(argocd,
     argocd.calls.clear()
     assert ensure_acme(client).action == "unchanged"
     assert writes(argocd) == 0
+
+
+def test_an_owned_project_is_created_in_one_call_and_read_once_when_recorded(argocd, client):
+    owner = Owner(uid="0b7c-uid", ref="Organization polycrate/acme-corp")
+    assert ensure_acme(client, owner=owner).action == "created"
+    assert dict(argocd.calls) == {"POST /api/v1/projects": 1}
+    argocd.calls.clear()
+
+    assert ensure_acme(client, owner=owner, recorded=True).action == "unchanged"
+    assert dict(argocd.calls) == {"GET /api/v1/projects/{name}": 1}
+
+
+def test_a_create_that_meets_a_different_unmarked_project_reads_it_and_changes_nothing(argocd, client):
+    ensure_acme(client, description="made by hand")
+    argocd.calls.clear()
+    owner = Owner(uid="0b7c-uid", ref="Organization polycrate/acme-corp")
+
+    with pytest.raises(PermanentError, match="already exists"):
+        ensure_acme(client, owner=owner)
+
+    assert dict(argocd.calls) == {"POST /api/v1/projects": 1, "GET /api/v1/projects/{name}": 1}
+    assert client.get_project("acme-corp")["spec"]["description"] == "made by hand"
 
 
 def test_ensure_project_updates_what_differs_and_keeps_what_argocd_owns(argocd, client):

@@ -61,10 +61,22 @@ def test_ensure_group_creates_it_with_visibility_and_description(client):
 
 
 def test_ensure_group_a_second_time_changes_nothing_and_writes_nothing(gitlab_emulator, client):
-    client.ensure_group("acme-corp", visibility="private", description="ACME")
+    created = client.ensure_group("acme-corp", visibility="private", description="ACME")
     gitlab_emulator.calls.clear()
-    assert client.ensure_group("acme-corp", visibility="private", description="ACME").action == "unchanged"
+    again = client.ensure_group("acme-corp", visibility="private", description="ACME", group_id=created.id)
+    assert again.action == "unchanged"
     assert dict(gitlab_emulator.calls) == {"GET /api/v4/groups/{id}": 1}
+
+
+def test_ensure_group_creates_without_looking_first_and_reads_only_a_taken_path(gitlab_emulator, client):
+    assert client.ensure_group("acme-corp", visibility="private").action == "created"
+    assert dict(gitlab_emulator.calls) == {"POST /api/v4/groups": 1}
+    gitlab_emulator.calls.clear()
+
+    # Without a recorded id the create is tried; "has already been taken" leads to one read.
+    assert client.ensure_group("acme-corp", visibility="private").action == "unchanged"
+    assert dict(gitlab_emulator.calls) == {"POST /api/v4/groups": 1, "GET /api/v4/groups/{id}": 1}
+    assert [g["full_path"] for g in gitlab_emulator.snapshot()["groups"]] == ["acme-corp"]
 
 
 def test_ensure_group_creates_missing_parents_with_the_same_visibility(client):

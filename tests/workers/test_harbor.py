@@ -128,10 +128,37 @@ def test_ensure_project_a_second_time_changes_nothing_and_writes_nothing(client,
     first = client.ensure_project("acme-corp", public=True, storage_quota="50Gi")
     harbor.calls.clear()
 
-    second = client.ensure_project("acme-corp", public=True, storage_quota="50Gi")
+    second = client.ensure_project("acme-corp", public=True, storage_quota="50Gi", recorded=True)
 
     assert second == Change("unchanged", id=first.id)
     assert writes(harbor) == []
+
+
+def test_ensure_project_creates_with_its_quota_in_one_call_and_reads_only_what_exists(client, harbor):
+    first = client.ensure_project("acme-corp", storage_quota="50Gi")
+    assert dict(harbor.calls) == {"POST /api/v2.0/projects": 1}
+    harbor.calls.clear()
+
+    # Not recorded: the create is tried, and the 409 leads to the reads that compare.
+    existing: list[str] = []
+    second = client.ensure_project(
+        "acme-corp", storage_quota="50Gi", on_existing=lambda p: existing.append(p.name)
+    )
+    assert second == Change("unchanged", id=first.id) and existing == ["acme-corp"]
+    assert dict(harbor.calls) == {
+        "POST /api/v2.0/projects": 1,
+        "GET /api/v2.0/projects/{project_name_or_id}": 1,
+        "GET /api/v2.0/quotas": 1,
+    }
+    harbor.calls.clear()
+
+    # Known by its recorded id (read by the caller): only the quota is read.
+    known = client.get_project_by_id(int(first.id))
+    assert (
+        client.ensure_project("acme-corp", storage_quota="50Gi", recorded=True, known=known).action
+        == "unchanged"
+    )
+    assert dict(harbor.calls) == {"GET /api/v2.0/projects/{project_name_or_id}": 1, "GET /api/v2.0/quotas": 1}
 
 
 def test_ensure_project_brings_public_flag_and_quota_in_line(client, harbor):
@@ -408,7 +435,7 @@ def test_server_errors_are_transient_and_name_the_operation(client, harbor, stat
         client.ensure_project("acme-corp")
 
     assert error.value.status_code == status
-    assert str(error.value).startswith(f'Harbor: get project "acme-corp": HTTP {status}')
+    assert str(error.value).startswith(f'Harbor: create project "acme-corp": HTTP {status}')
 
 
 def test_a_slow_harbor_times_out_as_transient(harbor):

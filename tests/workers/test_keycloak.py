@@ -319,7 +319,7 @@ def test_server_error_is_transient(keycloak_emulator, client):
     with pytest.raises(TransientError) as failure:
         client.ensure_group("acme-corp")
     assert failure.value.status_code == 503
-    assert str(failure.value).startswith('Keycloak realm "polycrate": find group "/acme-corp": HTTP 503')
+    assert str(failure.value).startswith('Keycloak realm "polycrate": ensure group "/acme-corp": HTTP 503')
 
 
 def test_slow_answer_is_a_transient_timeout(keycloak_emulator):
@@ -428,6 +428,7 @@ def test_every_call_of_the_library_is_counted_under_keycloak_without_names(clien
 
     posts, gets = calls("POST"), calls("GET")
     client.ensure_group("metrics-tenant")
+    client.find_group_by_path("metrics-tenant")
 
     # python-keycloak's own sessions: the token request and the admin calls.
     assert calls("POST") > posts
