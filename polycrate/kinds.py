@@ -44,6 +44,25 @@ QUEUES: tuple[str, ...] = (
 OPERATOR_CONFIG_KEY = ObjectKey("OperatorConfig", SINGLETON_NAMESPACE, SINGLETON_NAME)
 """The one OperatorConfig whose discovery sections switch the discovery sources on."""
 
+# What the operator writes on objects for its own bookkeeping, outside status: its finalizers
+# (polycrate.io/finalizer, and <plural>.polycrate.io/cleanup on CRs and discovery sources) and
+# the annotations holding its state. The watcher leaves them out of an object's change
+# fingerprint, so the operator's own writes do not come back as a second reconcile.
+OPERATOR_FINALIZER_SUFFIX = ".polycrate.io/cleanup"
+OPERATOR_STATE_ANNOTATION = "polycrate.io/operator-state"
+OPERATOR_ANNOTATION_PREFIXES = ("hosts.polycrate.io/",)
+_KIND_FINALIZERS = frozenset(info.finalizer for info in KINDS.values())
+
+
+def is_operator_finalizer(name: str) -> bool:
+    """Whether `name` is a finalizer the operator puts on objects (and takes off again)."""
+    return name in _KIND_FINALIZERS or name.endswith(OPERATOR_FINALIZER_SUFFIX)
+
+
+def is_operator_annotation(name: str) -> bool:
+    """Whether the annotation `name` is the operator's bookkeeping (written by its reconciles)."""
+    return name == OPERATOR_STATE_ANNOTATION or name.startswith(OPERATOR_ANNOTATION_PREFIXES)
+
 
 class KindTableError(ValueError):
     """The table of kinds is inconsistent; raised while it is built, at import time."""

@@ -49,10 +49,15 @@ _UNACKED_INDEX = "unacked_index"
 # (key, task id, countdown in seconds) -> publishes the reconcile task.
 TaskSender = Callable[[ObjectKey, str, float], None]
 
+# One TIME per script run, however often it asks: every command inside a script counts.
 _NOW = """
+local now_cached
 local function now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if not now_cached then
+    local t = redis.call('TIME')
+    now_cached = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return now_cached
 end
 """
 

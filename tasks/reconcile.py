@@ -11,7 +11,8 @@ A TransientError (or any unexpected exception) schedules the next run with the p
 honouring a server's Retry-After up to a cap; the retry waits in Redis (tasks.queue) and is
 published when due. After the run, the declared watches of the key's kind wake their keys
 (tasks.watches). A PermanentError is reported in status and Events and is not retried until
-the object changes. Success resets the backoff. The lock is released before a follow-up task
+the object changes. The Normal Events of a run are written as one at its end (tasks.events).
+Success resets the backoff. The lock is released before a follow-up task
 due now is published, so that follow-up never finds the key still locked.
 
 A run that failed (retrying or parked) ends its Celery task in FAILURE with the key and the
@@ -40,6 +41,7 @@ from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
 from tasks.context import WorkerContext, process_context
 from tasks.dispatch import HandlerRegistry, KindHandler, Requeue
+from tasks.events import aggregated_events
 from tasks.locking import KeyLock
 from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, celery_sender
@@ -132,8 +134,10 @@ class Reconciler:
                 log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
                 result = _RunResult(Outcome("skipped"))
             else:
-                with fenced(lock.check):
+                with fenced(lock.check), aggregated_events() as events:
                     result = self._run_claimed(key)
+                    if result.outcome.result == "fenced":
+                        events.discard()
                 follow_up = self.queue.finish(
                     key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay
                 )

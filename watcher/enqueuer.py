@@ -2,7 +2,8 @@
 
 Informers report what they see here. An object in scope (OperatorConfig filters) is remembered
 with its change fingerprint and its key handed to the `KeyQueue`; an event that changes nothing
-a reconcile cares about (the operator's own status write) is counted and skipped. An object
+a reconcile cares about (the operator's own status, finalizer or bookkeeping write) is counted
+and skipped, so one change costs one reconcile, not a second one echoing the first's writes. An object
 that leaves scope, is deleted, or vanished while the watch was down is enqueued one last time
 and forgotten, so its handler can clean up. When Redis does not answer, `add` is retried with
 backoff until it does (the informer waits, events queue up in the API server's watch), so an

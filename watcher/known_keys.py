@@ -2,9 +2,10 @@
 
 No objects are cached. The key set is what periodic resync walks and what a relist is compared
 against (a key known before but absent from the new list was deleted while the watch was down,
-so it is enqueued once more). The fingerprint (a resourceVersion or a 24-hex-digit hash of the
-desired-state metadata) lets a relist or a status-only update skip objects that did not change
-in a way that needs a reconcile.
+so it is enqueued once more). The fingerprint (a resourceVersion or a 24-hex-digit hash of what
+a reconcile reads, `WatchSource.change_fingerprint`) lets a relist, a status-only update or the
+operator's own finalizer and bookkeeping writes skip objects that did not change in a way that
+needs a reconcile.
 """
 
 from __future__ import annotations

@@ -20,12 +20,43 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from polycrate.keys import ObjectKey
-from polycrate.kinds import KIND_TABLE, KindEntry, discovery_sources
+from polycrate.kinds import (
+    KIND_TABLE,
+    KindEntry,
+    discovery_sources,
+    is_operator_annotation,
+    is_operator_finalizer,
+)
 from polycrate.kubehttp import resource_path
 
-# Fields whose change means "reconcile again" for kinds with a status subresource; a write to
-# status alone (the operator's own status writes) leaves all of them untouched.
-_DESIRED_STATE_FIELDS = ("generation", "deletionTimestamp", "finalizers", "labels", "annotations")
+# Metadata whose change means "reconcile again" for kinds with a status subresource (spec
+# changes show as a new generation), as controller-runtime's GenerationChangedPredicate plus
+# labels and annotations, which handlers read (polycrate.io/adopt, a touch to force a run).
+_DESIRED_STATE_FIELDS = ("generation", "deletionTimestamp", "labels", "annotations")
+# Metadata that changes with every write and says nothing about the object's content.
+_VOLATILE_METADATA = ("resourceVersion", "managedFields")
+
+
+def _without_bookkeeping(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """`metadata` minus what the operator itself writes there (its finalizers and state annotations)."""
+    reduced = dict(metadata)
+    annotations = {
+        name: value
+        for name, value in (reduced.pop("annotations", None) or {}).items()
+        if not is_operator_annotation(name)
+    }
+    finalizers = [name for name in reduced.pop("finalizers", None) or () if not is_operator_finalizer(name)]
+    # Absent and emptied compare equal: a first bookkeeping annotation is no change either.
+    if annotations:
+        reduced["annotations"] = annotations
+    if finalizers:
+        reduced["finalizers"] = finalizers
+    return reduced
+
+
+def _digest(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -87,16 +118,22 @@ class WatchSource:
     def change_fingerprint(self, obj: dict[str, Any]) -> str:
         """What must differ between two versions of an object for it to be worth a reconcile.
 
-        For kinds with a status subresource that is the desired state (spec via generation,
-        deletion, finalizers, labels, annotations), so the operator's own status writes do not
-        echo back as work. For everything else any change counts (resourceVersion).
+        The operator's own writes never count: its status writes, its finalizers and its
+        bookkeeping annotations (polycrate.kinds), so a reconcile does not echo back as a second
+        one. For kinds with a status subresource the rest is the desired state: generation (the
+        spec), deletion, labels and annotations. A discovery source's status is data, so there
+        the whole object counts (less volatile metadata); objects watched as metadata only
+        (Secrets) change their data unseen, so any new resourceVersion counts.
         """
         metadata = obj.get("metadata") or {}
-        if not self.status_subresource:
+        if self.metadata_only:
             return str(metadata.get("resourceVersion", ""))
-        desired = {field: metadata.get(field) for field in _DESIRED_STATE_FIELDS}
-        encoded = json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+        metadata = _without_bookkeeping(metadata)
+        if self.status_subresource:
+            return _digest({field: metadata.get(field) for field in _DESIRED_STATE_FIELDS})
+        for field in _VOLATILE_METADATA:
+            metadata.pop(field, None)
+        return _digest({**obj, "metadata": metadata})
 
     @classmethod
     def of(cls, entry: KindEntry) -> WatchSource:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from polycrate.keys import ObjectKey
-from tasks.events import EventRecorder
+from tasks.events import EventRecorder, aggregated_events, summarize
 from tasks.objects import JsonObject, ObjectAPI
 from tests.tasks.support import CRDS, EXAMPLES
 
@@ -129,3 +129,53 @@ def test_events_show_up_in_kubectl_describe(objects: ObjectAPI, harbor_project: 
 
     assert "InvalidSpec" in described
     assert 'spec.storageQuota "50Gx" is not a quantity' in described
+
+
+def test_normal_events_of_a_run_become_one_event_and_a_warning_is_written_after_them(
+    objects: ObjectAPI, harbor_project: JsonObject
+) -> None:
+    recorder = EventRecorder(objects)
+
+    with aggregated_events():
+        recorder.record(harbor_project, "Normal", "Created", 'Harbor project "shared-images" created (100Gi)')
+        with aggregated_events():  # a nested scope joins the run's
+            recorder.record(harbor_project, "Normal", "Updated", 'Harbor quota "shared-images" updated')
+        assert events_of(objects, harbor_project) == [], "nothing is written before the run ends"
+        recorder.record(harbor_project, "Warning", "Retrying", "Harbor unreachable")
+        recorder.record(harbor_project, "Normal", "Ready", 'HarborProject "shared-images": provisioned')
+
+    events = sorted(events_of(objects, harbor_project), key=lambda e: int(e["metadata"]["resourceVersion"]))
+    assert [(e["type"], e["reason"], e["message"]) for e in events] == [
+        (
+            "Normal",
+            "Reconciled",
+            'created Harbor project "shared-images" (100Gi); updated Harbor quota "shared-images"',
+        ),
+        ("Warning", "Retrying", "Harbor unreachable"),
+        ("Normal", "Ready", 'HarborProject "shared-images": provisioned'),
+    ]
+
+
+def test_a_discarded_run_writes_no_normal_event(objects: ObjectAPI, harbor_project: JsonObject) -> None:
+    with aggregated_events() as events:
+        EventRecorder(objects).record(harbor_project, "Normal", "Created", "Harbor project created")
+        events.discard()
+
+    assert events_of(objects, harbor_project) == []
+
+
+def test_a_summary_puts_the_transition_first_and_groups_the_changes_by_action() -> None:
+    records = [
+        ("Created", 'Keycloak group "/acme-corp" created'),
+        ("Created", 'Harbor project "acme-corp" created (50Gi)'),
+        ("Deleted", 'GitLab group "old" deleted'),
+        ("Ready", 'Organization "polycrate/acme-corp": All organization resources provisioned'),
+    ]
+
+    assert summarize(records) == (
+        "Ready",
+        'Organization "polycrate/acme-corp": All organization resources provisioned; '
+        'created Keycloak group "/acme-corp", Harbor project "acme-corp" (50Gi); deleted GitLab group "old"',
+    )
+    assert summarize(records[:2])[0] == "Created"
+    assert summarize(records[1:2]) == records[1]

@@ -101,22 +101,44 @@ def test_a_status_write_does_not_echo_back_as_work(enqueuer: KeyEnqueuer, sink: 
     assert len(sink.added) == 1
 
 
+def test_the_operators_own_finalizer_does_not_echo_back_as_work(
+    enqueuer: KeyEnqueuer, sink: RecordingSink
+) -> None:
+    enqueuer.event(ORGANIZATION, "ADDED", obj("acme-corp", rv="1"))
+
+    enqueuer.event(ORGANIZATION, "MODIFIED", obj("acme-corp", rv="2", finalizers=["polycrate.io/finalizer"]))
+
+    assert len(sink.added) == 1
+
+
+def test_the_operators_state_annotation_does_not_echo_back_as_work(
+    enqueuer: KeyEnqueuer, sink: RecordingSink
+) -> None:
+    enqueuer.event(ORGANIZATION, "ADDED", obj("acme-corp", rv="1", annotations={"team": "a"}))
+    state = {"team": "a", "polycrate.io/operator-state": '{"harbor":"creating"}'}
+
+    enqueuer.event(ORGANIZATION, "MODIFIED", obj("acme-corp", rv="2", annotations=state))
+    enqueuer.event(ORGANIZATION, "MODIFIED", obj("acme-corp", rv="3", annotations={"team": "a"}))
+
+    assert len(sink.added) == 1
+
+
 @pytest.mark.parametrize(
     "change",
     [
         {"generation": 2},
         {"deletionTimestamp": "2026-01-06T14:30:00Z"},
-        {"finalizers": ["polycrate.io/finalizer"]},
         {"labels": {"team": "a"}},
         {"annotations": {"polycrate.io/reconcile": "now"}},
+        {"annotations": {"polycrate.io/adopt": "true"}},
     ],
-    ids=lambda change: next(iter(change)),
+    ids=lambda change: str(next(iter(change.items()))),
 )
 def test_desired_state_changes_of_a_polycrate_kind_are_enqueued(
     enqueuer: KeyEnqueuer, sink: RecordingSink, change: dict[str, Any]
 ) -> None:
     enqueuer.event(ORGANIZATION, "ADDED", obj("acme-corp"))
-    changed = obj("acme-corp", rv="2")
+    changed = obj("acme-corp", rv="2", finalizers=["polycrate.io/finalizer"])
     changed["metadata"].update(change)
 
     enqueuer.event(ORGANIZATION, "MODIFIED", changed)
@@ -124,11 +146,55 @@ def test_desired_state_changes_of_a_polycrate_kind_are_enqueued(
     assert [reason for _, reason in sink.added] == ["event", "event"]
 
 
-def test_any_change_of_a_discovery_source_is_enqueued(enqueuer: KeyEnqueuer, sink: RecordingSink) -> None:
-    enqueuer.event(POD, "ADDED", obj("web-1", namespace="shop", rv="10"))
-    enqueuer.event(POD, "MODIFIED", obj("web-1", namespace="shop", rv="11"))
+def test_a_change_of_a_discovery_sources_status_is_enqueued(
+    enqueuer: KeyEnqueuer, sink: RecordingSink
+) -> None:
+    pending = obj("web-1", namespace="shop", rv="10", labels={"app": "web"})
+    running = obj("web-1", namespace="shop", rv="11", labels={"app": "web"})
+    running["status"] = {"phase": "Running"}
+
+    enqueuer.event(POD, "ADDED", pending)
+    enqueuer.event(POD, "MODIFIED", running)
 
     assert sink.keys() == ["Pod/shop/web-1", "Pod/shop/web-1"]
+
+
+def test_the_operators_finalizer_and_annotations_on_a_discovery_source_do_not_echo_back(
+    sink: RecordingSink,
+) -> None:
+    filters = DiscoveryFilters()
+    filters.update({"spec": {"node_discovery": {}}})
+    enqueuer = KeyEnqueuer(sink, KnownKeys(), filters, WatcherMetrics(), stop=threading.Event())
+    node = {"metadata": {"name": "worker-1", "resourceVersion": "5"}, "status": {"addresses": []}}
+    synced = {
+        "metadata": {
+            "name": "worker-1",
+            "resourceVersion": "7",
+            "finalizers": ["hosts.polycrate.io/cleanup"],
+            "annotations": {"hosts.polycrate.io/api-id": "h-1", "hosts.polycrate.io/synced-at": "now"},
+        },
+        "status": {"addresses": []},
+    }
+
+    enqueuer.event(SOURCES["Node"], "ADDED", node)
+    enqueuer.event(SOURCES["Node"], "MODIFIED", synced)
+
+    assert sink.keys() == ["Node//worker-1"]
+
+
+def test_any_new_version_of_an_object_watched_as_metadata_only_is_enqueued(
+    sink: RecordingSink,
+) -> None:
+    """A meta Secret's data is not in the watch, so a new resourceVersion may be new data."""
+    filters = DiscoveryFilters()
+    filters.update({"spec": {"app_discovery": {}}})
+    enqueuer = KeyEnqueuer(sink, KnownKeys(), filters, WatcherMetrics(), stop=threading.Event())
+    labels = {"polycrate.io/type": "meta"}
+
+    enqueuer.event(SOURCES["Secret"], "ADDED", obj("shop.poly", namespace="shop", rv="1", labels=labels))
+    enqueuer.event(SOURCES["Secret"], "MODIFIED", obj("shop.poly", namespace="shop", rv="2", labels=labels))
+
+    assert sink.keys() == ["Secret/shop/shop.poly", "Secret/shop/shop.poly"]
 
 
 def test_a_deleted_object_is_enqueued_and_forgotten(enqueuer: KeyEnqueuer, sink: RecordingSink) -> None:

@@ -30,3 +30,29 @@ def test_namespaced_sources_become_one_watch_per_namespace_and_cluster_scoped_on
         "/apis/polycrate.io/v1alpha1/artifacts",
     ]
     assert len({s.identity for s in sources}) == len(sources)
+
+
+def test_what_the_flows_write_for_themselves_is_bookkeeping_and_what_users_write_is_not() -> None:
+    """The watcher skips the operator's own writes by these names; a flow's new one must be listed."""
+    from polycrate.kinds import is_operator_annotation, is_operator_finalizer
+    from polycrate.models import FINALIZER
+    from tasks.flows import discovery_endpoints
+    from tasks.flows.state import STATE_ANNOTATION
+    from workers.ownership import ADOPT_ANNOTATION
+
+    assert is_operator_annotation(STATE_ANNOTATION)
+    assert all(
+        is_operator_annotation(name)
+        for name in (
+            discovery_endpoints.HOST_API_ID_ANNOTATION,
+            discovery_endpoints.HOST_CONFIG_HASH_ANNOTATION,
+            discovery_endpoints.HOST_SYNCED_AT_ANNOTATION,
+        )
+    )
+    assert all(
+        is_operator_finalizer(name)
+        for name in (FINALIZER, discovery_endpoints.HOST_FINALIZER, discovery_endpoints.ENDPOINT_FINALIZER)
+    )
+    assert not is_operator_annotation(ADOPT_ANNOTATION)
+    assert not is_operator_annotation("kubectl.kubernetes.io/last-applied-configuration")
+    assert not is_operator_finalizer("kubernetes.io/pv-protection")
