@@ -28,7 +28,7 @@ Numbers are medians of rounds; the machine is shared and noisy, so read ratios a
 counts rather than absolute seconds. --json writes the whole report (every round) for tools.
 
 Usage: python benchmarks/run.py --quick            (about 3 minutes)
-       python benchmarks/run.py [--rounds 3] [--objects 150] [--baseline-objects 20] [--latency-ms 50]
+       python benchmarks/run.py [--rounds 3] [--objects 100] [--baseline-objects 15] [--latency-ms 50]
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def shapes() -> dict[str, Shape]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"rounds": 1, "objects": 60, "baseline_objects": 8, "configs": "baseline,default", "updates": 0},
-    "full": {"rounds": 3, "objects": 150, "baseline_objects": 20, "configs": "baseline,default,prefork",
+    "quick": {"rounds": 1, "objects": 60, "baseline_objects": 6, "configs": "baseline,default", "updates": 0},
+    "full": {"rounds": 3, "objects": 100, "baseline_objects": 15, "configs": "baseline,default,prefork",
              "updates": 200},
 }  # fmt: skip
 TOUCH_ANNOTATION = "benchmarks.polycrate.io/touched"
@@ -248,6 +248,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("  Kubernetes API", lambda r: _fmt(r["cpu_ms_per_tenant"]["kube_emulator"])),
         ("  systems", lambda r: _fmt(r["cpu_ms_per_tenant"]["system_emulators"])),
         ("redis-server CPU ms/tenant", lambda r: _fmt(r["cpu_ms_per_tenant"]["redis"])),
+        ("benchmark client CPU ms/tenant", lambda r: _fmt(r["cpu_ms_per_tenant"]["benchmark_client"])),
         ("external calls/tenant", lambda r: _fmt(r["external_calls_per_tenant"]["total"])),
         *[
             (f"  {system}", lambda r, s=system: _fmt(r["external_calls_per_tenant"]["by_system"].get(s)))
@@ -260,7 +261,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("idle Redis commands/s", lambda r: _fmt(r["idle"]["redis_commands_per_s"])),
     ]
     print()
-    print(f"{'':<28}" + "".join(f"{name:>12}" for name in names))
+    print(f"{'':<31}" + "".join(f"{name:>12}" for name in names))
     for label, cell in rows:
         if label == "ratio to baseline":
             values = [
@@ -269,7 +270,7 @@ def print_report(report: dict[str, Any]) -> None:
             ]
         else:
             values = [cell(results[name]) for name in names]
-        print(f"{label:<28}" + "".join(f"{value:>12}" for value in values))
+        print(f"{label:<31}" + "".join(f"{value:>12}" for value in values))
     for name in names:
         print()
         print(f"external calls per tenant by operation ({name}):")
