@@ -19,6 +19,7 @@ ratio to the baseline. Shapes:
   baseline  1 worker × concurrency 1: one reconcile at a time, the spec's controller
   default   2 workers with `polycrate operator worker`'s default pool and concurrency
   prefork   2 workers × 4, --pool prefork (for comparison)
+  threads   2 workers × 32, --pool threads (for comparison; not in the presets)
 
   touch       after the default wave, every converged tenant gets an annotation change: the
               external writes (target 0) and reconciles it caused
@@ -86,6 +87,7 @@ def shapes() -> dict[str, Shape]:
             f"2 workers, CLI default ({default['pool']} × {default['concurrency']})", 2, None, None
         ),
         "prefork": Shape("2 workers × 4, prefork", 2, 4, "prefork"),
+        "threads": Shape("2 workers × 32, threads", 2, 32, "threads"),
     }
 
 
@@ -321,7 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-objects", type=int, help="Organizations per baseline wave (a rate is compared)"
     )
-    parser.add_argument("--configs", help="comma-separated shapes: baseline,default,prefork")
+    parser.add_argument("--configs", help="comma-separated shapes: baseline,default,prefork,threads")
     parser.add_argument("--updates", type=int, help="rapid updates for the coalescing scenario (0: skip)")
     parser.add_argument("--no-touch", action="store_true", help="skip the touch scenario")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="per request, every emulated system")

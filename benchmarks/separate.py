@@ -66,6 +66,8 @@ class SeparateWorld(OperatorWorld):
         self.systems_process = self._spawn_tool(
             "emulators", "--state-file", str(state_file), "--latency-ms", str(latency_ms), log="emulators.log"
         )
+        self._spawn_kube()  # starts meanwhile; a new one is empty, so the first reset keeps it
+        self.kube_fresh = True
         _wait_file(state_file, self.systems_process, "polycrate operator emulators")
         self.state = json.loads(state_file.read_text())
         self.system_urls = {name: self.state["systems"][name]["url"] for name in EXTERNAL_SYSTEMS}
@@ -110,13 +112,20 @@ class SeparateWorld(OperatorWorld):
             stdin=subprocess.DEVNULL,
         )
 
-    def _start_kube(self) -> None:
+    def _spawn_kube(self) -> None:
         self.generation += 1
         self.kubeconfig = self.workdir / f"kubeconfig-{self.generation}"
         self.kube_process = self._spawn_tool(
             "kube-emulator", "--kubeconfig-out", str(self.kubeconfig),
             "--latency-ms", str(int(self.latency_ms)), log="kube-emulator.log",
         )  # fmt: skip
+
+    def _start_kube(self) -> None:
+        if not self.kube_fresh:
+            self._stop_kube()
+            self._spawn_kube()
+        self.kube_fresh = False
+        assert self.kube_process is not None
         _wait_file(self.kubeconfig, self.kube_process, "polycrate operator kube-emulator")
         self.api_client = load_api_client(str(self.kubeconfig), pool_size=16)
         self.custom = k8s.CustomObjectsApi(self.api_client)
@@ -133,7 +142,6 @@ class SeparateWorld(OperatorWorld):
     def reset(self) -> None:
         """An empty cluster with CRDs, namespace, platform and the operator's RBAC; empty Redis; empty systems."""
         self.stop_processes()
-        self._stop_kube()
         self._start_kube()
         redis.Redis.from_url(self.redis.url).flushall()
         for url in self.system_urls.values():
