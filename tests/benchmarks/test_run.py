@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# Two shapes, each with its own operator processes: about 40 s on an idle 2-core machine,
-# over two minutes on a loaded one (Python start-up of the watcher and worker processes).
+# Two shapes, each with its own operator processes: about two minutes on the shared 2-core
+# development machine, most of it the Python start-up of the watcher and worker processes.
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
