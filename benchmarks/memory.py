@@ -100,9 +100,9 @@ def _reconcile_organizations(workdir: Path, count: int, timeout: float = 300.0) 
 
     from polycrate.kube import load_api_client
 
-    # benchmarks/ is not a package of the install: load its sibling by path.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from run import GROUP, VERSION, organization  # type: ignore[import-not-found]
+    # benchmarks/ is not a package of the install: make the repository importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.world import GROUP, VERSION, organization
 
     api = k8s.CustomObjectsApi(load_api_client(str(workdir / "kubeconfig")))
     names = [f"memory-{n}" for n in range(count)]

@@ -45,7 +45,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import GROUP, NAMESPACE, VERSION, World  # noqa: E402
+from benchmarks.world import GROUP, NAMESPACE, VERSION, World  # noqa: E402
 
 
 class FaultyWorld(World):
