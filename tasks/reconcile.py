@@ -33,7 +33,7 @@ from typing import Literal
 from celery import Task
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
-from polycrate.fence import FencedError, fenced
+from polycrate.fence import FencedError, fenced, time_limit
 from polycrate.keys import ObjectKey
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
@@ -129,7 +129,8 @@ class Reconciler:
                 log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
                 result = _RunResult(Outcome("skipped"))
             else:
-                with fenced(lock.check):
+                # Celery's time limits hold only in the prefork pool; the fence holds in any pool.
+                with fenced(lock.check, time_limit(settings.reconcile_time_limit_seconds, key.describe())):
                     result = self._run_claimed(key)
                 follow_up = self.queue.finish(
                     key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay

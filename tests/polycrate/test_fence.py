@@ -8,7 +8,7 @@ import threading
 import pytest
 from celery.concurrency.thread import TaskPool
 
-from polycrate.fence import FencedError, check_fence, check_fence_for, fenced
+from polycrate.fence import FencedError, check_fence, check_fence_for, fenced, time_limit
 from polycrate.httppolicy import new_session
 
 HARBOR_PROJECTS = "/api/v2.0/projects"
@@ -29,6 +29,16 @@ def test_reads_pass_a_closed_fence_and_writes_do_not():
         with pytest.raises(FencedError):
             check_fence_for("DELETE")
     check_fence_for("DELETE")
+
+
+def test_a_run_past_its_time_limit_is_fenced_while_one_within_it_writes():
+    with fenced(time_limit(300, "Organization acme/acme-corp")):
+        check_fence_for("POST")
+    with (
+        fenced(lambda: None, time_limit(0, "Organization acme/acme-corp")),
+        pytest.raises(FencedError, match="acme-corp: ran longer than its time limit of 0s"),
+    ):
+        check_fence_for("POST")
 
 
 def test_two_concurrent_tasks_in_one_threads_pool_only_the_fenced_one_is_stopped(harbor):
