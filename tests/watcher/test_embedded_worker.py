@@ -79,7 +79,7 @@ def test_stop_ends_the_worker_with_a_warm_shutdown(redis_url: str, kubeconfig: s
     try:
         pid = wait_until(lambda: worker.pid, message="the worker process")
         # Celery is up once its consumer beats (the file the worker command gave its Celery child).
-        wait_until(lambda: consumer_heartbeat(pid), timeout=30, message="the Celery consumer")
+        wait_until(lambda: consumer_heartbeat(pid), timeout=60, message="the Celery consumer")
     except AssertionError:
         worker.stop()  # leave no worker behind
         raise
