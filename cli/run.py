@@ -120,9 +120,9 @@ def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
-    default=2,
+    default=32,
     show_default=True,
-    help="Concurrency of the embedded worker; 0 runs the watcher alone (workers run as their own pods).",
+    help="Threads of the embedded worker; 0 runs the watcher alone (workers run as their own pods).",
 )
 @click.option(
     "--leader-election-namespace",

@@ -28,7 +28,7 @@ from cli.root import CliError, operator, stop_on_signals
     show_default=True,
     help="Where the kubeconfig, the emulators' state file and the logs go.",
 )
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Worker concurrency.")
+@click.option("--workers", type=click.IntRange(1), default=32, show_default=True, help="Worker threads.")
 @click.option(
     "--timeout", type=click.FloatRange(1), default=120, show_default=True, help="Seconds to reach Ready."
 )

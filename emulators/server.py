@@ -1,4 +1,4 @@
-"""The common body of every emulated system: a threaded HTTP server with a contract check.
+"""The common body of every emulated system: a threaded HTTP/1.1 server with a contract check.
 
 Each request passes the same pipeline: count it, apply injected faults, authenticate like
 the real system, validate it against the official API spec (a violation is recorded and
@@ -20,11 +20,11 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from emulators.contract import ApiContract
 from emulators.faults import FaultPlan
+from emulators.keepalive import KeepAliveHandler, KeepAliveServer
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,16 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
-
+class _QuietHandler(KeepAliveHandler):
     def log_request(self, code="-", size="-") -> None:  # noqa: ARG002 - werkzeug's signature
         log.debug("%s %s -> %s", self.command, self.path.split("?")[0], code)
 
 
 def serve_wsgi(
-    host: str, port: int, app: Any, handler: type[WSGIRequestHandler] = _QuietHandler
-) -> BaseWSGIServer:
-    """A threaded WSGI server bound to (host, port); a busy port raises OSError.
+    host: str, port: int, app: Any, handler: type[KeepAliveHandler] = _QuietHandler
+) -> KeepAliveServer:
+    """A threaded WSGI server with persistent connections bound to (host, port); a busy port
+    raises OSError.
 
     Werkzeug prints and calls sys.exit() when it cannot bind, which would kill a test run or
     turn the CLI's one-line error into two lines; binding the socket here first avoids that.
@@ -60,13 +59,9 @@ def serve_wsgi(
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(128)
-        server = make_server(
-            host, listener.getsockname()[1], app, threaded=True, request_handler=handler, fd=listener.fileno()
-        )
+        return KeepAliveServer(listener, app, handler)
     finally:
         listener.close()  # the server holds its own duplicate of the descriptor
-    server.daemon_threads = True
-    return server
 
 
 class EmulatorServer(abc.ABC):
@@ -86,7 +81,7 @@ class EmulatorServer(abc.ABC):
         self.calls: Counter[str] = Counter()
         self.violations: list[dict[str, Any]] = []
         self.url_map = Map(self.routes(), strict_slashes=False, merge_slashes=False)
-        self._server: BaseWSGIServer | None = None
+        self._server: KeepAliveServer | None = None
         self._thread: threading.Thread | None = None
         self.reset_state()
 
@@ -153,6 +148,8 @@ class EmulatorServer(abc.ABC):
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+            # Idle keep-alive connections would otherwise go on being answered.
+            self._server.close_connections()
             self._server.server_close()
             self._server = None
 

@@ -8,10 +8,16 @@ Kubernetes API checks it first (the HTTP policy's adapter for mutating requests,
 writes): past the fence's deadline the check raises `FencedError` and the write never leaves.
 Reads stay allowed; they change nothing. Outside a run no fence is installed and nothing is
 checked (CLI, sandbox set-up, tests of the clients).
+
+The fence is a context variable, so it is per task even when many tasks share a process (the
+worker's threads pool: each thread has its own context). `time_limit` closes the fence of a
+run that has run too long: Celery enforces its task time limits only in the prefork pool, so
+in the threads pool this is what keeps a run past POLYCRATE_RECONCILE_TIME_LIMIT from writing.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,10 +36,28 @@ class FencedError(Exception):
     """
 
 
+def time_limit(seconds: float, what: str) -> Callable[[], None]:
+    """A check that raises FencedError once `seconds` have passed since it was made."""
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() >= deadline:
+            raise FencedError(
+                f"{what}: ran longer than its time limit of {seconds:g}s; this run stops writing"
+            )
+
+    return check
+
+
 @contextmanager
-def fenced(check: Callable[[], None]) -> Iterator[None]:
-    """Install `check` as the fence of the code run inside the block (this thread or task only)."""
-    token = _current.set(check)
+def fenced(*checks: Callable[[], None]) -> Iterator[None]:
+    """Install `checks` as the fence of the code run inside the block (this thread or task only)."""
+
+    def check() -> None:
+        for each in checks:
+            each()
+
+    token = _current.set(checks[0] if len(checks) == 1 else check)
     try:
         yield
     finally:

@@ -15,7 +15,7 @@ import email.utils
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from polycrate import call_metrics
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.fence import check_fence_for
+from polycrate.settings import Settings
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -39,19 +40,26 @@ _REASONS = {
 }
 
 
+def _pool_size_setting() -> int:
+    return Settings.from_env().http_pool_size
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
     """Connection settings shared by all clients of one system.
 
     `verify` is True by default; `ca_bundle` points at a PEM file for private CAs and wins over
-    `verify`. Timeouts are (connect, read) seconds.
+    `verify`. Timeouts are (connect, read) seconds. `pool_maxsize` (default: the
+    POLYCRATE_HTTP_POOL_SIZE setting) is how many connections a client keeps per host: every
+    thread of a worker may use one SDP's client at once, and a pool smaller than the thread
+    count would close (and reopen) the surplus connections after every request.
     """
 
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     verify: bool = True
     ca_bundle: str | None = None
-    pool_maxsize: int = 10
+    pool_maxsize: int = field(default_factory=_pool_size_setting)
     max_retry_after: float = 300.0
 
     @property

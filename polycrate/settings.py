@@ -37,6 +37,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "visibility_timeout_seconds": "POLYCRATE_VISIBILITY_TIMEOUT",
     "redis_socket_timeout_seconds": "POLYCRATE_REDIS_SOCKET_TIMEOUT",
     "heal_interval_seconds": "POLYCRATE_HEAL_INTERVAL",
+    "http_pool_size": "POLYCRATE_HTTP_POOL_SIZE",
     "namespaces": "POLYCRATE_NAMESPACES",
     "pod_namespace": "POD_NAMESPACE",
 }
@@ -110,6 +111,14 @@ class Settings(BaseModel):
         gt=0,
         description="How often the self-healing loop publishes due retries and re-sends keys a dead "
         "process held.",
+    )
+    http_pool_size: int = Field(
+        32,
+        ge=1,
+        description="Connections each HTTP client of a process keeps open per host (the external "
+        "systems' sessions and the Kubernetes client): at least the worker's thread concurrency, so "
+        "no thread's connection is discarded; `polycrate operator worker --pool threads` raises it to "
+        "its --concurrency.",
     )
     namespaces: tuple[str, ...] = Field(
         (),

@@ -58,7 +58,7 @@ EXPECTED_DISCOVERED = {"Endpoint": 2, "K8sApp": 1, "Artifact": 2, "Backup": 1, "
 @dataclass
 class SandboxOptions:
     workdir: Path = Path(".sandbox")
-    workers: int = 2
+    workers: int = 32  # threads of the one worker process, as `polycrate operator worker` runs by default
     timeout: float = 120.0
     latency_ms: float = 0.0
     kube_port: int = 0

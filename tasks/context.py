@@ -48,7 +48,8 @@ def redis_client_for(settings: Settings) -> redis.Redis:
 def _load_api_client(kubeconfig: str | None) -> ApiClient:
     from polycrate.kube import load_api_client
 
-    return load_api_client(kubeconfig)
+    # Every pool thread may call the API server at once; the client's default pool is 5 per core.
+    return load_api_client(kubeconfig, pool_size=Settings.from_env().http_pool_size)
 
 
 class WorkerContext:

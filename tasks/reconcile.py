@@ -35,7 +35,7 @@ from typing import Literal
 from celery import Task
 
 from polycrate.errors import PermanentError, PolycrateError, TransientError
-from polycrate.fence import FencedError, fenced
+from polycrate.fence import FencedError, fenced, time_limit
 from polycrate.keys import ObjectKey
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
@@ -134,7 +134,11 @@ class Reconciler:
                 log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
                 result = _RunResult(Outcome("skipped"))
             else:
-                with fenced(lock.check), aggregated_events() as events:
+                # Celery's time limits hold only in the prefork pool; the fence holds in any pool.
+                with (
+                    fenced(lock.check, time_limit(settings.reconcile_time_limit_seconds, key.describe())),
+                    aggregated_events() as events,
+                ):
                     result = self._run_claimed(key)
                     if result.outcome.result == "fenced":
                         events.discard()

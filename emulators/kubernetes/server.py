@@ -1,6 +1,7 @@
 """`KubeEmulator`: the emulated Kubernetes API served over real HTTP, in a thread or a process.
 
-A threaded Werkzeug server (HTTP/1.1, chunked watch streams) serves `KubeApiApp`. The emulator
+A threaded Werkzeug server (HTTP/1.1 with persistent connections as kube-apiserver keeps
+them, chunked watch streams) serves `KubeApiApp`. The emulator
 owns the cluster state, so it survives `restart()`: every open connection is shut down (watch
 streams end abruptly, as when an apiserver restarts), the port stops answering for a moment,
 and the server comes back on the same port with the same objects and revisions unless
@@ -12,7 +13,6 @@ enforced for ServiceAccount tokens (access.py).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
@@ -24,8 +24,8 @@ from types import TracebackType
 from typing import Any
 
 import yaml
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from emulators.keepalive import KeepAliveHandler, KeepAliveServer
 from emulators.kubernetes.access import AccessControl
 from emulators.kubernetes.apiserver import ApiServer
 from emulators.kubernetes.app import KubeApiApp
@@ -37,20 +37,8 @@ logger = logging.getLogger("emulators.kubernetes")
 CONTEXT_NAME = "polycrate-emulator"
 
 
-class _ConnectionTrackingHandler(WSGIRequestHandler):
-    """Registers each open connection so a restart can cut them, and logs at debug level."""
-
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.open_connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.open_connections.discard(self.connection)  # type: ignore[attr-defined]
+class _QuietHandler(KeepAliveHandler):
+    """Logs requests and dropped connections at debug level."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("%s %s -> %s", self.command, self.path, code)
@@ -59,12 +47,10 @@ class _ConnectionTrackingHandler(WSGIRequestHandler):
         logger.debug("kube emulator connection: " + format, *args)
 
 
-class _Server(ThreadedWSGIServer):
+class _Server(KeepAliveServer):
     def __init__(self, listener: socket.socket, app: KubeApiApp):
-        self.open_connections: set[socket.socket] = set()
-        host, port = listener.getsockname()[:2]
         # Werkzeug adopts (duplicates) an already bound socket, so bind errors stay ours.
-        super().__init__(host, port, app, handler=_ConnectionTrackingHandler, fd=listener.fileno())
+        super().__init__(listener, app, _QuietHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("kube emulator: connection from %s ended with an error", client_address, exc_info=True)
@@ -174,11 +160,9 @@ class KubeEmulator:
             return
         self._server = self._thread = None
         server.shutdown()
-        # Cut connections before waking the watch streams, so they end abruptly (no final
-        # chunk), as they do when a real apiserver goes away.
-        for connection in list(server.open_connections):
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        # Cut connections (idle keep-alive ones too) before waking the watch streams, so they
+        # end abruptly (no final chunk), as they do when a real apiserver goes away.
+        server.close_connections()
         self._epoch += 1
         with self.store.changed:
             self.store.changed.notify_all()

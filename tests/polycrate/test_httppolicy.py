@@ -1,6 +1,7 @@
 """The shared HTTP policy: timeouts, TLS defaults, error classification."""
 
 import http.server
+import logging
 import threading
 
 import pytest
@@ -22,6 +23,35 @@ from polycrate.httppolicy import (
 def test_tls_verification_is_on_by_default_and_a_ca_bundle_wins():
     assert new_session().verify is True
     assert new_session(HttpPolicy(ca_bundle="/etc/ssl/private-ca.pem")).verify == "/etc/ssl/private-ca.pem"
+
+
+def test_the_pool_keeps_as_many_connections_per_host_as_the_setting_says(monkeypatch):
+    assert HttpPolicy().pool_maxsize == 32  # the default thread concurrency of a worker
+    monkeypatch.setenv("POLYCRATE_HTTP_POOL_SIZE", "64")
+    session = new_session()
+    assert session.get_adapter("https://harbor.example.com")._pool_maxsize == 64
+
+
+def test_requests_of_many_threads_reuse_pooled_keep_alive_connections(harbor, caplog):
+    session = new_session(system="harbor")
+    threads = 32
+    start = threading.Barrier(threads)
+
+    def ping() -> list[int]:
+        start.wait()
+        return [session.get(f"{harbor.url}/api/v2.0/health").status_code for _ in range(5)]
+
+    with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+        workers = [threading.Thread(target=ping) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    opened = [r for r in caplog.records if r.getMessage().startswith("Starting new HTTP connection")]
+    assert harbor.calls["GET /api/v2.0/health"] == threads * 5
+    assert len(opened) <= threads, "each thread's connection is reused for its next requests"
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])

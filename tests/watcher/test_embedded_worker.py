@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.heartbeat import HEARTBEAT_FILE_VARIABLE
 from tests.cli.operator_process import free_port
 from tests.watcher.kube_objects import wait_until
 from watcher.embedded_worker import EmbeddedWorker
@@ -39,6 +40,20 @@ def descendants(pid: int) -> list[str]:
     return found
 
 
+def consumer_heartbeat(pid: int) -> bool:
+    """Whether the Celery child below the worker command `pid` has written its consumer heartbeat."""
+    for child in descendants(pid):
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for variable in environ:
+            name, _, value = variable.partition(b"=")
+            if name == HEARTBEAT_FILE_VARIABLE.encode() and Path(value.decode()).exists():
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_a_worker_that_dies_is_restarted_and_logged(
     caplog: pytest.LogCaptureFixture, kubeconfig: str
@@ -63,8 +78,8 @@ def test_stop_ends_the_worker_with_a_warm_shutdown(redis_url: str, kubeconfig: s
     worker.start()
     try:
         pid = wait_until(lambda: worker.pid, message="the worker process")
-        # Celery is up once its prefork pool has a process (below the worker command's Celery child).
-        wait_until(lambda: len(descendants(pid)) >= 2, timeout=30, message="the Celery pool")
+        # Celery is up once its consumer beats (the file the worker command gave its Celery child).
+        wait_until(lambda: consumer_heartbeat(pid), timeout=60, message="the Celery consumer")
     except AssertionError:
         worker.stop()  # leave no worker behind
         raise
