@@ -25,6 +25,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "redis_url": "REDIS_URL",
     "redis_prefix": "POLYCRATE_REDIS_PREFIX",
     "kubeconfig": "POLYCRATE_KUBECONFIG",
+    "kube_pool_maxsize": "POLYCRATE_KUBE_POOL_MAXSIZE",
     "lock_ttl_seconds": "POLYCRATE_LOCK_TTL",
     "lock_defer_seconds": "POLYCRATE_LOCK_DEFER",
     "retry_base_seconds": "POLYCRATE_RETRY_BASE",
@@ -76,6 +77,9 @@ class Settings(BaseModel):
     redis_prefix: str = Field("polycrate", min_length=1, description="Prefix of every Redis key we own.")
     kubeconfig: str | None = Field(
         None, description="Kubeconfig path; None = $KUBECONFIG, ~/.kube, in-cluster."
+    )
+    kube_pool_maxsize: int = Field(
+        32, ge=1, description="Connections to the API server per process: at least the worker's concurrency."
     )
     lock_ttl_seconds: float = Field(30.0, gt=0, description="Per-key lock lifetime; renewed while held.")
     lock_defer_seconds: float = Field(1.0, gt=0, description="Countdown of a task that found its key locked.")

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from polycrate.errors import PermanentError, PolycrateError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from polycrate.kubeclient.resources import SOURCE_RESOURCES
 from polycrate.models import KINDS
 from tasks.dispatch import HandlerRegistry, load_handler_modules
 from tasks.flows import (
@@ -26,7 +27,6 @@ from tasks.flows import (
     tenancy,
 )
 from tasks.handlers import CustomResourceHandler, DiscoverySourceHandler
-from tasks.objects import SOURCE_RESOURCES
 
 # Flows whose `handlers()` replace the generic handler of their kinds, in registration order.
 FLOWS = (

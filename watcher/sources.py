@@ -21,7 +21,7 @@ from typing import Any
 
 from polycrate.keys import ObjectKey
 from polycrate.kinds import KIND_TABLE, KindEntry, discovery_sources
-from polycrate.kubehttp import resource_path
+from polycrate.kubeclient.resources import resource_path
 
 # Fields whose change means "reconcile again" for kinds with a status subresource; a write to
 # status alone (the operator's own status writes) leaves all of them untouched.

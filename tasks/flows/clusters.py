@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from polycrate.errors import DependencyNotFoundError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
 from tasks.context import WorkerContext
@@ -26,7 +27,6 @@ from tasks.flows.connections import platform
 from tasks.flows.kit import enqueue, list_objects
 from tasks.flows.state import OperatorState
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.objects import JsonObject
 from workers.argocd import ArgoCDClient, ClusterCredentials
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
@@ -34,7 +36,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.objects import ConflictError, JsonObject
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def apply_discovered(ctx: WorkerContext, kind: str, desired: JsonObject) -> Appl
         if current is None:
             try:
                 ctx.objects.create(kind, {"apiVersion": API_VERSION, "kind": kind, **desired})
-            except ConflictError:
+            except Conflict:
                 continue  # created by a concurrent run: compare with that one
             log.info("created %s", key)
             return "created"

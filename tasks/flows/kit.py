@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import NotFound
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from workers.plan import planning
 
@@ -34,5 +35,5 @@ def list_objects(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObje
     """The objects of a polycrate.io kind in the namespace; none when its CRD is not installed."""
     try:
         return ctx.objects.list(kind, namespace)
-    except NotFoundError:
+    except NotFound:
         return []

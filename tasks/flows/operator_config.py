@@ -29,6 +29,9 @@ from pydantic import BaseModel, ValidationError
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, TransientError
 from polycrate.keys import ObjectKey
 from polycrate.kinds import OPERATOR_CONFIG_KEY, discovery_sources
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import NotFound
+from polycrate.kubeclient.resources import SOURCE_RESOURCES
 from polycrate.models import KINDS, KindInfo, parse_spec
 from polycrate.models.config import (
     SINGLETON_NAME,
@@ -43,7 +46,6 @@ from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
 from tasks.queue import KeyQueue
 from tasks.status import ConditionUpdate, StatusUpdate, timestamp, utc_now
 from workers import polycrate_api
@@ -387,7 +389,7 @@ def _listed(ctx: WorkerContext, kind: str) -> list[JsonObject]:
     """Every object of `kind` that is a source; none when its CRD is not installed (e.g. no Velero here)."""
     try:
         objects = ctx.objects.list(kind)
-    except NotFoundError:
+    except NotFound:
         return []
     selects = _SOURCE_FILTERS.get(kind)
     return objects if selects is None else [obj for obj in objects if selects(obj)]
@@ -497,7 +499,7 @@ class OperatorConfigHandler(CustomResourceHandler):
 
 def _kubernetes_version(ctx: WorkerContext) -> str | None:
     """The API server's gitVersion, e.g. v1.32.1 (None when it does not say)."""
-    version = ctx.objects.request("GET", "/version").get("gitVersion")
+    version = ctx.objects.client.get("/version").get("gitVersion")
     return str(version) if version else None
 
 

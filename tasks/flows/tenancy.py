@@ -30,6 +30,7 @@ from polycrate.errors import (
     TransientError,
 )
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS, check_argocd_roles, parse_spec
 from polycrate.models.fieldtypes import ArgoCDDestination
 from polycrate.models.platform import PlatformSettings
@@ -52,7 +53,6 @@ from tasks.flows.identity import (
 )
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
-from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, TaskSender
 from tasks.status import StatusUpdate
 from workers import argocd, gitlab, harbor, keycloak

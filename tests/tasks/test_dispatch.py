@@ -10,11 +10,11 @@ import pytest
 
 from polycrate.errors import PermanentError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler, load_handler_modules
-from tasks.objects import JsonObject
 from tasks.registration import build_registry
 from tasks.routing import DISCOVERY_SOURCE_KINDS
 
