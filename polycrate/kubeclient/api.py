@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import urllib3
 from kubernetes.client import ApiClient
@@ -31,6 +31,17 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+class RequestOptions(TypedDict, total=False):
+    """What a request may say besides method and path (defaults: JSON, the client's timeout and policy)."""
+
+    query: Mapping[str, QueryValue] | None
+    body: Any
+    content_type: str
+    accept: str
+    timeout: Timeout | None
+    retry: RetryPolicy | None
 
 
 class KubeClient:
@@ -57,30 +68,19 @@ class KubeClient:
     def close(self) -> None:
         self.api_client.close()
 
-    def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, QueryValue] | None = None,
-        body: Any = None,
-        content_type: str = JSON,
-        accept: str = JSON,
-        timeout: Timeout | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    def send(self, method: str, path: str, **options: Unpack[RequestOptions]) -> urllib3.BaseHTTPResponse:
         """The response to a request, its body unread, once its status is below 400.
 
         Raises the `KubeError` of the last attempt when the policy gives up.
         """
-        policy = retry or self.retry
+        policy = options.get("retry") or self.retry
         what = f"{method} {path}"
         attempt = 1
         while True:
             check_fence_for(method)
             sent = True
             try:
-                response = self._send_once(method, path, query, body, content_type, accept, timeout)
+                response = self._send_once(method, path, options)
                 if response.status < 400:
                     return response
                 try:
@@ -98,19 +98,12 @@ class KubeClient:
             self._sleep(delay)
             attempt += 1
 
-    def _send_once(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, QueryValue] | None,
-        body: Any,
-        content_type: str,
-        accept: str,
-        timeout: Timeout | None,
-    ) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept": accept}
+    def _send_once(self, method: str, path: str, options: RequestOptions) -> urllib3.BaseHTTPResponse:
+        headers = {"Accept": options.get("accept", JSON)}
+        body = options.get("body")
         if body is not None:
-            headers["Content-Type"] = content_type
+            headers["Content-Type"] = options.get("content_type", JSON)
+        query = options.get("query")
         method, url, header_params, serialized_body, _ = self.api_client.param_serialize(
             method,
             path,
@@ -119,7 +112,7 @@ class KubeClient:
             body=body,
             auth_settings=["BearerToken"],
         )
-        timeout = timeout or self.request_timeout
+        timeout = options.get("timeout") or self.request_timeout
         if isinstance(timeout, tuple):
             bounds = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         else:
@@ -134,29 +127,9 @@ class KubeClient:
             preload_content=False,
         )
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, QueryValue] | None = None,
-        body: Any = None,
-        content_type: str = JSON,
-        accept: str = JSON,
-        timeout: Timeout | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> JsonObject:
+    def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> JsonObject:
         """Send one request (resent as the policy allows) and return the decoded JSON body."""
-        response = self.send(
-            method,
-            path,
-            query=query,
-            body=body,
-            content_type=content_type,
-            accept=accept,
-            timeout=timeout,
-            retry=retry,
-        )
+        response = self.send(method, path, **options)
         try:
             payload = response.data
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -165,26 +138,14 @@ class KubeClient:
             response.release_conn()
         return json.loads(payload) if payload else {}
 
-    def get(
-        self,
-        path: str,
-        *,
-        query: Mapping[str, QueryValue] | None = None,
-        accept: str = JSON,
-        timeout: Timeout | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> JsonObject:
-        return self.request("GET", path, query=query, accept=accept, timeout=timeout, retry=retry)
+    def get(self, path: str, **options: Unpack[RequestOptions]) -> JsonObject:
+        return self.request("GET", path, **options)
 
-    def create(
-        self, path: str, body: JsonObject, *, timeout: Timeout | None = None, retry: RetryPolicy | None = None
-    ) -> JsonObject:
-        return self.request("POST", path, body=body, timeout=timeout, retry=retry)
+    def create(self, path: str, body: JsonObject, **options: Unpack[RequestOptions]) -> JsonObject:
+        return self.request("POST", path, body=body, **options)
 
-    def replace(
-        self, path: str, body: JsonObject, *, timeout: Timeout | None = None, retry: RetryPolicy | None = None
-    ) -> JsonObject:
-        return self.request("PUT", path, body=body, timeout=timeout, retry=retry)
+    def replace(self, path: str, body: JsonObject, **options: Unpack[RequestOptions]) -> JsonObject:
+        return self.request("PUT", path, body=body, **options)
 
     def patch(self, path: str, body: Any, *, content_type: str = MERGE_PATCH) -> JsonObject:
         return self.request("PATCH", path, body=body, content_type=content_type)
