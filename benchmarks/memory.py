@@ -98,7 +98,7 @@ def _reconcile_organizations(workdir: Path, count: int, timeout: float = 300.0) 
     """Create `count` Organizations (full tenants) in the sandbox and wait until all are Ready."""
     from kubernetes import client as k8s
 
-    from polycrate.kube import load_api_client
+    from polycrate.kubeclient.config import load_api_client
 
     # benchmarks/ is not a package of the install: make the repository importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -27,7 +27,7 @@ from kubernetes import client as k8s
 from benchmarks.costs import Snapshot
 from benchmarks.world import NAMESPACE, OperatorWorld, platform, reconciles_by_outcome
 from polycrate.crds import crd_manifests, install_crds
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.config import load_api_client
 from polycrate.redis_server import LocalRedis
 from sandbox.demo import apply
 from sandbox.service_account import operator_kubeconfig
@@ -127,7 +127,7 @@ class SeparateWorld(OperatorWorld):
         self.kube_fresh = False
         assert self.kube_process is not None
         _wait_file(self.kubeconfig, self.kube_process, "polycrate operator kube-emulator")
-        self.api_client = load_api_client(str(self.kubeconfig), pool_size=16)
+        self.api_client = load_api_client(str(self.kubeconfig), pool_maxsize=16)
         self.custom = k8s.CustomObjectsApi(self.api_client)
 
     def _stop_kube(self) -> None:

@@ -28,7 +28,7 @@ from kubernetes import client as k8s
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.config import load_api_client
 from polycrate.redis_server import LocalRedis, free_port
 from sandbox.demo import apply
 from sandbox.service_account import operator_kubeconfig

@@ -40,7 +40,7 @@ def apply_examples(kubeconfig: str | None, state_file: Path, timeout: float) -> 
 
     from polycrate.crds import crd_manifests
     from polycrate.errors import PolycrateError
-    from polycrate.kube import load_api_client
+    from polycrate.kubeclient.config import load_api_client
     from sandbox.demo import apply_examples as apply_to_cluster
 
     wanted = {crd["metadata"]["name"] for crd in crd_manifests()}

@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 
 from cli.root import CliError, operator
-from polycrate.crds import apply_crd, crd_manifests, render_yaml, write_crds
+from polycrate.crds import apply_crd, crd_manifests, render_yaml, wait_established, write_crds
 from polycrate.errors import PolycrateError
-from polycrate.kube import kubeconfig_available, load_api_client, server_url, wait_established
+from polycrate.kubeclient.config import kubeconfig_available, load_api_client, server_url
 from polycrate.models import KINDS, KindInfo, UnknownKindError, kind_info
 
 KIND_HELP = "Only this kind (kind, plural, singular or short name, e.g. Organization or org); repeatable."

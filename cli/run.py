@@ -25,7 +25,9 @@ import redis
 from cli.options import kubeconfig_option, log_format_option, metrics_token_file_option, use_kubeconfig
 from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.config import load_api_client
+from polycrate.kubeclient.errors import KubeError
 from polycrate.logformat import LogFormat, use_log_format
 from polycrate.redis_server import LocalRedis, RedisServerError
 from polycrate.settings import ENVIRONMENT_VARIABLES, Settings, redact_url
@@ -34,7 +36,6 @@ from tasks.app import configure as configure_celery
 from tasks.queue import KeyQueue
 from tasks.queue_depth import QueueDepthCollector
 from watcher.informer import WatchTiming
-from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaseSettings
 from watcher.metrics import WatcherMetrics
 from watcher.runner import Watcher, WatcherOptions
@@ -82,15 +83,15 @@ def _embedded_redis(settings: Settings, stack: ExitStack) -> Settings:
     return settings
 
 
-def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeApi:
+def _connect_kubernetes(kubeconfig: str | None, watches: int) -> KubeClient:
     try:
         # One connection per watch stream plus room for lists, Leases and probes.
-        api = KubeApi(load_api_client(kubeconfig, pool_size=watches + 8))
+        api = KubeClient(load_api_client(kubeconfig, pool_maxsize=watches + 8))
     except PolycrateError as exc:
         raise CliError(str(exc)) from None
     try:
         api.get("/version", timeout=10)
-    except (ApiUnreachableError, KubeApiError) as exc:
+    except KubeError as exc:
         raise CliError(f"Kubernetes API at {api.host} is unreachable: {exc}") from None
     return api
 

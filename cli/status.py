@@ -24,12 +24,14 @@ import redis
 from cli.options import kubeconfig_option
 from cli.root import CliError, operator
 from polycrate.errors import PolycrateError
-from polycrate.kube import load_api_client
-from polycrate.models import GROUP, KINDS, VERSION, KindInfo
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.config import load_api_client
+from polycrate.kubeclient.errors import KubeError, KubeUnreachableError, NotFound
+from polycrate.kubeclient.resources import resource_for
+from polycrate.models import KINDS, KindInfo
 from polycrate.settings import Settings, redact_url
 from tasks.queue import KeyQueue
 from tasks.routing import QUEUES
-from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 
 SDP_SYSTEMS: tuple[tuple[str, str, str], ...] = (
     # (column, spec section, status flag)
@@ -87,18 +89,18 @@ def _columns(info: KindInfo) -> list[tuple[str, str]]:
     ]
 
 
-def _read_kinds(api: KubeApi) -> list[KindReport]:
+def _read_kinds(api: KubeClient) -> list[KindReport]:
     reports = []
     for info in KINDS.values():
         report = KindReport(info)
         try:
-            listing = api.get(f"/apis/{GROUP}/{VERSION}/{info.plural}")
-        except KubeApiError as exc:
-            if exc.code != 404:
-                raise CliError(f"cannot list {info.crd_name} at {api.host}: {exc}") from None
+            listing = api.get(resource_for(info.kind).path(""))
+        except NotFound:
             report.installed = False
-        except ApiUnreachableError as exc:
+        except KubeUnreachableError as exc:
             raise CliError(f"Kubernetes API at {api.host} is unreachable: {exc}") from None
+        except KubeError as exc:
+            raise CliError(f"cannot list {info.crd_name} at {api.host}: {exc}") from None
         else:
             report.objects = sorted(
                 listing.get("items") or [],
@@ -252,7 +254,7 @@ def status(kubeconfig: str | None, output: str) -> None:
     """Show every operator resource with its phase, and the work queue."""
     try:
         settings = Settings.from_env()
-        api = KubeApi(load_api_client(kubeconfig or settings.kubeconfig))
+        api = KubeClient(load_api_client(kubeconfig or settings.kubeconfig))
     except PolycrateError as exc:
         raise CliError(str(exc)) from None
     reports = _read_kinds(api)

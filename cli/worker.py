@@ -64,7 +64,7 @@ def _check_redis(settings: Settings) -> None:
 
 
 def _check_kubeconfig(settings: Settings) -> None:
-    from polycrate.kube import load_api_client
+    from polycrate.kubeclient.config import load_api_client
 
     try:
         load_api_client(settings.kubeconfig).close()

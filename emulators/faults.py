@@ -31,6 +31,7 @@ class FaultPlan:
     latency_ms: float = 0.0
     error_rate: float = 0.0  # 0..1, answered with error_status
     error_status: int = 503
+    error_count: int = 0  # the next N requests get error_status (after any 429 budget)
     outage_until: float = 0.0  # time.time() until which every request gets outage_status
     outage_status: int = 503
     rate_limit_remaining: int = 0  # the next N requests get 429
@@ -82,6 +83,9 @@ class FaultPlan:
                     self.rate_limit_retry_after,
                     "injected rate limit",
                 )
+            elif self.error_count > 0:
+                self.error_count -= 1
+                fault.status, fault.message = self.error_status, "injected error"
             elif self.error_rate and self._random.random() < self.error_rate:
                 fault.status, fault.message = self.error_status, "injected error"
             return fault

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,9 @@ from kubernetes.client import ApiClient, ApiextensionsV1Api
 from kubernetes.client.rest import ApiException
 from pydantic import BaseModel
 
-from polycrate.errors import TransientError
-from polycrate.kube import REQUEST_TIMEOUT, translate_api_errors, wait_established
+from polycrate.errors import PermanentError, TransientError
+from polycrate.kubeclient.config import REQUEST_TIMEOUT
+from polycrate.kubeclient.errors import KubeTimeoutError, translate_api_errors
 from polycrate.models.registry import GROUP, KINDS, VERSION, KindInfo
 
 CATEGORIES = ["polycrate"]
@@ -378,3 +380,36 @@ def _contains(live: Any, desired: Any) -> bool:
             and all(_contains(have, want) for have, want in zip(live, desired, strict=True))
         )
     return live == desired
+
+
+def wait_established(
+    api_client: ApiClient, name: str, *, timeout: float = 60.0, poll_interval: float = 0.2
+) -> None:
+    """Block until CustomResourceDefinition `name` has Established=True.
+
+    Fails fast with a PermanentError when the server rejected the names (NamesAccepted=False),
+    which no amount of waiting fixes; KubeTimeoutError after `timeout` seconds otherwise.
+    """
+    api = ApiextensionsV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    last = "no conditions yet"
+    while True:
+        with translate_api_errors(api_client, f"read CustomResourceDefinition {name}"):
+            crd = api.read_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
+        conditions = {c.type: c for c in (crd.status.conditions if crd.status else None) or []}
+        established = conditions.get("Established")
+        if established is not None and established.status == "True":
+            return
+        names = conditions.get("NamesAccepted")
+        if names is not None and names.status == "False":
+            raise PermanentError(
+                f"CustomResourceDefinition {name}: names not accepted: {names.message or names.reason}",
+                reason="NamesNotAccepted",
+            )
+        if established is not None:
+            last = f"Established={established.status}: {established.reason or ''} {established.message or ''}".strip()
+        if time.monotonic() >= deadline:
+            raise KubeTimeoutError(
+                f"CustomResourceDefinition {name} not Established after {timeout:g}s ({last})"
+            )
+        time.sleep(poll_interval)

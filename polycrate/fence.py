@@ -4,7 +4,7 @@ A reconcile holds its key's lock only as long as it can renew it. When renewal s
 to Redis stalled, the process was paused) another worker may take the key and run a newer
 version; if the old run kept writing, the last writer would be the stale one. So the runtime
 installs a fence for the duration of each run, and every write to an external system or to the
-Kubernetes API checks it first (the HTTP policy's adapter for mutating requests, ObjectAPI for
+Kubernetes API checks it first (the HTTP policy's adapter for mutating requests, the KubeClient for
 writes): past the fence's deadline the check raises `FencedError` and the write never leaves.
 Reads stay allowed; they change nothing. Outside a run no fence is installed and nothing is
 checked (CLI, sandbox set-up, tests of the clients).

@@ -3,8 +3,8 @@
 Each `KindEntry` says where a resource lives in the API (group, version, plural, scope), which
 Celery queue its reconciles run on, and for a discovery source which OperatorConfig section
 switches it on, which of its objects are sources at all and how the watcher lists it. The
-watcher's sources (`watcher.sources`), the routing (`tasks.routing`), the object API's resources
-(`tasks.objects.SOURCE_RESOURCES`) and the OperatorConfig filters
+watcher's sources (`watcher.sources`), the routing (`tasks.routing`), the Kubernetes client's
+resources (`polycrate.kubeclient.resources`) and the OperatorConfig filters
 (`tasks.flows.operator_config.SOURCE_SECTIONS`) are derived from it, so adding a kind is one
 entry here plus its flow module (docs/architecture.md, "How to add a kind").
 

@@ -72,7 +72,7 @@ READ = ("get", "list", "watch")
 _POLYCRATE_READERS = (
     "watcher.informer:Informer",
     "tasks.dispatch:KindHandler.fetch",
-    "tasks.objects:ObjectAPI.list",
+    "polycrate.kubeclient.objects:ObjectAPI.list",
 )
 _POLYCRATE_PATCHERS = ("tasks.finalizers:ensure_finalizer", "tasks.flows.discovered:apply_discovered")
 _STATUS_WRITER = ("tasks.status:StatusWriter",)

@@ -11,15 +11,14 @@ the missing permission, so it is reported once instead of retried.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
-
-from polycrate.errors import DependencyNotFoundError, PermanentError, TransientError
+from polycrate.errors import DependencyNotFoundError, PermanentError
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.errors import Forbidden, NotFound, Unauthorized
+from polycrate.kubeclient.resources import SECRETS
 from polycrate.rbac import RBAC_HINT
 
 
@@ -28,13 +27,13 @@ class SecretReader:
 
     def __init__(
         self,
-        core_api: k8s.CoreV1Api,
+        client: KubeClient,
         *,
         ttl_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         namespaces: Sequence[str] = (),
     ) -> None:
-        self._core = core_api
+        self._client = client
         self._namespaces = tuple(namespaces)
         self._ttl = ttl_seconds
         self._clock = clock
@@ -67,28 +66,17 @@ class SecretReader:
             if cached and cached[0] > now:
                 return cached[1]
         try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise DependencyNotFoundError(f"Secret {namespace}/{name} not found") from None
-            if exc.status in (401, 403):
-                raise PermanentError(
-                    f"reading Secret {namespace}/{name}: {exc.status} {_server_message(exc)}{RBAC_HINT}",
-                    reason="Forbidden" if exc.status == 403 else "Unauthorized",
-                    status_code=exc.status,
-                ) from None
-            raise TransientError(f"reading Secret {namespace}/{name}: HTTP {exc.status}") from None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        data.update(secret.string_data or {})
+            secret = self._client.get(SECRETS.path(namespace, name))
+        except NotFound:
+            raise DependencyNotFoundError(f"Secret {namespace}/{name} not found") from None
+        except (Unauthorized, Forbidden) as exc:
+            raise PermanentError(
+                f"reading Secret {namespace}/{name}: {exc.code} {exc.message or exc.reason}{RBAC_HINT}",
+                reason=exc.reason,
+                status_code=exc.code,
+            ) from None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        data.update(secret.get("stringData") or {})
         with self._lock:
             self._cache[(namespace, name)] = (now + self._ttl, data)
         return data
-
-
-def _server_message(exc: ApiException) -> str:
-    """The message of the API server's Status body (it names user, verb and resource), else the reason."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    return str(body.get("message") or exc.reason or "") if isinstance(body, dict) else str(exc.reason or "")

@@ -38,7 +38,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.config import load_api_client
 from polycrate.models import API_VERSION, KINDS
 from polycrate.redis_server import LocalRedis, free_port
 from polycrate.settings import redact_url

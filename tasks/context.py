@@ -17,21 +17,26 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
-from kubernetes.client import ApiClient, CoreV1Api
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.config import load_api_client
+from polycrate.kubeclient.objects import ObjectAPI
 from polycrate.secrets import SecretReader
 from polycrate.settings import Settings
 from tasks.events import EventRecorder
-from tasks.objects import ObjectAPI
 from tasks.queue import KeyQueue
 from tasks.status import StatusWriter
 from workers.plan import planning
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 def redis_client_for(settings: Settings) -> redis.Redis:
@@ -45,13 +50,6 @@ def redis_client_for(settings: Settings) -> redis.Redis:
     )
 
 
-def _load_api_client(kubeconfig: str | None) -> ApiClient:
-    from polycrate.kube import load_api_client
-
-    # Every pool thread may call the API server at once; the client's default pool is 5 per core.
-    return load_api_client(kubeconfig, pool_size=Settings.from_env().http_pool_size)
-
-
 class WorkerContext:
     """Process-wide resources of the reconcile runtime, each created on first use."""
 
@@ -60,7 +58,7 @@ class WorkerContext:
         settings: Settings,
         *,
         redis_client: redis.Redis | None = None,
-        api_client_factory: Callable[[str | None], ApiClient] = _load_api_client,
+        api_client_factory: Callable[[str | None], ApiClient] | None = None,
         queue: KeyQueue | None = None,
     ) -> None:
         self.settings = settings
@@ -113,14 +111,17 @@ class WorkerContext:
 
     @cached_property
     def objects(self) -> ObjectAPI:
-        return ObjectAPI(
-            self._api_client_factory(self.settings.kubeconfig), namespaces=self.settings.namespaces
-        )
+        if self._api_client_factory is not None:
+            api_client = self._api_client_factory(self.settings.kubeconfig)
+        else:
+            # One pool for all threads of this process: sized so none waits or is discarded.
+            api_client = load_api_client(self.settings.kubeconfig, pool_maxsize=self.settings.http_pool_size)
+        return ObjectAPI(KubeClient(api_client), namespaces=self.settings.namespaces)
 
     @cached_property
     def secrets(self) -> SecretReader:
         """Credentials read from Secrets at use, cached briefly in this process only."""
-        return SecretReader(CoreV1Api(self.objects.api_client), namespaces=self.settings.namespaces)
+        return SecretReader(self.objects.client, namespaces=self.settings.namespaces)
 
     @cached_property
     def status(self) -> StatusWriter:

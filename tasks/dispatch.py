@@ -22,9 +22,9 @@ from importlib.metadata import EntryPoint, entry_points
 from polycrate.errors import PermanentError, PolycrateError
 from polycrate.keys import ObjectKey
 from polycrate.kinds import KIND_TABLE, KindTableError
+from polycrate.kubeclient.api import JsonObject
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject
 from tasks.watches import Watch
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,9 @@ from typing import Literal
 
 from polycrate.errors import PolycrateError
 from polycrate.fence import FencedError
-from tasks.objects import ConflictError, JsonObject, ObjectAPI
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict
+from polycrate.kubeclient.objects import ObjectAPI
 from tasks.status import timestamp, utc_now
 
 log = logging.getLogger(__name__)
@@ -242,14 +244,14 @@ class EventRecorder:
         }
         try:
             return self._objects.create_event(namespace, event)
-        except ConflictError:
+        except Conflict:
             pass  # the same occurrence was recorded before: count it
         for _attempt in range(self._max_attempts):
             existing = self._objects.get_event(namespace, name)
             if existing is None:
                 try:
                     return self._objects.create_event(namespace, event)
-                except ConflictError:
+                except Conflict:
                     continue
             bump = {
                 "metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
@@ -258,6 +260,8 @@ class EventRecorder:
             }
             try:
                 return self._objects.patch_event(namespace, name, bump)
-            except ConflictError:
+            except Conflict:
                 continue
-        raise ConflictError(f"Event {namespace}/{name} kept changing during {self._max_attempts} attempts")
+        raise Conflict(
+            f"Event {namespace}/{name} kept changing during {self._max_attempts} attempts", code=409
+        )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
-from tasks.objects import ConflictError, JsonObject, NotFoundError, ObjectAPI
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict, NotFound
+from polycrate.kubeclient.objects import ObjectAPI
 
 _MAX_ATTEMPTS = 5
 
@@ -39,9 +41,9 @@ def ensure_finalizer(
             return current
         try:
             return _patch_finalizers(objects, key, current, [*_finalizers(current), finalizer])
-        except NotFoundError:
+        except NotFound:
             return None
-        except ConflictError:
+        except Conflict:
             current = objects.get(key)
     raise TransientError(f"{key.describe()}: finalizers kept changing while adding {finalizer}")
 
@@ -57,8 +59,8 @@ def remove_finalizer(objects: ObjectAPI, key: ObjectKey, obj: JsonObject, finali
                 objects, key, current, [name for name in _finalizers(current) if name != finalizer]
             )
             return
-        except NotFoundError:
+        except NotFound:
             return
-        except ConflictError:
+        except Conflict:
             current = objects.get(key)
     raise TransientError(f"{key.describe()}: finalizers kept changing while removing {finalizer}")

@@ -18,11 +18,11 @@ from pydantic import BaseModel
 
 from polycrate.errors import PolycrateError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KindInfo, parse_spec
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
 from tasks.finalizers import ensure_finalizer, remove_finalizer
-from tasks.objects import JsonObject
 from tasks.status import ConditionUpdate, StatusChange, StatusUpdate
 
 log = logging.getLogger(__name__)

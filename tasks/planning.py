@@ -19,16 +19,17 @@ from functools import cached_property
 from typing import Any
 
 import redis
-from kubernetes.client import ApiClient
 
 from polycrate.errors import PolycrateError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject, KubeClient
+from polycrate.kubeclient.objects import ObjectAPI
+from polycrate.kubeclient.resources import resource_for
 from polycrate.models import parse_spec
 from polycrate.settings import redact_url
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry
 from tasks.handlers import CustomResourceHandler, orphaning
-from tasks.objects import JsonObject, ObjectAPI, resource_for
 from tasks.registration import build_registry
 from workers.plan import PlannedWrite, plan_mode
 
@@ -66,31 +67,22 @@ def _merge(target: Any, patch: Any) -> Any:
     return result
 
 
-class PlannedObjects(ObjectAPI):
+class PlannedClient(KubeClient):
     """The cluster as a reconcile sees it, with the planned object in place of the stored one;
     reads go to the API server, writes are applied to the planned object only (or dropped)."""
 
-    def __init__(self, api_client: ApiClient, key: ObjectKey, obj: JsonObject) -> None:
-        super().__init__(api_client)
+    def __init__(self, base: KubeClient, key: ObjectKey, obj: JsonObject) -> None:
+        super().__init__(base.api_client, request_timeout=base.request_timeout, retry=base.retry)
         self._key = key
         self._path = resource_for(key.kind).path(key.namespace, key.name)
         self.object = obj
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> Any:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         own = path == self._path or path.startswith(self._path + "/")
+        body = kwargs.get("body")
         if method == "GET":
             return (
-                copy.deepcopy(self.object)
-                if path == self._path
-                else super().request(method, path, query=query)
+                copy.deepcopy(self.object) if path == self._path else super().request(method, path, **kwargs)
             )
         if method == "PATCH" and own and isinstance(body, Mapping):
             patch = {k: v for k, v in body.items() if k != "metadata"}
@@ -138,7 +130,7 @@ class PlanContext(WorkerContext):
 
     @cached_property
     def objects(self) -> ObjectAPI:
-        return PlannedObjects(self._base.objects.api_client, self._key, self._obj)
+        return ObjectAPI(PlannedClient(self._base.objects.client, self._key, self._obj))
 
 
 @dataclass

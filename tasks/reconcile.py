@@ -37,13 +37,13 @@ from celery import Task
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.fence import FencedError, fenced, time_limit
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
 from tasks.context import WorkerContext, process_context
 from tasks.dispatch import HandlerRegistry, KindHandler, Requeue
 from tasks.events import aggregated_events
 from tasks.locking import KeyLock
-from tasks.objects import JsonObject
 from tasks.queue import KeyQueue, celery_sender
 from tasks.registration import build_registry
 from tasks.retry import BackoffPolicy, RetryTracker

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint
 
+from polycrate.kubeclient.resources import SOURCE_RESOURCES
 from polycrate.models import KINDS
 from tasks.dispatch import HandlerRegistry, load_plugins
 from tasks.flows import (
@@ -29,7 +30,6 @@ from tasks.flows import (
     tenancy,
 )
 from tasks.handlers import CustomResourceHandler, DiscoverySourceHandler
-from tasks.objects import SOURCE_RESOURCES
 
 # Who waits for whom: a reconcile of each watch's source kind wakes the keys its mapping returns
 # (evaluated by the reconciler after the run, tasks.watches).

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
-from tasks.objects import ConflictError, JsonObject, ObjectAPI
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict
+from polycrate.kubeclient.objects import ObjectAPI
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ class StatusWriter:
             body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": patch}
             try:
                 written = self._objects.patch(key, body, subresource="status")
-            except ConflictError:
+            except Conflict:
                 log.debug("status of %s changed while writing; reading it again", key)
                 obj = None
                 continue

@@ -21,8 +21,8 @@ from typing import Any
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from polycrate.crds import (
     render_kustomization,
     render_yaml,
     structural_violations,
+    wait_established,
     write_crds,
 )
-from polycrate.errors import InvalidSpecError
-from polycrate.kube import load_api_client
+from polycrate.errors import InvalidSpecError, PermanentError
+from polycrate.kubeclient.config import load_api_client
 from polycrate.models import KINDS, KindInfo, parse_spec, parse_status
 from tests.spec_examples import EXAMPLES_DIR, REPO_ROOT, SANDBOX_DIR, documents, example
 
@@ -485,3 +486,16 @@ def test_project_names_that_systems_cannot_rename_are_immutable_in_the_crd(
 
     assert rule["rule"] == "self == oldSelf"
     assert rule["message"].startswith("projectName is immutable; delete and recreate the")
+
+
+def test_wait_established_returns_once_the_crd_serves(kubeconfig: str) -> None:
+    api_client = load_api_client(kubeconfig)
+    install_crds(api_client, [crd_manifest(KINDS["Contact"])])
+    wait_established(api_client, "contacts.polycrate.io", timeout=5)
+
+
+def test_wait_established_for_a_missing_crd_fails_at_once(kubeconfig: str) -> None:
+    with pytest.raises(PermanentError) as caught:
+        wait_established(load_api_client(kubeconfig), "nothings.polycrate.io", timeout=5)
+    assert caught.value.reason == "NotFound"
+    assert "read CustomResourceDefinition nothings.polycrate.io" in str(caught.value)

@@ -5,7 +5,8 @@ watch is bounded twice: the server ends it after `timeoutSeconds` (jittered so r
 synchronise), and each socket read gives up after an inactivity timeout, so a stream that goes
 silent while its connection stays open is detected and replaced. A normal end, a silent stream
 or a broken connection resumes the watch from the last resourceVersion seen (after exponential
-backoff with jitter when the server was unreachable); 410 Gone relists, and the relist is
+backoff with jitter when the server was unreachable: this loop is the retry policy, so its
+requests are sent once); 410 Gone relists, and the relist is
 compared with the known keys so deletions that happened meanwhile are enqueued too. A resource
 the server does not serve (CRD not installed) is logged once, re-checked periodically and
 picked up when it appears. The loop holds no objects: each one is handed to the handler.
@@ -21,17 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from polycrate.keys import ObjectKey
-from watcher.kubeapi import (
-    JSON,
-    METADATA_LIST,
-    METADATA_WATCH,
-    ApiUnreachableError,
-    GoneError,
-    InactiveStreamError,
-    KubeApi,
-    KubeApiError,
-    WatchStream,
-)
+from polycrate.kubeclient.api import JSON, KubeClient
+from polycrate.kubeclient.errors import Gone, InactiveStreamError, KubeError, NotFound
+from polycrate.kubeclient.retrying import NO_RETRY
+from polycrate.kubeclient.watching import METADATA_LIST, METADATA_WATCH, WatchStream, open_watch
 from watcher.metrics import WatcherMetrics
 from watcher.sources import WatchSource
 
@@ -105,7 +99,7 @@ class Informer:
     def __init__(
         self,
         source: WatchSource,
-        api: KubeApi,
+        api: KubeClient,
         handler: SourceHandler,
         metrics: WatcherMetrics,
         *,
@@ -201,7 +195,7 @@ class Informer:
             except _RelistRequestedError:
                 self._metrics.watch_restarts.labels(self.source.key_kind, "relist").inc()
                 resource_version = None
-            except GoneError:
+            except Gone:
                 log.info(
                     "%s: resourceVersion %s expired (410); relisting",
                     self.source.display_name,
@@ -209,7 +203,7 @@ class Informer:
                 )
                 self._metrics.watch_restarts.labels(self.source.key_kind, "gone").inc()
                 resource_version = None
-            except (ApiUnreachableError, KubeApiError) as exc:
+            except KubeError as exc:
                 self._metrics.watch_restarts.labels(self.source.key_kind, "error").inc()
                 delay = self._backoff.next_delay()
                 level = logging.WARNING if self._backoff.failures == 1 else logging.DEBUG
@@ -274,12 +268,11 @@ class Informer:
                     self.source.collection_path,
                     query=query,
                     accept=METADATA_LIST if self.source.metadata_only else JSON,
+                    retry=NO_RETRY,
                 )
-            except KubeApiError as exc:
-                if exc.code == 404:
-                    self._note_served(False)
-                    raise _NotServedError from exc
-                raise
+            except NotFound as exc:
+                self._note_served(False)
+                raise _NotServedError from exc
             metadata = page.get("metadata") or {}
             resource_version = resource_version or str(metadata.get("resourceVersion", ""))
             for item in page.get("items") or []:
@@ -303,25 +296,21 @@ class Informer:
         return resource_version
 
     def _watch(self, resource_version: str) -> str:
-        query: dict[str, str | int | bool] = {
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": True,
-            "timeoutSeconds": int(self._timing.server_timeout * self._rng.uniform(1.0, 1.2)),
-            **self._selector_query(),
-        }
         try:
-            stream = self._api.watch(
+            stream = open_watch(
+                self._api,
                 self.source.collection_path,
-                query=query,
+                resource_version=resource_version,
+                query=self._selector_query(),
+                server_timeout=int(self._timing.server_timeout * self._rng.uniform(1.0, 1.2)),
                 inactivity_timeout=self._timing.inactivity_timeout,
                 connect_timeout=self._timing.connect_timeout,
                 accept=METADATA_WATCH if self.source.metadata_only else JSON,
+                retry=NO_RETRY,
             )
-        except KubeApiError as exc:
-            if exc.code == 404:
-                self._note_served(False)
-                raise _NotServedError from exc
-            raise
+        except NotFound as exc:
+            self._note_served(False)
+            raise _NotServedError from exc
         with self._stream_lock:
             self._stream = stream
         try:
@@ -355,11 +344,6 @@ class Informer:
     def _dispatch(self, event: dict[str, Any], resource_version: str) -> str:
         event_type = str(event.get("type", ""))
         obj = event.get("object") or {}
-        if event_type == "ERROR":
-            code = int(obj.get("code") or 500)
-            if code == 410:
-                raise GoneError(code, str(obj.get("reason", "Expired")), str(obj.get("message", "")))
-            raise KubeApiError(code, str(obj.get("reason", "Error")), str(obj.get("message", "")))
         if event_type in ("ADDED", "MODIFIED", "DELETED"):
             self._handler.event(self.source, event_type, obj)
         elif event_type != "BOOKMARK":

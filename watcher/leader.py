@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.errors import Conflict, KubeError, NotFound
+from polycrate.kubeclient.resources import LEASES
+from polycrate.kubeclient.retrying import NO_RETRY
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class LeaseSettings:
 
     @property
     def path(self) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
+        return LEASES.path(self.namespace, self.name)
 
 
 def default_identity() -> str:
@@ -75,7 +78,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        api: KubeApi,
+        api: KubeClient,
         settings: LeaseSettings,
         *,
         identity: str | None = None,
@@ -176,13 +179,12 @@ class LeaderElector:
 
         try:
             try:
-                lease = self._api.get(settings.path, timeout=timeout())
-            except KubeApiError as exc:
-                if exc.code != 404:
-                    raise
+                # Sent once: the renew deadline is this loop's retry policy.
+                lease = self._api.get(settings.path, timeout=timeout(), retry=NO_RETRY)
+            except NotFound:
                 return self._create(timeout())
             return self._take(lease, timeout())
-        except (ApiUnreachableError, KubeApiError) as exc:
+        except KubeError as exc:
             if str(exc) != self._last_error:
                 log.warning(
                     "leader election: cannot read or write Lease %s/%s: %s",
@@ -216,11 +218,11 @@ class LeaderElector:
             "spec": self._lease_spec(acquire_time=_micro_time(self._now()), transitions=0),
         }
         try:
-            created = self._api.create(self.settings.path.rsplit("/", 1)[0], body, timeout=timeout)
-        except KubeApiError as exc:
-            if exc.code == 409:
-                return False
-            raise
+            created = self._api.create(
+                LEASES.path(self.settings.namespace), body, timeout=timeout, retry=NO_RETRY
+            )
+        except Conflict:
+            return False
         self._observe(created.get("spec") or {})
         self._last_error = ""
         return True
@@ -241,11 +243,9 @@ class LeaderElector:
             new_spec = self._lease_spec(acquire_time=_micro_time(self._now()), transitions=transitions + 1)
         lease["spec"] = {**spec, **new_spec}
         try:
-            updated = self._api.replace(self.settings.path, lease, timeout=timeout)
-        except KubeApiError as exc:
-            if exc.code == 409:
-                return False
-            raise
+            updated = self._api.replace(self.settings.path, lease, timeout=timeout, retry=NO_RETRY)
+        except Conflict:
+            return False
         self._observe(updated.get("spec") or {})
         self._last_error = ""
         return True
@@ -253,7 +253,7 @@ class LeaderElector:
     def _release(self) -> None:
         settings = self.settings
         try:
-            lease = self._api.get(settings.path, timeout=settings.retry_period)
+            lease = self._api.get(settings.path, timeout=settings.retry_period, retry=NO_RETRY)
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
@@ -265,9 +265,9 @@ class LeaderElector:
                 "acquireTime": now,
                 "renewTime": now,
             }
-            self._api.replace(settings.path, lease, timeout=settings.retry_period)
+            self._api.replace(settings.path, lease, timeout=settings.retry_period, retry=NO_RETRY)
             log.info("released Lease %s/%s", settings.namespace, settings.name)
-        except (ApiUnreachableError, KubeApiError) as exc:
+        except KubeError as exc:
             log.warning(
                 "could not release Lease %s/%s (%s); the standby takes over when it expires",
                 settings.namespace,

@@ -24,15 +24,16 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from polycrate.kinds import OPERATOR_CONFIG_KEY
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.errors import KubeError, NotFound
+from polycrate.kubeclient.resources import resource_for
 from polycrate.metrics_auth import MetricsToken
-from polycrate.models import GROUP, VERSION
 from watcher.crd_arrivals import CRD_SOURCE, CrdArrivals
 from watcher.embedded_worker import EmbeddedWorker
 from watcher.enqueuer import KeyEnqueuer, KeySink
 from watcher.filters import DiscoveryFilters
 from watcher.informer import Informer, WatchTiming
 from watcher.known_keys import KnownKeys
-from watcher.kubeapi import ApiUnreachableError, KubeApi, KubeApiError
 from watcher.leader import LeaderElector, LeaseSettings
 from watcher.metrics import WatcherMetrics
 from watcher.probes import Check, CheckResult, ProbeServer, parse_bind_address
@@ -65,7 +66,7 @@ class Watcher:
 
     def __init__(
         self,
-        api: KubeApi,
+        api: KubeClient,
         sink: KeySink,
         options: WatcherOptions,
         *,
@@ -236,16 +237,12 @@ class Watcher:
         self._ended.set()
 
     def _read_operator_config(self) -> dict[str, Any] | None:
-        path = (
-            f"/apis/{GROUP}/{VERSION}/namespaces/{OPERATOR_CONFIG_KEY.namespace}"
-            f"/operatorconfigs/{OPERATOR_CONFIG_KEY.name}"
-        )
+        key = OPERATOR_CONFIG_KEY
         try:
-            return self.api.get(path)
-        except KubeApiError as exc:
-            if exc.code != 404:
-                log.warning("cannot read OperatorConfig yet (%s); discovery waits for its watch event", exc)
-        except ApiUnreachableError as exc:
+            return self.api.get(resource_for(key.kind).path(key.namespace, key.name))
+        except NotFound:
+            pass
+        except KubeError as exc:
             log.warning("cannot read OperatorConfig yet (%s); discovery waits for its watch event", exc)
         return None
 

@@ -27,7 +27,7 @@ from polycrate.kinds import (
     is_operator_annotation,
     is_operator_finalizer,
 )
-from polycrate.kubehttp import resource_path
+from polycrate.kubeclient.resources import resource_path
 
 # Metadata whose change means "reconcile again" for kinds with a status subresource (spec
 # changes show as a new generation), as controller-runtime's GenerationChangedPredicate plus

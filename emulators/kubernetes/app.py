@@ -22,6 +22,7 @@ import yaml
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
+from emulators.faults import FaultPlan
 from emulators.kubernetes import openapi, protobuf, resources, tables
 from emulators.kubernetes import status as statuses
 from emulators.kubernetes.access import AccessControl, RequestAttributes, UserInfo
@@ -135,6 +136,9 @@ class ResourceRoute:
     subresource: str | None
 
 
+_FAULT_REASONS = {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "Timeout", 500: "InternalError"}
+
+
 class KubeApiApp:
     """WSGI callable serving one emulated cluster."""
 
@@ -155,6 +159,7 @@ class KubeApiApp:
         self.epoch = epoch
         self.bookmark_interval = bookmark_interval
         self.server_address = server_address
+        self.faults = FaultPlan()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -162,7 +167,7 @@ class KubeApiApp:
             delay = self.latency_seconds()
             if delay > 0:
                 time.sleep(delay)
-            response = self.dispatch(request)
+            response = self._injected_fault(request) or self.dispatch(request)
         except ApiError as error:
             response = json_response(error.to_status(), error.code)
         except Exception as error:  # a bug in the emulator must still answer like a server
@@ -172,6 +177,24 @@ class KubeApiApp:
             )
             response = json_response(failure.to_status(), 500)
         return response(environ, start_response)
+
+    def _injected_fault(self, request: Request) -> Response | None:
+        """An injected failure answered as kube-apiserver does: a Status, Retry-After on 429/503."""
+        fault = self.faults.decide(request.path)
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.status is None:
+            return None
+        reason = _FAULT_REASONS.get(fault.status, "InternalError")
+        details = (
+            {"retryAfterSeconds": int(round(fault.retry_after))} if fault.retry_after is not None else {}
+        )
+        response = json_response(
+            ApiError(fault.status, reason, fault.message, details).to_status(), fault.status
+        )
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(int(round(fault.retry_after)))
+        return response
 
     # --- routing ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from polycrate.errors import DependencyNotFoundError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.models.cluster import K8sClusterSpec
 from tasks.context import WorkerContext
@@ -27,7 +28,6 @@ from tasks.flows.connections import platform
 from tasks.flows.kit import list_objects
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
-from tasks.objects import JsonObject
 from tasks.watches import SourceRun, Watch, note
 from workers.argocd import ArgoCDClient, ClusterCredentials
 

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from polycrate.errors import InvalidSpecError, PolycrateError, TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict
 from polycrate.models import API_VERSION, DISCOVERED_LABEL, KINDS, parse_spec
 from tasks.context import WorkerContext
 from tasks.dispatch import Requeue
@@ -33,7 +35,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.objects import ConflictError, JsonObject
 from tasks.status import ConditionUpdate, StatusUpdate, utc_now
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def apply_discovered(ctx: WorkerContext, kind: str, desired: JsonObject) -> Appl
         if current is None:
             try:
                 ctx.objects.create(kind, {"apiVersion": API_VERSION, "kind": kind, **desired})
-            except ConflictError:
+            except Conflict:
                 continue  # created by a concurrent run: compare with that one
             log.info("created %s", key)
             return "created"

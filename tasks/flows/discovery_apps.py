@@ -25,6 +25,8 @@ from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict, NotFound
 from polycrate.models import (
     API_VERSION,
     DISCOVERED_LABEL,
@@ -52,7 +54,6 @@ from tasks.flows.operator_config import (
     ApiTarget,
     read_operator_config,
 )
-from tasks.objects import ConflictError, JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
@@ -94,7 +95,7 @@ def _listed(ctx: WorkerContext, kind: str, namespace: str = "", label_selector: 
     """The objects of `kind`; none when its CRD is not installed yet."""
     try:
         return ctx.objects.list(kind, namespace, label_selector=label_selector)
-    except NotFoundError:
+    except NotFound:
         return []
 
 
@@ -325,7 +326,7 @@ class PodHandler(KindHandler):
             ctx.objects.create(
                 "Artifact", {"apiVersion": API_VERSION, "kind": "Artifact", **desired_artifact(spec)}
             )
-        except ConflictError:
+        except Conflict:
             return [key]
         log.info("created %s", key)
         return []

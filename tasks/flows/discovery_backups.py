@@ -24,6 +24,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import NotFound
 from polycrate.models import (
     DISCOVERED_LABEL,
     BackupScheduleSpec,
@@ -46,7 +48,6 @@ from tasks.flows.discovered import (
     serialized_spec,
 )
 from tasks.flows.operator_config import ApiTarget, read_operator_config
-from tasks.objects import JsonObject, NotFoundError
 from tasks.status import timestamp
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
@@ -301,7 +302,7 @@ def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
     spec, status = source.get("spec") or {}, source.get("status") or {}
     try:
         listed = ctx.objects.list(CNPG_BACKUP, str(metadata["namespace"]))
-    except NotFoundError:
+    except NotFound:
         listed = []  # only ScheduledBackup's CRD is installed: no backups yet
     backups = [
         backup

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import DISCOVERED_LABEL, CertificateSpec
 from polycrate.models.config import CertificateDiscovery
 from polycrate.models.discovery import CertificateState
@@ -34,7 +35,6 @@ from tasks.flows.discovered import (
     serialized_spec,
 )
 from tasks.flows.operator_config import ApiTarget, read_operator_config
-from tasks.objects import JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel
 
 from polycrate.errors import InvalidSpecError, TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import Conflict
 from polycrate.models import DISCOVERED_LABEL, KINDS, EndpointSpec
 from polycrate.models.config import EndpointDiscovery, NodeDiscovery
 from polycrate.quantity import QuantityError, parse_quantity, quantity_to_bytes
@@ -39,7 +41,6 @@ from tasks.flows.operator_config import (
     read_operator_config,
     sync_resource,
 )
-from tasks.objects import ConflictError, JsonObject
 from tasks.status import timestamp, utc_now
 from workers.polycrate_api import PolycrateApiClient, ResourceCollection
 
@@ -265,7 +266,7 @@ class IngressHandler(KindHandler):
         if current is None:
             try:
                 ctx.objects.create("Endpoint", desired)
-            except ConflictError:
+            except Conflict:
                 current = ctx.objects.get(endpoint_key)
                 if current is None:
                     raise TransientError(

@@ -19,9 +19,9 @@ from typing import Any
 
 from polycrate.errors import PermanentError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
-from tasks.objects import JsonObject
 from workers import harbor
 
 CREATING_SECTION = "creating"

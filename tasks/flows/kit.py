@@ -19,9 +19,10 @@ from polycrate.errors import (
     TransientError,
 )
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import NotFound
 from polycrate.models.fieldtypes import ArgoCDDestination
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject, NotFoundError
 from workers.argocd import Destination
 
 
@@ -29,7 +30,7 @@ def list_objects(ctx: WorkerContext, kind: str, namespace: str) -> list[JsonObje
     """The objects of a polycrate.io kind in the namespace; none when its CRD is not installed."""
     try:
         return ctx.objects.list(kind, namespace)
-    except NotFoundError:
+    except NotFound:
         return []
 
 

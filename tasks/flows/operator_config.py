@@ -30,6 +30,9 @@ from pydantic import BaseModel, ValidationError
 from polycrate.errors import DependencyNotFoundError, InvalidSpecError, TransientError
 from polycrate.keys import ObjectKey
 from polycrate.kinds import OPERATOR_CONFIG_KEY, discovery_sources
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.errors import NotFound
+from polycrate.kubeclient.resources import SOURCE_RESOURCES
 from polycrate.models import KINDS, KindInfo, parse_spec
 from polycrate.models.config import (
     SINGLETON_NAME,
@@ -44,7 +47,6 @@ from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
 from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
-from tasks.objects import SOURCE_RESOURCES, JsonObject, NotFoundError
 from tasks.status import ConditionUpdate, StatusChange, StatusUpdate, timestamp, utc_now
 from tasks.watches import SourceRun, Watch, note
 from workers import polycrate_api
@@ -397,7 +399,7 @@ def _listed(ctx: WorkerContext, kind: str) -> list[JsonObject]:
     """Every object of `kind` that is a source; none when its CRD is not installed (e.g. no Velero here)."""
     try:
         objects = ctx.objects.list(kind)
-    except NotFoundError:
+    except NotFound:
         return []
     selects = _SOURCE_FILTERS.get(kind)
     return objects if selects is None else [obj for obj in objects if selects(obj)]
@@ -516,7 +518,7 @@ def watches() -> list[Watch]:
 
 def _kubernetes_version(ctx: WorkerContext) -> str | None:
     """The API server's gitVersion, e.g. v1.32.1 (None when it does not say)."""
-    version = ctx.objects.request("GET", "/version").get("gitVersion")
+    version = ctx.objects.client.get("/version").get("gitVersion")
     return str(version) if version else None
 
 

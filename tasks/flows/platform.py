@@ -19,13 +19,13 @@ from pydantic import BaseModel
 
 from polycrate.errors import PolycrateError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from tasks.context import WorkerContext
 from tasks.flows.connections import PlatformConnections
 from tasks.flows.kit import combined_error
 from tasks.handlers import CustomResourceHandler
-from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from polycrate.errors import (
     TransientError,
 )
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS, parse_spec
 from polycrate.models.platform import SoftwareDeliveryPlatformSpec
 from polycrate.models.standalone import ArgoCDProjectSpec, GitLabGroupSpec, HarborProjectSpec
@@ -44,7 +45,6 @@ from tasks.flows.identity import (
 from tasks.flows.kit import cluster_destinations, combined_error, list_objects, status_map
 from tasks.flows.state import OperatorState
 from tasks.handlers import CustomResourceHandler
-from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
 from workers.argocd import Destination, render_roles, role_groups
 from workers.gitlab import GitLabClient, parse_access_level

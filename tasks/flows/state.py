@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.context import WorkerContext
-from tasks.objects import JsonObject
 
 log = logging.getLogger(__name__)
 

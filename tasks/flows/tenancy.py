@@ -29,6 +29,7 @@ from polycrate.errors import (
     PolycrateError,
 )
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS, check_argocd_roles, parse_spec
 from polycrate.models.platform import PlatformSettings
 from polycrate.models.tenancy import (
@@ -50,7 +51,6 @@ from tasks.flows.identity import (
 from tasks.flows.kit import cluster_destinations, combined_error, status_map
 from tasks.flows.state import OperatorState
 from tasks.handlers import ERROR, READY, CustomResourceHandler
-from tasks.objects import JsonObject
 from tasks.status import StatusUpdate
 from tasks.watches import SourceRun, Watch, note
 from workers import argocd, gitlab, harbor, keycloak

@@ -15,10 +15,10 @@ from polycrate.kinds import (
     discovery_sources,
     polycrate_entries,
 )
+from polycrate.kubeclient.resources import SOURCE_RESOURCES, resource_for
 from polycrate.models import KINDS
 from polycrate.rbac import Scope, granted
 from tasks.flows.operator_config import SOURCE_SECTIONS
-from tasks.objects import SOURCE_RESOURCES, resource_for
 from tasks.routing import QUEUE_BY_KIND, queue_for
 from watcher.sources import DISCOVERY_SOURCES, WatchSource, all_sources
 

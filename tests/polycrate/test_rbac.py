@@ -10,9 +10,9 @@ import yaml
 from click.testing import CliRunner
 
 from cli import main
+from polycrate.kubeclient.resources import EVENTS, SOURCE_RESOURCES, resource_for
 from polycrate.models import GROUP, KINDS
 from polycrate.rbac import PERMISSIONS, Scope, granted, rbac_manifests, render_yaml
-from tasks.objects import EVENTS, SOURCE_RESOURCES, resource_for
 from watcher.crd_arrivals import CRD_SOURCE
 from watcher.leader import LeaseSettings
 from watcher.sources import all_sources

@@ -6,6 +6,7 @@ import kubernetes
 import pytest
 
 from polycrate.errors import PermanentError
+from polycrate.kubeclient.api import KubeClient
 from polycrate.secrets import SecretReader
 
 
@@ -16,7 +17,7 @@ def test_a_secret_outside_the_served_namespaces_is_a_permanent_error_naming_the_
     core.create_namespaced_secret(
         kube_namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "t"}}
     )
-    reader = SecretReader(core, namespaces=["team-a"])
+    reader = SecretReader(KubeClient(kube_api_client), namespaces=["team-a"])
 
     with pytest.raises(PermanentError) as outside:
         reader.get(kube_namespace, "creds", "token")
@@ -24,4 +25,5 @@ def test_a_secret_outside_the_served_namespaces_is_a_permanent_error_naming_the_
     assert outside.value.reason == "OutsideNamespaces"
     assert f"Secret {kube_namespace}/creds is outside the namespaces" in str(outside.value)
     assert "POLYCRATE_NAMESPACES=team-a" in str(outside.value)
-    assert SecretReader(core, namespaces=[kube_namespace]).get(kube_namespace, "creds", "token") == "t"
+    reader = SecretReader(KubeClient(kube_api_client), namespaces=[kube_namespace])
+    assert reader.get(kube_namespace, "creds", "token") == "t"

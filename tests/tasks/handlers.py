@@ -29,9 +29,9 @@ import redis
 from polycrate.errors import PermanentError, PolycrateError, TransientError
 from polycrate.httppolicy import new_session
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
-from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 
 RECORDED_KIND = "SoftwareDeliveryPlatform"

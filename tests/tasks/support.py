@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from polycrate.keys import ObjectKey
-from tasks.objects import JsonObject
+from polycrate.kubeclient.api import JsonObject
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 CRDS = REPOSITORY_ROOT / "deploy" / "crds"

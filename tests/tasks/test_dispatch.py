@@ -12,11 +12,11 @@ import pytest
 from polycrate.errors import PermanentError
 from polycrate.keys import ObjectKey
 from polycrate.kinds import KindTableError
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.settings import SettingsError
 from tasks.context import WorkerContext
 from tasks.dispatch import PLUGIN_GROUP, HandlerRegistry, KindHandler, load_plugins
-from tasks.objects import JsonObject
 from tasks.registration import build_registry
 from tasks.routing import DISCOVERY_SOURCE_KINDS
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject, KubeClient
+from polycrate.kubeclient.objects import ObjectAPI
 from tasks.events import EventRecorder, aggregated_events, summarize
-from tasks.objects import JsonObject, ObjectAPI
 from tests.tasks.support import CRDS, EXAMPLES
 
 
@@ -26,7 +27,7 @@ class SteppingClock:
 
 @pytest.fixture
 def objects(kube_api_client: kubernetes.client.ApiClient) -> ObjectAPI:
-    return ObjectAPI(kube_api_client)
+    return ObjectAPI(KubeClient(kube_api_client))
 
 
 @pytest.fixture

@@ -19,12 +19,13 @@ import redis
 import yaml
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
+from polycrate.kubeclient.resources import SOURCE_RESOURCES
 from polycrate.models import FINALIZER, KINDS
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry
 from tasks.handlers import CustomResourceHandler, DiscoverySourceHandler
-from tasks.objects import SOURCE_RESOURCES, JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Outcome, Reconciler
 from tasks.registration import build_registry

@@ -16,11 +16,11 @@ import redis
 from kubernetes.client import ApiClient
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
 from tasks.locking import KeyLock, lock_key
-from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Reconciler
 from tasks.retry import BackoffPolicy, RetryTracker

@@ -11,7 +11,8 @@ import kubernetes
 import pytest
 
 from polycrate.keys import ObjectKey
-from tasks.objects import ObjectAPI
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.objects import ObjectAPI
 from tasks.status import ConditionUpdate, StatusUpdate, StatusWriter
 from tests.tasks.support import CRDS
 
@@ -53,7 +54,7 @@ def organization(
 
 @pytest.fixture
 def objects(kube_api_client: kubernetes.client.ApiClient) -> ObjectAPI:
-    return ObjectAPI(kube_api_client)
+    return ObjectAPI(KubeClient(kube_api_client))
 
 
 def ready(message: str = "all systems provisioned", status: str = "True") -> ConditionUpdate:
@@ -149,7 +150,7 @@ def test_two_concurrent_writers_of_different_fields_lose_nothing(
 ) -> None:
     def writer(field: str, condition: str, values: list[Any]) -> None:
         with kubernetes.config.new_client_from_config(config_file=kubeconfig) as own_client:
-            status = StatusWriter(ObjectAPI(own_client), max_attempts=50)
+            status = StatusWriter(ObjectAPI(KubeClient(own_client)), max_attempts=50)
             for n, value in enumerate(values):
                 status.write(
                     organization,

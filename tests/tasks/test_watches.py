@@ -16,10 +16,10 @@ from kubernetes.client import ApiClient
 
 from polycrate.errors import TransientError
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.settings import Settings
 from tasks.context import WorkerContext
 from tasks.dispatch import HandlerRegistry, KindHandler
-from tasks.objects import JsonObject
 from tasks.queue import KeyQueue
 from tasks.reconcile import Outcome, Reconciler
 from tasks.retry import BackoffPolicy, RetryTracker

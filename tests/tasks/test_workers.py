@@ -29,9 +29,10 @@ import redis
 from celery import Celery
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.objects import ObjectAPI
 from polycrate.settings import Settings
 from tasks.app import RECONCILE_TASK_NAME, create_app
-from tasks.objects import ObjectAPI
 from tasks.queue import KeyQueue, celery_sender
 from tests.fixtures.redis import RedisServer
 from tests.fixtures.workers import PRODUCTION_TIMINGS, WorkerPool
@@ -247,7 +248,7 @@ def test_organization_goes_from_queue_to_worker_to_ready_status(
 ) -> None:
     kube_install_crd(CRDS / "organizations.polycrate.io.yaml")
     kube_install_crd(CRDS / "softwaredeliveryplatforms.polycrate.io.yaml")
-    objects = ObjectAPI(kube_api_client)
+    objects = ObjectAPI(KubeClient(kube_api_client))
     for manifest in platform_manifests(
         kube_namespace,
         "production",

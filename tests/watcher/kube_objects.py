@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from watcher.kubeapi import KubeApi, KubeApiError
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.errors import Conflict
 
 CRD_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
@@ -19,17 +21,14 @@ def polycrate_crd(plural: str) -> Path:
     return CRD_DIRECTORY / f"{plural}.polycrate.io.yaml"
 
 
-def ensure_namespace(api: KubeApi, name: str) -> None:
-    try:
+def ensure_namespace(api: KubeClient, name: str) -> None:
+    with contextlib.suppress(Conflict):  # it exists already
         api.create(
             "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         )
-    except KubeApiError as exc:
-        if exc.code != 409:
-            raise
 
 
-def create_config_map(api: KubeApi, namespace: str, name: str, data: dict[str, str] | None = None) -> dict:
+def create_config_map(api: KubeClient, namespace: str, name: str, data: dict[str, str] | None = None) -> dict:
     ensure_namespace(api, namespace)
     return api.create(
         f"/api/v1/namespaces/{namespace}/configmaps",
@@ -37,14 +36,14 @@ def create_config_map(api: KubeApi, namespace: str, name: str, data: dict[str, s
     )
 
 
-def update_config_map(api: KubeApi, namespace: str, name: str, data: dict[str, str]) -> dict:
+def update_config_map(api: KubeClient, namespace: str, name: str, data: dict[str, str]) -> dict:
     path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
     current = api.get(path)
     current["data"] = data
     return api.replace(path, current)
 
 
-def delete_config_map(api: KubeApi, namespace: str, name: str) -> None:
+def delete_config_map(api: KubeClient, namespace: str, name: str) -> None:
     api.request("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
 

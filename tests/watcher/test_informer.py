@@ -18,7 +18,8 @@ from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.keys import ObjectKey
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.config import load_api_client
 from sandbox.service_account import operator_kubeconfig
 from tests.fixtures.kube import VELERO_BACKUP_CRD
 from tests.watcher.kube_objects import (
@@ -33,7 +34,6 @@ from watcher.enqueuer import KeyEnqueuer
 from watcher.filters import DiscoveryFilters
 from watcher.informer import Informer, WatchTiming
 from watcher.known_keys import KnownKeys
-from watcher.kubeapi import KubeApi
 from watcher.metrics import WatcherMetrics
 from watcher.sources import DISCOVERY_SOURCES, WatchSource
 
@@ -78,7 +78,7 @@ class RecordingSink:
 class Harness:
     """An informer wired to a recording sink, stopped at the end of the test."""
 
-    def __init__(self, api: KubeApi, source: WatchSource, timing: WatchTiming = FAST) -> None:
+    def __init__(self, api: KubeClient, source: WatchSource, timing: WatchTiming = FAST) -> None:
         self.sink = RecordingSink()
         self.metrics = WatcherMetrics()
         enqueuer = KeyEnqueuer(
@@ -110,20 +110,22 @@ def proxy(kube_emulator: KubeEmulator) -> Iterator[StallingProxy]:
     proxy.stop()
 
 
-def api_through(proxy: StallingProxy) -> KubeApi:
+def api_through(proxy: StallingProxy) -> KubeClient:
     configuration = Configuration()
     configuration.host = proxy.url
-    return KubeApi(ApiClient(configuration))
+    return KubeClient(ApiClient(configuration))
 
 
-def watch(api: KubeApi, source: WatchSource, harnesses: list[Harness], timing: WatchTiming = FAST) -> Harness:
+def watch(
+    api: KubeClient, source: WatchSource, harnesses: list[Harness], timing: WatchTiming = FAST
+) -> Harness:
     harness = Harness(api, source, timing)
     harnesses.append(harness)
     return harness.start()
 
 
 def test_the_initial_list_enqueues_every_object_across_pages(
-    kube_api: KubeApi, harnesses: list[Harness]
+    kube_api: KubeClient, harnesses: list[Harness]
 ) -> None:
     for index in range(5):
         create_config_map(kube_api, "shop", f"settings-{index}")
@@ -136,7 +138,7 @@ def test_the_initial_list_enqueues_every_object_across_pages(
 
 
 def test_added_modified_and_deleted_events_each_enqueue_the_key(
-    kube_api: KubeApi, harnesses: list[Harness]
+    kube_api: KubeClient, harnesses: list[Harness]
 ) -> None:
     harness = watch(kube_api, CONFIG_MAPS, harnesses)
     key = "ConfigMap/shop/cart"
@@ -150,7 +152,7 @@ def test_added_modified_and_deleted_events_each_enqueue_the_key(
 
 
 def test_an_api_server_restart_is_survived_and_nothing_is_missed(
-    kube_emulator: KubeEmulator, kube_api: KubeApi, harnesses: list[Harness]
+    kube_emulator: KubeEmulator, kube_api: KubeClient, harnesses: list[Harness]
 ) -> None:
     create_config_map(kube_api, "shop", "before")
     harness = watch(kube_api, CONFIG_MAPS, harnesses)
@@ -169,7 +171,7 @@ def test_an_api_server_restart_is_survived_and_nothing_is_missed(
 
 
 def test_a_410_relists_and_enqueues_what_changed_while_the_watch_was_away(
-    kube_emulator: KubeEmulator, kube_api: KubeApi, proxy: StallingProxy, harnesses: list[Harness]
+    kube_emulator: KubeEmulator, kube_api: KubeClient, proxy: StallingProxy, harnesses: list[Harness]
 ) -> None:
     create_config_map(kube_api, "shop", "doomed")
     create_config_map(kube_api, "shop", "kept")
@@ -197,7 +199,7 @@ def test_a_410_relists_and_enqueues_what_changed_while_the_watch_was_away(
 
 
 def test_a_silent_stream_is_detected_by_the_inactivity_timeout_and_restarted(
-    kube_api: KubeApi, proxy: StallingProxy, harnesses: list[Harness]
+    kube_api: KubeClient, proxy: StallingProxy, harnesses: list[Harness]
 ) -> None:
     harness = watch(api_through(proxy), CONFIG_MAPS, harnesses)
     time.sleep(0.2)  # let the watch open behind the list
@@ -212,7 +214,7 @@ def test_a_silent_stream_is_detected_by_the_inactivity_timeout_and_restarted(
 
 
 def test_a_resource_without_crd_is_skipped_with_one_log_line_and_picked_up_when_installed(
-    kube_api: KubeApi,
+    kube_api: KubeClient,
     harnesses: list[Harness],
     caplog: pytest.LogCaptureFixture,
     kube_install_crd: Callable[..., dict],
@@ -238,7 +240,7 @@ def test_a_resource_without_crd_is_skipped_with_one_log_line_and_picked_up_when_
     assert sum("is served now" in message for message in messages) == 1
 
 
-def test_stop_returns_promptly_while_a_watch_is_open(kube_api: KubeApi) -> None:
+def test_stop_returns_promptly_while_a_watch_is_open(kube_api: KubeClient) -> None:
     harness = Harness(kube_api, CONFIG_MAPS).start()
     time.sleep(0.2)
 
@@ -254,7 +256,7 @@ def test_a_forbidden_list_keeps_the_informer_unsynced_and_names_the_permission_o
 ) -> None:
     # The operator's RBAC, which grants no ConfigMaps: the list is forbidden, not "not served".
     account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator")
-    harness = Harness(KubeApi(load_api_client(str(account))), CONFIG_MAPS)
+    harness = Harness(KubeClient(load_api_client(str(account))), CONFIG_MAPS)
     harnesses.append(harness)
 
     with caplog.at_level(logging.DEBUG, logger="watcher.informer"):
@@ -300,7 +302,7 @@ class RecordingHandler:
 
 
 def test_secrets_are_listed_and_watched_as_metadata_so_their_data_never_reaches_the_watcher(
-    kube_api: KubeApi, harnesses: list[Harness]
+    kube_api: KubeClient, harnesses: list[Harness]
 ) -> None:
     ensure_namespace(kube_api, "production")
     secrets = "/api/v1/namespaces/production/secrets"

@@ -12,12 +12,12 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
-from polycrate.kube import load_api_client
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.config import load_api_client
 from polycrate.rbac import rbac_manifests
 from sandbox.service_account import operator_kubeconfig
 from tests.watcher.kube_objects import ensure_namespace, wait_until
 from tests.watcher.stalling_proxy import StallingProxy
-from watcher.kubeapi import KubeApi
 from watcher.leader import LeaderElector, LeaseSettings
 
 LEASE = LeaseSettings(
@@ -28,7 +28,7 @@ LEASE = LeaseSettings(
 class Candidate:
     """A LeaderElector plus a record of when it started and stopped leading."""
 
-    def __init__(self, api: KubeApi, identity: str) -> None:
+    def __init__(self, api: KubeClient, identity: str) -> None:
         self.started_leading = threading.Event()
         self.stopped_leading = threading.Event()
         self.stopped_at = 0.0
@@ -50,7 +50,7 @@ class Candidate:
 
 
 @pytest.fixture
-def candidates(kube_api: KubeApi) -> Iterator[list[Candidate]]:
+def candidates(kube_api: KubeClient) -> Iterator[list[Candidate]]:
     ensure_namespace(kube_api, LEASE.namespace)
     started: list[Candidate] = []
     yield started
@@ -58,18 +58,18 @@ def candidates(kube_api: KubeApi) -> Iterator[list[Candidate]]:
         candidate.elector.stop(release=False)
 
 
-def campaign(api: KubeApi, identity: str, candidates: list[Candidate]) -> Candidate:
+def campaign(api: KubeClient, identity: str, candidates: list[Candidate]) -> Candidate:
     candidate = Candidate(api, identity)
     candidates.append(candidate)
     return candidate.start()
 
 
-def lease_spec(api: KubeApi) -> dict:
+def lease_spec(api: KubeClient) -> dict:
     return api.get(LEASE.path)["spec"]
 
 
 def test_the_first_candidate_leads_and_keeps_renewing_while_the_second_stands_by(
-    kube_api: KubeApi, candidates: list[Candidate]
+    kube_api: KubeClient, candidates: list[Candidate]
 ) -> None:
     first = campaign(kube_api, "watcher-a", candidates)
     assert first.started_leading.wait(5)
@@ -86,7 +86,7 @@ def test_the_first_candidate_leads_and_keeps_renewing_while_the_second_stands_by
 
 
 def test_of_candidates_racing_for_a_free_lease_exactly_one_wins(
-    kube_api: KubeApi, candidates: list[Candidate]
+    kube_api: KubeClient, candidates: list[Candidate]
 ) -> None:
     racers = [campaign(kube_api, f"racer-{index}", candidates) for index in range(3)]
 
@@ -97,7 +97,7 @@ def test_of_candidates_racing_for_a_free_lease_exactly_one_wins(
 
 
 def test_a_clean_shutdown_releases_the_lease_and_the_standby_takes_over_at_once(
-    kube_api: KubeApi, candidates: list[Candidate]
+    kube_api: KubeClient, candidates: list[Candidate]
 ) -> None:
     leader = campaign(kube_api, "watcher-a", candidates)
     assert leader.started_leading.wait(5)
@@ -114,7 +114,7 @@ def test_a_clean_shutdown_releases_the_lease_and_the_standby_takes_over_at_once(
 
 
 def test_a_release_leaves_the_lease_without_holder_for_one_second(
-    kube_api: KubeApi, candidates: list[Candidate]
+    kube_api: KubeClient, candidates: list[Candidate]
 ) -> None:
     leader = campaign(kube_api, "watcher-a", candidates)
     assert leader.started_leading.wait(5)
@@ -127,7 +127,7 @@ def test_a_release_leaves_the_lease_without_holder_for_one_second(
 
 
 def test_a_holder_that_stopped_renewing_is_replaced_after_the_lease_duration_and_not_before(
-    kube_api: KubeApi, candidates: list[Candidate]
+    kube_api: KubeClient, candidates: list[Candidate]
 ) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     kube_api.create(
@@ -162,7 +162,7 @@ def test_a_leader_cut_off_from_the_api_steps_down_before_its_lease_could_expire(
     try:
         configuration = Configuration()
         configuration.host = proxy.url
-        leader = campaign(KubeApi(ApiClient(configuration)), "watcher-a", candidates)
+        leader = campaign(KubeClient(ApiClient(configuration)), "watcher-a", candidates)
         assert leader.started_leading.wait(5)
 
         proxy.cut()
@@ -177,7 +177,7 @@ def test_a_leader_cut_off_from_the_api_steps_down_before_its_lease_could_expire(
 
 
 def test_a_leader_whose_renewals_hang_steps_down_before_its_lease_could_expire(
-    kube_emulator: KubeEmulator, candidates: list[Candidate], kube_api: KubeApi
+    kube_emulator: KubeEmulator, candidates: list[Candidate], kube_api: KubeClient
 ) -> None:
     leader = campaign(kube_api, "watcher-a", candidates)
     assert leader.started_leading.wait(5)
@@ -191,7 +191,7 @@ def test_a_leader_whose_renewals_hang_steps_down_before_its_lease_could_expire(
 
 
 def test_without_create_on_leases_the_candidate_never_leads_and_the_log_names_the_permission(
-    kube_api: KubeApi,
+    kube_api: KubeClient,
     kube_api_client,
     kubeconfig: str,
     candidates: list[Candidate],
@@ -206,7 +206,7 @@ def test_without_create_on_leases_the_candidate_never_leads_and_the_log_names_th
     ]
     account = operator_kubeconfig(kube_api_client, kubeconfig, tmp_path / "operator", manifests=manifests)
     with caplog.at_level(logging.WARNING, logger="watcher.leader"):
-        candidate = campaign(KubeApi(load_api_client(str(account))), "watcher-a", candidates)
+        candidate = campaign(KubeClient(load_api_client(str(account))), "watcher-a", candidates)
         assert not candidate.started_leading.wait(1.0)
     assert (
         "leases.coordination.k8s.io is forbidden: User "

@@ -15,6 +15,7 @@ from kubernetes.client import ApiClient, Configuration
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import KubeClient
 from tasks.queue import KeyQueue
 from tests.fixtures.kube import CNPG_BACKUP_CRD, CNPG_SCHEDULED_BACKUP_CRD
 from tests.watcher.kube_objects import (
@@ -26,7 +27,6 @@ from tests.watcher.kube_objects import (
 )
 from tests.watcher.stalling_proxy import StallingProxy
 from watcher.informer import WatchTiming
-from watcher.kubeapi import KubeApi
 from watcher.leader import LeaseSettings
 from watcher.runner import Watcher, WatcherOptions
 from watcher.sources import DISCOVERY_SOURCES, WatchSource, polycrate_sources
@@ -92,7 +92,7 @@ def get(watcher: Watcher, server: str, path: str) -> requests.Response:
 
 
 def test_only_the_leader_enqueues_and_a_clean_stop_hands_over_at_once(
-    kube_api: KubeApi, watchers: list[Watcher]
+    kube_api: KubeClient, watchers: list[Watcher]
 ) -> None:
     ensure_namespace(kube_api, "polycrate")
     create_config_map(kube_api, "shop", "existing")
@@ -123,7 +123,7 @@ def test_only_the_leader_enqueues_and_a_clean_stop_hands_over_at_once(
 
 
 def test_operator_config_switches_discovery_on_and_off_and_narrows_it(
-    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+    kube_api: KubeClient, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
 ) -> None:
     kube_install_crd(polycrate_crd("operatorconfigs"))
     ensure_namespace(kube_api, "polycrate")
@@ -180,7 +180,7 @@ def test_operator_config_switches_discovery_on_and_off_and_narrows_it(
 
 
 def test_meta_secrets_are_found_by_their_poly_name_or_their_label_and_other_secrets_never_enqueued(
-    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+    kube_api: KubeClient, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
 ) -> None:
     kube_install_crd(polycrate_crd("operatorconfigs"))
     for namespace in ("polycrate", "production"):
@@ -219,7 +219,7 @@ def test_meta_secrets_are_found_by_their_poly_name_or_their_label_and_other_secr
 
 
 def test_readyz_waits_for_the_initial_lists_and_metrics_count_real_enqueues(
-    kube_emulator: KubeEmulator, kube_api: KubeApi, redis_client: redis.Redis, watchers: list[Watcher]
+    kube_emulator: KubeEmulator, kube_api: KubeClient, redis_client: redis.Redis, watchers: list[Watcher]
 ) -> None:
     create_config_map(kube_api, "shop", "cart")
     sent: list[ObjectKey] = []
@@ -255,7 +255,9 @@ def test_readyz_waits_for_the_initial_lists_and_metrics_count_real_enqueues(
     assert sent == [ObjectKey("ConfigMap", "shop", "cart")], "one task for three events while it waited"
 
 
-def test_resync_re_enqueues_every_known_key_periodically(kube_api: KubeApi, watchers: list[Watcher]) -> None:
+def test_resync_re_enqueues_every_known_key_periodically(
+    kube_api: KubeClient, watchers: list[Watcher]
+) -> None:
     create_config_map(kube_api, "shop", "cart")
     sink = RecordingSink()
     start(watchers, Watcher(kube_api, sink, options((CONFIG_MAPS,), resync_period=0.3)))
@@ -271,7 +273,7 @@ def test_a_lost_lease_ends_the_run_and_stops_enqueueing(
     try:
         configuration = Configuration()
         configuration.host = proxy.url
-        api = KubeApi(ApiClient(configuration))
+        api = KubeClient(ApiClient(configuration))
         ensure_namespace(api, "polycrate")
         watcher = start(watchers, Watcher(api, RecordingSink(), options((CONFIG_MAPS,), leader_elect=True)))
         wait_until(lambda: watcher.is_leader, message="leading")
@@ -286,7 +288,7 @@ def test_a_lost_lease_ends_the_run_and_stops_enqueueing(
 
 
 def test_cnpg_backups_are_skipped_with_one_log_line_until_their_crds_arrive_then_enqueued(
-    kube_api: KubeApi,
+    kube_api: KubeClient,
     watchers: list[Watcher],
     kube_install_crd: Callable[..., dict],
     caplog: pytest.LogCaptureFixture,
@@ -358,7 +360,7 @@ def test_cnpg_backups_are_skipped_with_one_log_line_until_their_crds_arrive_then
 
 
 def test_a_source_is_picked_up_as_soon_as_its_crd_is_installed_not_at_the_next_recheck(
-    kube_api: KubeApi, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
+    kube_api: KubeClient, watchers: list[Watcher], kube_install_crd: Callable[..., dict]
 ) -> None:
     slow_recheck = WatchTiming(server_timeout=5, inactivity_timeout=2, absent_recheck=60)
     sink = RecordingSink()

@@ -22,11 +22,11 @@ import redis
 
 from emulators.polycrate_api import PolycrateApiEmulator
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import KINDS
 from polycrate.models.discovery import is_meta_secret
 from tasks.context import WorkerContext
 from tasks.dispatch import KindHandler
-from tasks.objects import JsonObject
 from tasks.reconcile import Outcome
 from tests.tasks.support import CRDS
 from tests.tasks.test_handlers import Cluster

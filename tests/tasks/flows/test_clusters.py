@@ -17,9 +17,9 @@ import requests
 
 from emulators.argocd import ArgocdEmulator
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.settings import Settings
 from tasks.app import app, configure
-from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _secret
 from tests.tasks.flows.test_standalone import production_platform
 from tests.tasks.support import CRDS, example

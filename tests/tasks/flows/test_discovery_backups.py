@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.flows.discovery_backups import (
     BackupHandler,
     BackupScheduleHandler,
@@ -20,7 +21,6 @@ from tasks.flows.discovery_backups import (
     VeleroBackupHandler,
     VeleroScheduleHandler,
 )
-from tasks.objects import JsonObject
 from tests.fixtures.kube import (
     CNPG_BACKUP_CRD,
     CNPG_SCHEDULED_BACKUP_CRD,

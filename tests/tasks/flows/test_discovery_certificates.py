@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from tasks.flows.discovery_certificates import (
     CertificateHandler,
     CertManagerCertificateHandler,
@@ -19,7 +20,6 @@ from tasks.flows.discovery_certificates import (
     next_threshold,
 )
 from tasks.flows.operator_config import OperatorConfigHandler
-from tasks.objects import JsonObject
 from tests.fixtures.kube import CERT_MANAGER_CERTIFICATE_CRD
 from tests.tasks.flows.discovery_world import DiscoveryWorld, world_fixture  # noqa: F401
 

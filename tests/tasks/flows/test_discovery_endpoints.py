@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import DISCOVERED_LABEL
 from tasks.flows.discovery_endpoints import (
     ENDPOINT_FINALIZER,
@@ -23,7 +24,6 @@ from tasks.flows.discovery_endpoints import (
     SOURCE_INGRESS_LABEL,
     EndpointHandler,
 )
-from tasks.objects import JsonObject
 from tests.tasks.flows.test_operator_config import DiscoveryWorld, fresh_api_clients, world  # noqa: F401
 from tests.tasks.support import CRDS
 

@@ -21,9 +21,9 @@ from emulators.argocd import ArgocdEmulator
 from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import FINALIZER
 from tasks.flows.state import STATE_ANNOTATION
-from tasks.objects import JsonObject
 from tests.tasks.flows.test_platform import _platform, _secret
 from tests.tasks.support import CRDS, example, without_spec_validation
 from tests.tasks.test_handlers import Cluster

@@ -25,9 +25,9 @@ from emulators.gitlab import GitLabEmulator
 from emulators.harbor import HarborEmulator
 from emulators.keycloak import KeycloakEmulator
 from polycrate.keys import ObjectKey
+from polycrate.kubeclient.api import JsonObject
 from polycrate.models import FINALIZER
 from tasks.flows import tenancy
-from tasks.objects import JsonObject
 from tasks.reconcile import Outcome
 from tests.tasks.flows.test_platform import _platform
 from tests.tasks.support import CRDS, example

@@ -6,7 +6,9 @@ import kubernetes
 import pytest
 
 from polycrate.keys import ObjectKey
-from tasks.objects import ConflictError, ObjectAPI
+from polycrate.kubeclient.api import KubeClient
+from polycrate.kubeclient.errors import Conflict
+from polycrate.kubeclient.objects import ObjectAPI
 
 
 def _secret(namespace: str, name: str, labels: dict[str, str] | None = None) -> dict:
@@ -21,7 +23,7 @@ def _secret(namespace: str, name: str, labels: dict[str, str] | None = None) -> 
 def test_create_list_by_label_and_delete(
     kube_api_client: kubernetes.client.ApiClient, kube_namespace: str
 ) -> None:
-    objects = ObjectAPI(kube_api_client)
+    objects = ObjectAPI(KubeClient(kube_api_client))
     for index in range(3):
         objects.create(
             "Secret",
@@ -37,7 +39,7 @@ def test_create_list_by_label_and_delete(
     ]
     assert sorted(everywhere) == ["app-0", "app-1", "app-2"]
 
-    with pytest.raises(ConflictError) as duplicate:
+    with pytest.raises(Conflict) as duplicate:
         objects.create("Secret", _secret(kube_namespace, "app-0"))
     assert duplicate.value.reason == "AlreadyExists"
     assert objects.delete(ObjectKey("Secret", kube_namespace, "app-0")) is True
@@ -51,11 +53,11 @@ def test_a_list_in_every_namespace_lists_only_the_served_namespaces(
     other = f"{kube_namespace}-other"
     core.create_namespace({"metadata": {"name": other}})
     try:
-        admin = ObjectAPI(kube_api_client)
+        admin = ObjectAPI(KubeClient(kube_api_client))
         admin.create("Secret", _secret(kube_namespace, "served"))
         admin.create("Secret", _secret(other, "not-served"))
 
-        scoped = ObjectAPI(kube_api_client, namespaces=[kube_namespace])
+        scoped = ObjectAPI(KubeClient(kube_api_client), namespaces=[kube_namespace])
 
         assert [o["metadata"]["name"] for o in scoped.list("Secret")] == ["served"]
         assert {o["metadata"]["name"] for o in scoped.list("Secret", other)} == {"not-served"}, (
