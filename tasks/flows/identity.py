@@ -8,7 +8,10 @@ name that was defaulted from metadata.name), so a rename never leaves an orphan 
 Harbor accepts only its fixed metadata keys, so a Harbor project cannot carry an ownership mark;
 instead the name of a project about to be created is written ahead into the object's
 operator-state annotation, and a crash between create and status write finds it as its own
-instead of as a stranger's project that would need `polycrate.io/adopt`.
+instead of as a stranger's project that would need `polycrate.io/adopt`. The name stays written
+until a run sees the project's id recorded in status: that write comes at the end of the run,
+after later steps, and a run killed or fenced before it (a worker lost, Redis emptied under
+it) must not leave a project that neither record calls ours.
 """
 
 from __future__ import annotations
@@ -56,21 +59,22 @@ def harbor_creation(
 ) -> Iterator[bool]:
     """Around a Harbor ensure step: yields whether the project `name` counts as the object's own
     although status has no id for it (a creation of ours was interrupted). When status has no id
-    and the project does not exist yet, its name is written ahead under `slot` (cleared once the
-    step succeeded), so only a project that did not exist before can ever count as ours."""
-    if recorded:
-        yield True
-        return
+    and the project does not exist yet, its name is written ahead under `slot`, so only a project
+    that did not exist before can ever count as ours. It is dropped only by a run that finds the
+    id `recorded` in status: not when the step succeeds, because the status write that records
+    the id comes later, and a run that dies in between would leave the project unclaimable."""
     creating = dict(state.get(CREATING_SECTION) or {})
-    if creating.get(slot) == name:
+    if recorded:
+        if slot in creating:
+            state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
+        yield True
+    elif creating.get(slot) == name:
         yield True
     elif client.get_project(name) is not None:
         yield False  # someone else's (or older): claimed only by adoption
-        return
     else:
         state.set(CREATING_SECTION, {**creating, slot: name})
         yield False
-    state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
 
 
 # Where the objects that own Harbor projects record them: kind → (status field, spec name field).
