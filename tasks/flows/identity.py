@@ -8,15 +8,15 @@ name that was defaulted from metadata.name), so a rename never leaves an orphan 
 Harbor accepts only its fixed metadata keys, so a Harbor project cannot carry an ownership mark;
 instead the name of a project about to be created is written ahead into the object's
 operator-state annotation, and a crash between create and status write finds it as its own
-instead of as a stranger's project that would need `polycrate.io/adopt`. The name stays written
-until a run sees the project's id recorded in status: that write comes at the end of the run,
-after later steps, and a run killed or fenced before it (a worker lost, Redis emptied under
-it) must not leave a project that neither record calls ours.
+instead of as a stranger's project that would need `polycrate.io/adopt`. The name is dropped only
+once the step has written the project's id to status itself: the run's final status write comes
+after later steps, and a run killed or fenced before it (a worker lost, Redis emptied under it)
+must not leave a project that neither record calls ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
 from tasks.objects import JsonObject
 from workers import harbor
+from workers.plan import planning
 
 CREATING_SECTION = "creating"
 
@@ -55,26 +56,35 @@ def harbor_project_name(client: harbor.HarborClient, project_id: int) -> str | N
 
 @contextmanager
 def harbor_creation(
-    state: OperatorState, client: harbor.HarborClient, slot: str, name: str, *, recorded: bool
+    state: OperatorState,
+    client: harbor.HarborClient,
+    slot: str,
+    name: str,
+    *,
+    recorded: bool,
+    record: Callable[[], object],
 ) -> Iterator[bool]:
     """Around a Harbor ensure step: yields whether the project `name` counts as the object's own
     although status has no id for it (a creation of ours was interrupted). When status has no id
     and the project does not exist yet, its name is written ahead under `slot`, so only a project
-    that did not exist before can ever count as ours. It is dropped only by a run that finds the
-    id `recorded` in status: not when the step succeeds, because the status write that records
-    the id comes later, and a run that dies in between would leave the project unclaimable."""
-    creating = dict(state.get(CREATING_SECTION) or {})
+    that did not exist before can ever count as ours. After the step succeeded `record()` writes
+    the project's id to status, and only then is the name dropped: a run that dies anywhere in
+    between leaves the name or the id, never neither."""
     if recorded:
-        if slot in creating:
-            state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
         yield True
-    elif creating.get(slot) == name:
+        return
+    creating = dict(state.get(CREATING_SECTION) or {})
+    if creating.get(slot) == name:
         yield True
     elif client.get_project(name) is not None:
         yield False  # someone else's (or older): claimed only by adoption
+        return
     else:
         state.set(CREATING_SECTION, {**creating, slot: name})
         yield False
+    if planning() is None:  # a plan created nothing, and a new object has no status to write to
+        record()
+    state.set(CREATING_SECTION, {k: v for k, v in creating.items() if k != slot})
 
 
 # Where the objects that own Harbor projects record them: kind → (status field, spec name field).

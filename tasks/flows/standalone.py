@@ -576,7 +576,14 @@ class HarborProjectHandler(OrganizationAccessHandler):
             current = harbor_project_name(harbor, int(recorded))
             if current is not None and current != name:
                 raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current)
-        with harbor_creation(state, harbor, f"harbor/{sdp}", name, recorded=bool(recorded)) as ours:
+        with harbor_creation(
+            state,
+            harbor,
+            f"harbor/{sdp}",
+            name,
+            recorded=bool(recorded),
+            record=lambda: ctx.status.write(key, StatusUpdate(fields={self.status_field: {sdp: project_id}})),
+        ) as ours:
             if not ours:
                 check_harbor_owner(ctx, obj, harbor, name)
             change = harbor.ensure_project(

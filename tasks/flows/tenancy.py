@@ -438,7 +438,14 @@ class OrganizationHandler(DependencyNotifyingHandler):
         assert spec.harbor is not None
         state = OperatorState(ctx, key, obj)
         with harbor_creation(
-            state, client, "harbor", name, recorded=owned.harbor_project_id is not None
+            state,
+            client,
+            "harbor",
+            name,
+            recorded=owned.harbor_project_id is not None,
+            record=lambda: ctx.status.write(
+                key, StatusUpdate(fields={"harborProjectID": owned.harbor_project_id})
+            ),
         ) as ours:
             if not ours:
                 check_harbor_owner(ctx, obj, client, name)
