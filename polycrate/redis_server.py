@@ -10,32 +10,23 @@ parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed operator leaves no redis-ser
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import redis
 
-_PR_SET_PDEATHSIG = 1
+from polycrate.parent_death import die_with_parent
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class RedisServerError(RuntimeError):
@@ -93,7 +84,7 @@ class LocalRedis:
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent(),  # noqa: PLW1509
             )
         assert self._process.stdin is not None
         self._process.stdin.write(self._config())

@@ -7,7 +7,9 @@ but no longer consuming. The supervisor restarts a child that exited (with backo
 whose consumer heartbeat (tasks.heartbeat) is older than `stale_after` seconds, so a worker pod
 goes back to consuming after a Redis restart without anyone restarting it from outside. The
 same heartbeat answers the liveness probe: a worker that has stopped consuming fails it.
-SIGTERM is passed on to the child (Celery's warm shutdown lets running reconciles finish).
+SIGTERM is passed on to the child (Celery's warm shutdown lets running reconciles finish); a
+supervisor that dies without cleaning up (SIGKILL) takes the child with it (parent-death signal),
+so no orphaned Celery worker goes on consuming unsupervised.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from polycrate.parent_death import die_with_parent
 from tasks.heartbeat import HEARTBEAT_FILE_VARIABLE, heartbeat_age
 
 log = logging.getLogger(__name__)
@@ -121,7 +124,14 @@ class WorkerSupervisor:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         # Same process group and output as the supervisor: a pod's SIGKILL and its log cover both.
-        process = subprocess.Popen(self._command, env=self._env, stdin=subprocess.DEVNULL)
+        # A SIGKILL of the supervisor alone must not orphan the child, still consuming unsupervised:
+        # it gets SIGTERM (Celery's warm shutdown) when this thread's process dies.
+        process = subprocess.Popen(
+            self._command,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509
+        )
         log.info("started Celery worker (pid %d)", process.pid)
         return process
 
@@ -152,7 +162,9 @@ class WorkerSupervisor:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 return f"exit code {process.wait(1.0)}"
             if self._stop.is_set():
-                return "stopping"
+                # stop() has signalled the child. The child's parent-death signal fires when the
+                # thread that started it (this one) ends, so outlive its warm shutdown.
+                return f"stopped (exit code {process.wait()})"
             silence = self._silence()
             if silence is not None and silence > self.stale_after:
                 log.error("Celery worker has not consumed for %.0f s; replacing it", silence)

@@ -6,8 +6,10 @@ the difference, but the watcher can: while it leads it keeps an *epoch* key in R
 random token and reads it every `interval` seconds (and so right after Redis answers again).
 When the key is missing (or holds another token) although the watcher had written it, Redis was
 emptied: the watcher writes a new epoch and re-adds every key it knows (it knows them all), logs
-one line and counts the wipe. Runs that were in flight when Redis was emptied re-add their own
-key when they finish (their finish is `superseded`), so nothing waits for the resync.
+one line and counts the wipe. Runs that were in flight when Redis was emptied are mostly ended
+by Celery when its broker connection drops (their keys are among the re-added ones, and their
+steps must survive being cut off anywhere); one that goes on finds its lock gone, is stopped by
+its fence and re-adds its own key (its finish is `superseded`), so nothing waits for the resync.
 """
 
 from __future__ import annotations

@@ -8,12 +8,15 @@ name that was defaulted from metadata.name), so a rename never leaves an orphan 
 Harbor accepts only its fixed metadata keys, so a Harbor project cannot carry an ownership mark;
 instead the name of a project about to be created is written ahead into the object's
 operator-state annotation, and a crash between create and status write finds it as its own
-instead of as a stranger's project that would need `polycrate.io/adopt`.
+instead of as a stranger's project that would need `polycrate.io/adopt`. The name is dropped only
+once the step has written the project's id to status itself: the run's final status write comes
+after later steps, and a run killed or fenced before it (a worker lost, Redis emptied under it)
+must not leave a project that neither record calls ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +26,7 @@ from polycrate.kubeclient.api import JsonObject
 from tasks.context import WorkerContext
 from tasks.flows.state import OperatorState
 from workers import harbor
+from workers.plan import planning
 
 CREATING_SECTION = "creating"
 
@@ -69,13 +73,22 @@ class HarborCreation:
 
 @contextmanager
 def harbor_creation(
-    ctx: WorkerContext, obj: JsonObject, state: OperatorState, slot: str, name: str, *, recorded: bool
+    ctx: WorkerContext,
+    obj: JsonObject,
+    state: OperatorState,
+    slot: str,
+    name: str,
+    *,
+    recorded: bool,
+    record: Callable[[], object],
 ) -> Iterator[HarborCreation]:
     """Around a Harbor ensure step: `.ours` says whether the project `name` counts as the object's
     own although status has no id for it (a creation of ours was interrupted). When status has no
-    id, the name is written ahead under `slot` before the create (cleared once the step
-    succeeded); a create answered 409 calls `.existed(project)`, which withdraws it again, so
-    only a project that did not exist before can ever count as ours — without a read before."""
+    id, the name is written ahead under `slot` before the create; a create answered 409 calls
+    `.existed(project)`, which withdraws it again, so only a project that did not exist before can
+    ever count as ours — without a read before. After the step succeeded `record()` writes the
+    project's id to status, and only then is the name dropped: a run that dies anywhere in between
+    (a wiped broker ends runs in flight) leaves the name or the id, never neither."""
     creation = HarborCreation(ctx, obj, state, slot, name)
     if recorded:
         creation.ours = True
@@ -84,6 +97,8 @@ def harbor_creation(
     if not creation.ours:
         creation.write_ahead()
     yield creation
+    if planning() is None:  # a plan created nothing, and a new object has no status to write to
+        record()
     creation.done()
 
 

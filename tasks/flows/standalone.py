@@ -561,7 +561,15 @@ class HarborProjectHandler(OrganizationAccessHandler):
         current = harbor.get_project_by_id(int(recorded)) if recorded else None
         if current is not None and current.name != name:
             raise immutable_name_error(key, "spec.projectName", name, "Harbor project", current.name)
-        with harbor_creation(ctx, obj, state, f"harbor/{sdp}", name, recorded=bool(recorded)) as creation:
+        with harbor_creation(
+            ctx,
+            obj,
+            state,
+            f"harbor/{sdp}",
+            name,
+            recorded=bool(recorded),
+            record=lambda: ctx.status.write(key, StatusUpdate(fields={self.status_field: {sdp: project_id}})),
+        ) as creation:
             change = harbor.ensure_project(
                 name,
                 public=spec.public,

@@ -431,7 +431,15 @@ class OrganizationHandler(CustomResourceHandler):
         assert client is not None and name is not None and spec.harbor is not None
         state = OperatorState(ctx, key, obj)
         with harbor_creation(
-            ctx, obj, state, "harbor", name, recorded=owned.harbor_project_id is not None
+            ctx,
+            obj,
+            state,
+            "harbor",
+            name,
+            recorded=owned.harbor_project_id is not None,
+            record=lambda: ctx.status.write(
+                key, StatusUpdate(fields={"harborProjectID": owned.harbor_project_id})
+            ),
         ) as creation:
             change = client.ensure_project(
                 name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -197,3 +198,31 @@ def test_a_celery_worker_that_dies_is_restarted_by_the_worker_command_and_consum
     while not RecordedObjects(redis_client).runs(key):
         assert time.monotonic() < deadline, "the restarted worker does not consume"
         time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie nobody reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="the parent-death signal is Linux's")
+def test_a_supervisor_killed_alone_takes_its_celery_worker_with_it(worker_pool: WorkerPool) -> None:
+    worker = worker_pool.start(1, concurrency=2)[0]
+    celery = worker.pool_children()  # the Celery worker and its pool processes
+    assert len(celery) >= 2
+
+    os.kill(worker.pid, signal.SIGKILL)  # the supervisor only, not its process group
+    worker.process.wait()
+
+    try:
+        deadline = time.monotonic() + 15
+        while orphans := [pid for pid in celery if _running(pid)]:
+            assert time.monotonic() < deadline, f"Celery processes orphaned and still running: {orphans}"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)  # whatever is left of the group, should this fail

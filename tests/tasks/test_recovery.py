@@ -110,11 +110,6 @@ def test_retry_held_by_a_killed_worker_runs_within_90s_of_its_due_time(world: Op
     assert_nothing_left_in_flight(world)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 7 stays open): in about half the runs one or two Organizations that were "
-    "in flight when Redis was wiped are still behind after 90 s; the cause is not found yet",
-)
 def test_redis_restarted_empty_during_a_wave_every_key_is_reconciled_within_90s_without_restarts(
     world: OperatorWorld,
 ) -> None:

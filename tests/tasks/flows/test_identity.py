@@ -5,6 +5,8 @@ each system's own client (python-keycloak, python-gitlab, plain HTTP for Harbor 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -393,3 +395,36 @@ def test_a_harbor_project_whose_creation_was_interrupted_is_recognised_as_the_ob
     obj = _ready(cluster, key)
     assert obj["status"]["harborProjectID"] == _harbor_get(harbor, "/projects/acme-corp").json()["project_id"]
     assert "polycrate.io/operator-state" not in (obj["metadata"].get("annotations") or {})
+
+
+def test_a_harbor_project_created_by_a_run_that_lost_its_lock_before_the_status_write_stays_the_objects_own(
+    cluster: Cluster, systems: dict[str, Any]
+) -> None:
+    # Redis emptied mid-run: the lock vanishes after Harbor created the project; Argo CD answers
+    # slowly, so the run's fence has closed by its next write, the final status write.
+    harbor = systems["harbor"]
+    systems["argocd"].set_faults(slow_path=r"^/api/v1/projects(/acme-corp)?$", slow_ms=3000)
+    key = _organization(cluster)
+    lock = f"polycrate:lock:{key}"
+
+    def wipe_lock_once_harbor_has_the_project() -> None:
+        deadline = time.monotonic() + 30
+        while _harbor_get(harbor, "/projects/acme-corp").status_code != 200:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        cluster.redis.delete(lock)
+
+    wiper = threading.Thread(target=wipe_lock_once_harbor_has_the_project)
+    wiper.start()
+    try:
+        assert cluster.reconcile(key).result == "fenced"
+    finally:
+        wiper.join()
+    assert cluster.get(key)["status"]["phase"] == "Provisioning", "stopped before its final status write"
+    systems["argocd"].set_faults(slow_path="", slow_ms=0)
+
+    assert _run_enqueued(cluster, key).result == "succeeded"
+
+    obj = _ready(cluster, key)
+    assert obj["status"]["harborProjectID"] == _harbor_get(harbor, "/projects/acme-corp").json()["project_id"]
