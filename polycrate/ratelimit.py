@@ -67,7 +67,10 @@ _budgets_lock = threading.Lock()
 
 def _server(client: redis.Redis) -> str:
     """Which Redis server and database grant the tokens (tokens of one are no good for another)."""
-    kwargs = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a stand-in without a server (a plan without Redis): its tokens are its own
+        return f"local:{id(client)}"
+    kwargs = pool.connection_kwargs
     return f"{kwargs.get('host') or kwargs.get('path')}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
 
 

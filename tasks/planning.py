@@ -98,8 +98,9 @@ class _UnsharedBudget:
     """Stands in for Redis when the plan cannot reach it: the rate limiter's script always lets a
     request go (a plan makes a handful of reads), and nothing else of Redis is used by a plan."""
 
-    def register_script(self, script: str) -> Callable[..., int]:
-        return lambda keys=None, args=None: 0
+    def register_script(self, script: str) -> Callable[..., list[int]]:
+        # The limiter's script answers [tokens granted, ms to wait]: all that were asked for, now.
+        return lambda keys=None, args=None: [int(args[3]) if args else 1, 0]
 
 
 @functools.cache

@@ -212,8 +212,8 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="the parent-death signal is Linux's")
 def test_a_supervisor_killed_alone_takes_its_celery_worker_with_it(worker_pool: WorkerPool) -> None:
     worker = worker_pool.start(1, concurrency=2)[0]
-    celery = worker.pool_children()  # the Celery worker and its pool processes
-    assert len(celery) >= 2
+    celery = worker.pool_children()  # the Celery worker (a threads pool forks no pool process)
+    assert len(celery) >= 1
 
     os.kill(worker.pid, signal.SIGKILL)  # the supervisor only, not its process group
     worker.process.wait()
