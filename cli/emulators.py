@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import requests
 
+from cli.options import emulator_state_option
 from cli.root import CliError, operator, stop_on_signals
 
 
@@ -32,13 +33,7 @@ def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None
 
 
 @operator.command("emulators")
-@click.option(
-    "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(".sandbox/emulators.json"),
-    show_default=True,
-    help="Where to write URLs and credentials once every emulator answers.",
-)
+@emulator_state_option("Where to write URLs and credentials once every emulator answers.")
 @click.option(
     "--latency-ms", type=click.FloatRange(0), default=0, show_default=True, help="Delay per request."
 )
