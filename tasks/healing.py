@@ -20,6 +20,7 @@ from collections import Counter
 import redis
 
 from tasks import metrics
+from tasks.locking import DELETE_IF_OWNED
 from tasks.queue import KeyQueue
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,6 @@ end
 if not holder then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
-end
-return 0
-"""
-
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -68,7 +62,7 @@ class HealingLoop:
         self._lease_ms = int(max(3 * interval, 10.0) * 1000)
         self._token = secrets.token_hex(8)
         self._hold = client.register_script(_HOLD_LEASE)
-        self._release = client.register_script(_RELEASE_LEASE)
+        self._release = client.register_script(DELETE_IF_OWNED)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
