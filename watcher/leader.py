@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.kubeclient.api import KubeClient
 from polycrate.kubeclient.errors import Conflict, KubeError, NotFound
 from polycrate.kubeclient.resources import LEASES
 from polycrate.kubeclient.retrying import NO_RETRY
-from watcher.daemon_loop import DaemonLoop
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import redis
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.keys import ObjectKey
-from watcher.daemon_loop import DaemonLoop
 from watcher.metrics import WatcherMetrics
 
 log = logging.getLogger(__name__)

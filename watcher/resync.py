@@ -19,8 +19,8 @@ import time
 import zlib
 from collections.abc import Callable
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.keys import ObjectKey
-from watcher.daemon_loop import DaemonLoop
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """A loop on a daemon thread: started once, stopped on request, and honest about its health.
 
-The watcher's background loops (leader election, resync, Redis-wipe detection) share this
-lifecycle. The guarantee: `healthy` is False only when the loop's thread died without being asked
-to stop, so the liveness probe restarts a watcher whose loop crashed, and never one that is
-merely shutting down or was never started.
+The background loops (the watcher's leader election, resync and Redis-wipe detection, the
+worker's self-healing loop) share this lifecycle. The guarantee: `healthy` is False only when the
+loop's thread died without being asked to stop, so the liveness probe restarts a process whose
+loop crashed, and never one that is merely shutting down or was never started.
 """
 
 from __future__ import annotations
