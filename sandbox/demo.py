@@ -38,6 +38,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
+from polycrate.graceful_stop import stop_gracefully
 from polycrate.kubeclient.config import load_api_client
 from polycrate.models import API_VERSION, KINDS
 from polycrate.redis_server import LocalRedis, free_port
@@ -373,14 +374,7 @@ class Sandbox:
         self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
 
     def _stop_flower(self) -> None:
-        if self._flower is None or self._flower.poll() is not None:
-            return
-        self._flower.terminate()
-        try:
-            self._flower.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._flower.kill()
-            self._flower.wait()
+        stop_gracefully(self._flower, grace=10)
 
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
@@ -399,14 +393,7 @@ class Sandbox:
         self.echo(f"operator       pid {self._operator.pid}, log {self.operator_log}")
 
     def _stop_operator(self) -> None:
-        if self._operator is None or self._operator.poll() is not None:
-            return
-        self._operator.terminate()
-        try:
-            self._operator.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self._operator.kill()
-            self._operator.wait()
+        stop_gracefully(self._operator, grace=40)
 
     def wait_until_reconciled(self) -> SandboxReport:
         report = SandboxReport(self.kubeconfig, self.state_file, self.operator_log)
