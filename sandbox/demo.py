@@ -366,15 +366,19 @@ class Sandbox:
             sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
             "--address=127.0.0.1", f"--port={port}", f"--basic-auth={user}:{password}",
         ]  # fmt: skip
-        log_file = self.flower_log.open("ab")
-        self._flower = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self._stack.callback(self._stop_flower)
+        self._flower = self._spawn(command, env, self.flower_log, grace=10)
         self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
 
-    def _stop_flower(self) -> None:
-        stop_gracefully(self._flower, grace=10)
+    def _spawn(
+        self, command: list[str], env: dict[str, str], log_path: Path, *, grace: float
+    ) -> subprocess.Popen[bytes]:
+        """A child writing to `log_path`, stopped when the sandbox closes (SIGKILL after `grace` s)."""
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(stop_gracefully, process, grace)
+        return process
 
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
@@ -385,15 +389,8 @@ class Sandbox:
             "--metrics-bind-address", f"127.0.0.1:{free_port()}",
             "--health-probe-bind-address", f"127.0.0.1:{free_port()}",
         ]  # fmt: skip
-        log_file = self.operator_log.open("ab")
-        self._operator = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self._stack.callback(self._stop_operator)
+        self._operator = self._spawn(command, env, self.operator_log, grace=40)
         self.echo(f"operator       pid {self._operator.pid}, log {self.operator_log}")
-
-    def _stop_operator(self) -> None:
-        stop_gracefully(self._operator, grace=40)
 
     def wait_until_reconciled(self) -> SandboxReport:
         report = SandboxReport(self.kubeconfig, self.state_file, self.operator_log)
