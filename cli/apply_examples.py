@@ -14,18 +14,14 @@ from pathlib import Path
 
 import click
 
-from cli.options import kubeconfig_option
+from cli.options import emulator_state_option, kubeconfig_option
 from cli.root import CliError, operator
 
 
 @operator.command("apply-examples")
 @kubeconfig_option
-@click.option(
-    "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(".sandbox/emulators.json"),
-    show_default=True,
-    help="The emulators' state file (URLs and credentials), as `polycrate operator emulators` writes it.",
+@emulator_state_option(
+    "The emulators' state file (URLs and credentials), as `polycrate operator emulators` writes it."
 )
 @click.option(
     "--timeout",

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import requests
 
-from cli.root import CliError, operator, stop_on_signals
+from cli.options import emulator_state_option
+from cli.root import CliError, operator, serve_until_stopped
 
 
 def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None:
@@ -32,13 +33,7 @@ def wait_until_answering(urls: dict[str, str], *, timeout: float = 10.0) -> None
 
 
 @operator.command("emulators")
-@click.option(
-    "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(".sandbox/emulators.json"),
-    show_default=True,
-    help="Where to write URLs and credentials once every emulator answers.",
-)
+@emulator_state_option("Where to write URLs and credentials once every emulator answers.")
 @click.option(
     "--latency-ms", type=click.FloatRange(0), default=0, show_default=True, help="Delay per request."
 )
@@ -62,20 +57,17 @@ def emulators(
     systems = EmulatedSystems(
         host=host, port_base=port_base, latency_ms=latency_ms, advertise_host=advertise_host
     )
-    try:
-        systems.start()
-    except OSError as exc:
-        raise CliError(f"cannot start the emulators on {host} (port base {port_base}): {exc}") from exc
-    stop_on_signals()
-    try:
+
+    def announce() -> None:
         wait_until_answering({name: server.url for name, server in systems.servers.items()})
         path = systems.write_state(state_file)
         for name, server in systems.servers.items():
             click.echo(f"{name:<14} {systems.url(name)}   (local {server.url})")
         click.echo(f"state file: {path}")
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        click.echo("stopping the emulators", err=True)
-    finally:
-        systems.stop()
+
+    serve_until_stopped(
+        systems,
+        cannot_start=f"cannot start the emulators on {host} (port base {port_base})",
+        announce=announce,
+        stopping="stopping the emulators",
+    )

@@ -9,12 +9,11 @@ the process ends.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import click
 
-from cli.root import CliError, operator, stop_on_signals
+from cli.root import operator, serve_until_stopped
 from emulators.kubernetes import KubeEmulator
 
 
@@ -54,20 +53,16 @@ def kube_emulator(
 ) -> None:
     """Serve an emulated Kubernetes API (for kubectl, the operator and tests) until Ctrl-C."""
     emulator = KubeEmulator(host=host, port=port, latency_ms=latency_ms, watch_history=watch_history)
-    try:
-        emulator.start()
-    except OSError as exc:
-        raise CliError(f"cannot serve the Kubernetes emulator on {host}:{port}: {exc}") from exc
-    stop_on_signals()
-    try:
-        if kubeconfig_out is None:
-            kubeconfig_out = Path(tempfile.mkdtemp(prefix="polycrate-kube-")) / "kubeconfig"
-        path = emulator.write_kubeconfig(kubeconfig_out, server=advertise_url)
+
+    def announce() -> None:
+        out = kubeconfig_out or Path(tempfile.mkdtemp(prefix="polycrate-kube-")) / "kubeconfig"
+        path = emulator.write_kubeconfig(out, server=advertise_url)
         click.echo(f"Kubernetes API emulator listening on {emulator.url}")
         click.echo(f"kubeconfig: {path}  (export KUBECONFIG={path})", nl=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        click.echo("stopping the Kubernetes API emulator", err=True)
-    finally:
-        emulator.stop()
+
+    serve_until_stopped(
+        emulator,
+        cannot_start=f"cannot serve the Kubernetes emulator on {host}:{port}",
+        announce=announce,
+        stopping="stopping the Kubernetes API emulator",
+    )

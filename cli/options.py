@@ -2,7 +2,8 @@
 
 `kubeconfig_option` is the cluster to talk to; `use_kubeconfig` hands it on (resolved) to
 everything the command starts, through POLYCRATE_KUBECONFIG. `log_format_option` and
-`metrics_token_file_option` are the operator's and the worker's common serving options.
+`metrics_token_file_option` are the operator's and the worker's common serving options;
+`emulator_state_option` is where the emulators' state file is written and read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ kubeconfig_option = click.option(
     default=None,
     help="Kubeconfig path (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
 )
+
+
+def emulator_state_option(help: str):  # type: ignore[no-untyped-def]  # click's decorator type
+    """`--state-file`: the emulators' URLs and credentials, written by one command, read by others."""
+    return click.option(
+        "--state-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(".sandbox/emulators.json"),
+        show_default=True,
+        help=help,
+    )
+
 
 metrics_token_file_option = click.option(
     "--metrics-token-file",

@@ -2,7 +2,8 @@
 
 Each command lives in its own module under `cli` and registers itself on
 `operator`. Errors a user can act on are raised as `CliError` (or any PolycrateError) and
-printed as one line with a non-zero exit; `--debug` shows the traceback instead.
+printed as one line with a non-zero exit; `--debug` shows the traceback instead. Long-running
+commands stop cleanly on Ctrl-C and SIGTERM (`stop_on_signals`, `serve_until_stopped`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 import click
 
@@ -48,6 +52,32 @@ def stop_on_signals() -> None:
     shut down cleanly; SIGINT explicitly, since a process started in the background ignores it."""
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+
+
+class Server(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def serve_until_stopped(
+    server: Server, *, cannot_start: str, announce: Callable[[], None], stopping: str
+) -> None:
+    """Start `server`, `announce` where it listens, and serve until Ctrl-C or SIGTERM; stop it on
+    every way out. A failure to bind (port in use) is one line, `cannot_start: <reason>`."""
+    try:
+        server.start()
+    except OSError as exc:
+        raise CliError(f"{cannot_start}: {exc}") from exc
+    stop_on_signals()
+    try:
+        announce()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo(stopping, err=True)
+    finally:
+        server.stop()
 
 
 @click.group(cls=_FriendlyGroup)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from polycrate.graceful_stop import stop_gracefully
 from polycrate.parent_death import die_with_parent
 
 
@@ -116,13 +117,7 @@ class LocalRedis:
         self._process = None
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_gracefully(self._process, grace=5)
         self._process = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -38,6 +38,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from emulators.kubernetes import KubeEmulator
 from polycrate.crds import crd_manifests, install_crds
+from polycrate.graceful_stop import stop_gracefully
 from polycrate.kubeclient.config import load_api_client
 from polycrate.models import API_VERSION, KINDS
 from polycrate.redis_server import LocalRedis, free_port
@@ -365,22 +366,19 @@ class Sandbox:
             sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
             "--address=127.0.0.1", f"--port={port}", f"--basic-auth={user}:{password}",
         ]  # fmt: skip
-        log_file = self.flower_log.open("ab")
-        self._flower = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self._stack.callback(self._stop_flower)
+        self._flower = self._spawn(command, env, self.flower_log, grace=10)
         self.echo(f"flower         {self.flower_url}   (user {user}, password in {self.state_file})")
 
-    def _stop_flower(self) -> None:
-        if self._flower is None or self._flower.poll() is not None:
-            return
-        self._flower.terminate()
-        try:
-            self._flower.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._flower.kill()
-            self._flower.wait()
+    def _spawn(
+        self, command: list[str], env: dict[str, str], log_path: Path, *, grace: float
+    ) -> subprocess.Popen[bytes]:
+        """A child writing to `log_path`, stopped when the sandbox closes (SIGKILL after `grace` s)."""
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self._stack.callback(stop_gracefully, process, grace)
+        return process
 
     def _start_operator(self) -> None:
         env = {**os.environ, "REDIS_URL": self.redis_url, "KUBECONFIG": str(self.operator_kubeconfig)}
@@ -391,22 +389,8 @@ class Sandbox:
             "--metrics-bind-address", f"127.0.0.1:{free_port()}",
             "--health-probe-bind-address", f"127.0.0.1:{free_port()}",
         ]  # fmt: skip
-        log_file = self.operator_log.open("ab")
-        self._operator = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self._stack.callback(self._stop_operator)
+        self._operator = self._spawn(command, env, self.operator_log, grace=40)
         self.echo(f"operator       pid {self._operator.pid}, log {self.operator_log}")
-
-    def _stop_operator(self) -> None:
-        if self._operator is None or self._operator.poll() is not None:
-            return
-        self._operator.terminate()
-        try:
-            self._operator.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self._operator.kill()
-            self._operator.wait()
 
     def wait_until_reconciled(self) -> SandboxReport:
         report = SandboxReport(self.kubeconfig, self.state_file, self.operator_log)

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import redis
 
@@ -132,14 +132,31 @@ class WorkerContext:
         return EventRecorder(self.objects)
 
 
-_process_context: tuple[int, WorkerContext] | None = None
-_process_context_lock = threading.Lock()
+T = TypeVar("T")
+
+
+class PerProcess(Generic[T]):
+    """One `build()` per process, built on first use and once only, even when threads race.
+
+    A forked child (a Celery prefork worker) builds its own instead of using its parent's:
+    connection pools and locks do not survive a fork.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._built: tuple[int, T] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._built is None or self._built[0] != os.getpid():
+                self._built = (os.getpid(), self._build())
+            return self._built[1]
+
+
+_process_context = PerProcess(lambda: WorkerContext(Settings.from_env()))
 
 
 def process_context() -> WorkerContext:
     """The context of this process, rebuilt in a forked child instead of inherited."""
-    global _process_context
-    with _process_context_lock:
-        if _process_context is None or _process_context[0] != os.getpid():
-            _process_context = (os.getpid(), WorkerContext(Settings.from_env()))
-        return _process_context[1]
+    return _process_context.get()

@@ -88,14 +88,28 @@ class CustomResourceHandler(KindHandler):
         the IDs recorded in status, since the spec may no longer be valid.
         """
 
-    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+    def _begin(
+        self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject
+    ) -> tuple[BaseModel, JsonObject] | None:
+        """The valid spec and the object holding our finalizer, or None when there is nothing to
+        provision: a deletion (finished here) or an object gone meanwhile.
+
+        The finalizer goes on only after the spec validated, so an invalid object never holds one.
+        """
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._finish_deletion(ctx, key, obj)
-            return
+            return None
         spec = parse_spec(obj)
         current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
         if current is None:
-            return  # deleted meanwhile; its deletion event brings the key back
+            return None  # deleted meanwhile; its deletion event brings the key back
+        return spec, current
+
+    def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
+        begun = self._begin(ctx, key, obj)
+        if begun is None:
+            return
+        spec, current = begun
         current = self._mark_provisioning(ctx, key, current)
         fields = self.provision(ctx, key, current, spec)
         message = provisioned_message(self.info)

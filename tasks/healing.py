@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 from collections import Counter
 
 import redis
 
+from polycrate.daemon_loop import DaemonLoop
 from tasks import metrics
+from tasks.locking import DELETE_IF_OWNED
 from tasks.queue import KeyQueue
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,11 @@ end
 return 0
 """
 
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
-
-class HealingLoop:
+class HealingLoop(DaemonLoop):
     """Runs `KeyQueue.heal` every `interval` seconds while this process holds the healer lease."""
+
+    thread_name = "healing-loop"
 
     def __init__(
         self,
@@ -60,6 +56,7 @@ class HealingLoop:
     ) -> None:
         if interval <= 0:
             raise ValueError("healing interval must be positive")
+        super().__init__()
         self.interval = interval
         self.lost_after = lost_after
         self._queue = queue
@@ -68,20 +65,12 @@ class HealingLoop:
         self._lease_ms = int(max(3 * interval, 10.0) * 1000)
         self._token = secrets.token_hex(8)
         self._hold = client.register_script(_HOLD_LEASE)
-        self._release = client.register_script(_RELEASE_LEASE)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._release = client.register_script(DELETE_IF_OWNED)
         self._failing = False
         self.leading = False
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="healing-loop", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         if self.leading:
             with contextlib.suppress(redis.RedisError):  # otherwise it expires by itself
                 self._release(keys=[self._lease], args=[self._token])

@@ -37,7 +37,9 @@ end
 return 0
 """
 
-_DELETE_IF_OWNED = """
+# Releases any token-held Redis key (a key lock, the healer lease): only its holder may delete it,
+# so a holder whose key expired and was taken over cannot free the new holder's.
+DELETE_IF_OWNED = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -75,7 +77,7 @@ class KeyLock:
         self.token = secrets.token_hex(16)
         self._client = client
         self._renew = client.register_script(_RENEW_IF_OWNED)
-        self._delete = client.register_script(_DELETE_IF_OWNED)
+        self._delete = client.register_script(DELETE_IF_OWNED)
         self._held = False
         self._lost = threading.Event()
         self._stop_renewing = threading.Event()

@@ -25,9 +25,7 @@ message is acknowledged as any finished task.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -40,7 +38,7 @@ from polycrate.keys import ObjectKey
 from polycrate.kubeclient.api import JsonObject
 from tasks import metrics
 from tasks.app import RECONCILE_TASK_NAME, app
-from tasks.context import WorkerContext, process_context
+from tasks.context import PerProcess, WorkerContext, process_context
 from tasks.dispatch import HandlerRegistry, KindHandler, Requeue
 from tasks.events import aggregated_events
 from tasks.locking import KeyLock
@@ -250,17 +248,12 @@ class Reconciler:
             log.exception("could not report the failure of %s", key)
 
 
-_process_reconciler: tuple[int, Reconciler] | None = None
-_process_reconciler_lock = threading.Lock()
+_process_reconciler = PerProcess(lambda: Reconciler.for_context(process_context()))
 
 
 def process_reconciler() -> Reconciler:
     """The reconciler of this worker process (built after fork, handler modules loaded once)."""
-    global _process_reconciler
-    with _process_reconciler_lock:
-        if _process_reconciler is None or _process_reconciler[0] != os.getpid():
-            _process_reconciler = (os.getpid(), Reconciler.for_context(process_context()))
-        return _process_reconciler[1]
+    return _process_reconciler.get()
 
 
 class ReconcileFailed(Exception):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.kubeclient.api import KubeClient
 from polycrate.kubeclient.errors import Conflict, KubeError, NotFound
 from polycrate.kubeclient.resources import LEASES
@@ -73,8 +74,10 @@ def _record(spec: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class LeaderElector:
+class LeaderElector(DaemonLoop):
     """Acquires, renews and releases the Lease on a daemon thread."""
+
+    thread_name = "leader-election"
 
     def __init__(
         self,
@@ -87,6 +90,7 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
+        super().__init__()
         self._api = api
         self.settings = settings
         self.identity = identity or default_identity()
@@ -94,9 +98,7 @@ class LeaderElector:
         self._on_stopped_leading = on_stopped_leading
         self._clock = clock
         self._now = now
-        self._stop = threading.Event()
         self._leading = threading.Event()
-        self._thread: threading.Thread | None = None
         self._observed_record: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._last_error = ""
@@ -108,19 +110,9 @@ class LeaderElector:
     def wait_for_leadership(self, timeout: float) -> bool:
         return self._leading.wait(timeout)
 
-    @property
-    def healthy(self) -> bool:
-        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
-        self._thread.start()
-
-    def stop(self, *, release: bool = True, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, release: bool = True) -> None:
         """Stop campaigning; a leader releases the Lease (unless `release=False`)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         if release and self._leading.is_set():
             self._release()
         self._leading.clear()

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 
 import redis
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.keys import ObjectKey
 from watcher.metrics import WatcherMetrics
 
 log = logging.getLogger(__name__)
 
 
-class RedisEpoch:
+class RedisEpoch(DaemonLoop):
     """Writes the epoch key, notices when it vanished, and re-adds the known keys then."""
+
+    thread_name = "redis-epoch"
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class RedisEpoch:
         prefix: str = "polycrate",
         interval: float = 2.0,
     ) -> None:
+        super().__init__()
         self._client = client
         self._known_keys = known_keys
         self._readd = readd
@@ -47,22 +50,7 @@ class RedisEpoch:
         self.key = f"{prefix}:epoch"
         self.interval = interval
         self._token: bytes | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._unreachable = False
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="redis-epoch", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def healthy(self) -> bool:
-        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def check(self) -> int | None:
         """Read the epoch; after a wipe re-add every known key and return how many (else None)."""

@@ -15,18 +15,20 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 import zlib
 from collections.abc import Callable
 
+from polycrate.daemon_loop import DaemonLoop
 from polycrate.keys import ObjectKey
 
 log = logging.getLogger(__name__)
 
 
-class Resyncer:
+class Resyncer(DaemonLoop):
     """Walks the known keys, each at its own phase of the period, on a daemon thread."""
+
+    thread_name = "resync"
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class Resyncer:
     ):
         if period <= 0:
             raise ValueError("resync period must be positive")
+        super().__init__()
         self._keys = keys
         self._resync_key = resync_key
         self.period = period
@@ -47,8 +50,6 @@ class Resyncer:
         self._clock = clock
         self._tick = tick if tick is not None else min(1.0, period / 100)
         self._phases: dict[ObjectKey, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.cycles_completed = 0
 
     def phase(self, key: ObjectKey) -> float:
@@ -58,19 +59,6 @@ class Resyncer:
             phase = zlib.crc32(self._salt + str(key).encode()) / 2**32 * self.period
             self._phases[key] = phase
         return phase
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="resync", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def healthy(self) -> bool:
-        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def _run(self) -> None:
         started = self._clock()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -296,9 +296,13 @@ class KeycloakClient:
         plan = planning()
         if plan is not None and (planned := plan.planned(SYSTEM, f"/{clean}")) is not None:
             return planned  # type: ignore[no-any-return]
+        return self._read_group(f'find group "/{clean}"', lambda: self._admin.get_group_by_path(clean))
+
+    def _read_group(self, operation: str, read: Callable[[], dict[str, Any]]) -> KeycloakGroup | None:
+        """The group `read` returns, or None on a 404: a gone group is an answer, not a failure."""
         try:
-            with self._calling(f'find group "/{clean}"'):
-                rep = self._admin.get_group_by_path(clean)
+            with self._calling(operation):
+                rep = read()
         except PermanentError as exc:
             if exc.status_code == 404:
                 return None
@@ -315,14 +319,7 @@ class KeycloakClient:
         """The group with this id (its identity; names are attributes), or None when it is gone."""
         if group_id == PLANNED_ID:
             return None
-        try:
-            with self._calling(f"get group {group_id}"):
-                rep = self._admin.get_group(group_id)
-        except PermanentError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
-        return self._seen(KeycloakGroup.from_representation(rep))
+        return self._read_group(f"get group {group_id}", lambda: self._admin.get_group(group_id))
 
     def ensure_group(
         self,

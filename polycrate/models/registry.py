@@ -102,15 +102,18 @@ def _phase(description: str = "summary of the object's state") -> PrinterColumn:
 _AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
 
 
-def _discovered(
+def _kind(
     kind: str,
     plural: str,
     short_names: tuple[str, ...],
     spec: type[BaseModel],
     status: type[BaseModel],
     columns: list[PrinterColumn],
+    *,
+    discovered: bool = False,
     namespaced: bool = True,
 ) -> KindInfo:
+    """One row of the table; what differs between provisioned and discovered kinds is the finalizer."""
     return KindInfo(
         kind=kind,
         plural=plural,
@@ -120,34 +123,13 @@ def _discovered(
         spec_model=spec,
         status_model=status,
         printer_columns=tuple(columns),
-        finalizer=f"{plural}.{GROUP}/cleanup",
-        discovered=True,
-    )
-
-
-def _provisioned(
-    kind: str,
-    plural: str,
-    short_names: tuple[str, ...],
-    spec: type[BaseModel],
-    status: type[BaseModel],
-    columns: list[PrinterColumn],
-) -> KindInfo:
-    return KindInfo(
-        kind=kind,
-        plural=plural,
-        singular=kind.lower(),
-        short_names=short_names,
-        namespaced=True,
-        spec_model=spec,
-        status_model=status,
-        printer_columns=tuple(columns),
-        finalizer=FINALIZER,
+        finalizer=f"{plural}.{GROUP}/cleanup" if discovered else FINALIZER,
+        discovered=discovered,
     )
 
 
 _KIND_LIST: tuple[KindInfo, ...] = (
-    _provisioned(
+    _kind(
         "SoftwareDeliveryPlatform",
         "softwaredeliveryplatforms",
         ("sdp",),
@@ -162,7 +144,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "Organization",
         "organizations",
         ("org", "orgs"),
@@ -170,7 +152,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
         OrganizationStatus,
         [PrinterColumn("SDP", "string", ".spec.sdp"), _phase(), _AGE],
     ),
-    _provisioned(
+    _kind(
         "Contact",
         "contacts",
         ("ct",),
@@ -183,7 +165,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "ContactGroup",
         "contactgroups",
         ("cg",),
@@ -196,7 +178,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "GitLabGroup",
         "gitlabgroups",
         ("glg",),
@@ -210,7 +192,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "HarborProject",
         "harborprojects",
         ("hp",),
@@ -225,7 +207,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "ArgoCDProject",
         "argocdprojects",
         ("acp",),
@@ -238,7 +220,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "K8sCluster",
         "k8sclusters",
         ("k8sc",),
@@ -252,7 +234,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _provisioned(
+    _kind(
         "OperatorConfig",
         "operatorconfigs",
         ("oc", "opcfg"),
@@ -266,7 +248,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _AGE,
         ],
     ),
-    _discovered(
+    _kind(
         "Endpoint",
         "endpoints",
         ("ep", "pep"),
@@ -280,8 +262,9 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             PrinterColumn("API ID", "string", ".status.apiID", priority=1),
             _AGE,
         ],
+        discovered=True,
     ),
-    _discovered(
+    _kind(
         "Backup",
         "backups",
         ("backup",),
@@ -295,8 +278,9 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _phase(),
             _AGE,
         ],
+        discovered=True,
     ),
-    _discovered(
+    _kind(
         "BackupSchedule",
         "backupschedules",
         ("bs",),
@@ -309,8 +293,9 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _phase(),
             _AGE,
         ],
+        discovered=True,
     ),
-    _discovered(
+    _kind(
         "Certificate",
         "certificates",
         ("cert", "pcert"),
@@ -325,8 +310,9 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             PrinterColumn("Not After", "date", ".spec.not_after", priority=1),
             _AGE,
         ],
+        discovered=True,
     ),
-    _discovered(
+    _kind(
         "K8sApp",
         "k8sapps",
         ("app", "pca"),
@@ -339,8 +325,9 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _phase(),
             _AGE,
         ],
+        discovered=True,
     ),
-    _discovered(
+    _kind(
         "Artifact",
         "artifacts",
         ("art",),
@@ -352,6 +339,7 @@ _KIND_LIST: tuple[KindInfo, ...] = (
             _phase(),
             PrinterColumn("API ID", "string", ".status.api_id", priority=1),
         ],
+        discovered=True,
         namespaced=False,
     ),
 )

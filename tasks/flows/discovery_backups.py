@@ -17,7 +17,7 @@ watcher skips them with one log line and picks them up when the CRDs arrive.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,16 +96,46 @@ def _source_ref(source: JsonObject) -> dict[str, Any]:
     return {"name": metadata["name"], "namespace": metadata.get("namespace"), "uid": metadata.get("uid")}
 
 
-def _mirror_metadata(
-    source: JsonObject, source_label: str, name_of: Callable[[str], str] = mirror_name
+def _mirror(
+    source: JsonObject,
+    model: type[BaseModel],
+    fields: dict[str, Any],
+    *,
+    source_label: str,
+    what: str,
+    name_of: Callable[[str], str] = mirror_name,
 ) -> JsonObject:
+    """The CR mirroring `source` (a `what`, e.g. "Velero Backup"): owned by it, labelled with its
+    name, and `fields` as a `model` spec; a field the model rejects is named with the source."""
     metadata = source.get("metadata") or {}
     return {
-        "name": name_of(str(metadata["name"])),
-        "namespace": metadata["namespace"],
-        "labels": {source_label: label_value(str(metadata["name"])), DISCOVERED_LABEL: "true"},
-        "ownerReferences": [owner_reference(source)],
+        "metadata": {
+            "name": name_of(str(metadata["name"])),
+            "namespace": metadata["namespace"],
+            "labels": {source_label: label_value(str(metadata["name"])), DISCOVERED_LABEL: "true"},
+            "ownerReferences": [owner_reference(source)],
+        },
+        "spec": serialized_spec(model, fields, f"{what} {metadata['namespace']}/{metadata['name']}"),
     }
+
+
+def _newest_of_schedule(
+    backups: Iterable[JsonObject], schedule_label: str, schedule: str, started_field: str
+) -> JsonObject | None:
+    """The backup labelled as `schedule`'s that started last (one not yet started counts from its
+    creation), or None; Velero and CloudNativePG differ only in the label and the status field."""
+
+    def started(backup: JsonObject) -> datetime:
+        return (
+            moment((backup.get("status") or {}).get(started_field))
+            or moment((backup.get("metadata") or {}).get("creationTimestamp"))
+            or datetime.min.replace(tzinfo=UTC)
+        )
+
+    own = [
+        b for b in backups if ((b.get("metadata") or {}).get("labels") or {}).get(schedule_label) == schedule
+    ]
+    return max(own, key=started, default=None)
 
 
 def desired_backup(source: JsonObject) -> JsonObject:
@@ -123,21 +153,7 @@ def desired_backup(source: JsonObject) -> JsonObject:
         "items_backed_up": (status.get("progress") or {}).get("itemsBackedUp"),
         "schedule_name": (metadata.get("labels") or {}).get(SCHEDULE_NAME_LABEL),
     }
-    return {
-        "metadata": _mirror_metadata(source, BACKUP_SOURCE_LABEL),
-        "spec": serialized_spec(
-            BackupSpec, fields, f"Velero Backup {metadata['namespace']}/{metadata['name']}"
-        ),
-    }
-
-
-def _started(backup: JsonObject) -> datetime:
-    started = moment((backup.get("status") or {}).get("startTimestamp"))
-    return (
-        started
-        or moment((backup.get("metadata") or {}).get("creationTimestamp"))
-        or datetime.min.replace(tzinfo=UTC)
-    )
+    return _mirror(source, BackupSpec, fields, source_label=BACKUP_SOURCE_LABEL, what="Velero Backup")
 
 
 def last_backup(ctx: WorkerContext, schedule: JsonObject) -> tuple[str | None, str | None]:
@@ -146,12 +162,12 @@ def last_backup(ctx: WorkerContext, schedule: JsonObject) -> tuple[str | None, s
     recorded = (schedule.get("status") or {}).get("lastBackup")
     if isinstance(recorded, dict):
         return recorded.get("startTime"), recorded.get("name")
-    backups = [
-        backup
-        for backup in ctx.objects.list(VELERO_BACKUP, str(metadata["namespace"]))
-        if ((backup.get("metadata") or {}).get("labels") or {}).get(SCHEDULE_NAME_LABEL) == metadata["name"]
-    ]
-    newest = max(backups, key=_started, default=None)
+    newest = _newest_of_schedule(
+        ctx.objects.list(VELERO_BACKUP, str(metadata["namespace"])),
+        SCHEDULE_NAME_LABEL,
+        metadata["name"],
+        "startTimestamp",
+    )
     if newest is None:
         return recorded, None
     started = recorded or (newest.get("status") or {}).get("startTimestamp")
@@ -171,12 +187,9 @@ def desired_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
         "last_backup_at": last_at,
         "last_backup_name": last_name,
     }
-    return {
-        "metadata": _mirror_metadata(source, SCHEDULE_SOURCE_LABEL),
-        "spec": serialized_spec(
-            BackupScheduleSpec, fields, f"Velero Schedule {metadata['namespace']}/{metadata['name']}"
-        ),
-    }
+    return _mirror(
+        source, BackupScheduleSpec, fields, source_label=SCHEDULE_SOURCE_LABEL, what="Velero Schedule"
+    )
 
 
 class _SourceMirrorHandler(KindHandler):
@@ -274,20 +287,13 @@ def desired_cnpg_backup(source: JsonObject) -> JsonObject:
         "schedule_name": (metadata.get("labels") or {}).get(CNPG_SCHEDULE_LABEL),
         "error": status.get("error") or None,
     }
-    return {
-        "metadata": _mirror_metadata(source, BACKUP_SOURCE_LABEL, cnpg_mirror_name),
-        "spec": serialized_spec(
-            BackupSpec, fields, f"CloudNativePG Backup {metadata['namespace']}/{metadata['name']}"
-        ),
-    }
-
-
-def _cnpg_started(backup: JsonObject) -> datetime:
-    started = moment((backup.get("status") or {}).get("startedAt"))
-    return (
-        started
-        or moment((backup.get("metadata") or {}).get("creationTimestamp"))
-        or datetime.min.replace(tzinfo=UTC)
+    return _mirror(
+        source,
+        BackupSpec,
+        fields,
+        source_label=BACKUP_SOURCE_LABEL,
+        what="CloudNativePG Backup",
+        name_of=cnpg_mirror_name,
     )
 
 
@@ -304,12 +310,7 @@ def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
         listed = ctx.objects.list(CNPG_BACKUP, str(metadata["namespace"]))
     except NotFound:
         listed = []  # only ScheduledBackup's CRD is installed: no backups yet
-    backups = [
-        backup
-        for backup in listed
-        if ((backup.get("metadata") or {}).get("labels") or {}).get(CNPG_SCHEDULE_LABEL) == metadata["name"]
-    ]
-    newest = max(backups, key=_cnpg_started, default=None)
+    newest = _newest_of_schedule(listed, CNPG_SCHEDULE_LABEL, metadata["name"], "startedAt")
     fields = {
         "name": metadata["name"],
         **_cnpg_common(source),
@@ -319,14 +320,14 @@ def desired_cnpg_schedule(ctx: WorkerContext, source: JsonObject) -> JsonObject:
         or ((newest.get("status") or {}).get("startedAt") if newest else None),
         "last_backup_name": str(newest["metadata"]["name"]) if newest else None,
     }
-    return {
-        "metadata": _mirror_metadata(source, SCHEDULE_SOURCE_LABEL, cnpg_mirror_name),
-        "spec": serialized_spec(
-            BackupScheduleSpec,
-            fields,
-            f"CloudNativePG ScheduledBackup {metadata['namespace']}/{metadata['name']}",
-        ),
-    }
+    return _mirror(
+        source,
+        BackupScheduleSpec,
+        fields,
+        source_label=SCHEDULE_SOURCE_LABEL,
+        what="CloudNativePG ScheduledBackup",
+        name_of=cnpg_mirror_name,
+    )
 
 
 class _CnpgMirrorHandler(_SourceMirrorHandler):

@@ -33,7 +33,7 @@ from polycrate.kinds import OPERATOR_CONFIG_KEY, discovery_sources
 from polycrate.kubeclient.api import JsonObject
 from polycrate.kubeclient.errors import NotFound
 from polycrate.kubeclient.resources import SOURCE_RESOURCES
-from polycrate.models import KINDS, KindInfo, parse_spec
+from polycrate.models import KINDS, KindInfo
 from polycrate.models.config import (
     SINGLETON_NAME,
     SINGLETON_NAMESPACE,
@@ -45,7 +45,6 @@ from polycrate.models.config import (
 )
 from polycrate.ratelimit import RateLimiter
 from tasks.context import WorkerContext
-from tasks.finalizers import ensure_finalizer
 from tasks.handlers import READY, CustomResourceHandler
 from tasks.status import ConditionUpdate, StatusChange, StatusUpdate, timestamp, utc_now
 from tasks.watches import SourceRun, Watch, note
@@ -296,13 +295,10 @@ class DiscoveredResourceHandler(CustomResourceHandler):
         return {}
 
     def reconcile(self, ctx: WorkerContext, key: ObjectKey, obj: JsonObject) -> None:
-        if (obj.get("metadata") or {}).get("deletionTimestamp"):
-            self._finish_deletion(ctx, key, obj)
+        begun = self._begin(ctx, key, obj)
+        if begun is None:
             return
-        spec = parse_spec(obj)
-        current = ensure_finalizer(ctx.objects, key, obj, self.info.finalizer)
-        if current is None:
-            return
+        spec, current = begun
         config = read_operator_config(ctx)
         fields = self.extra_status(ctx, key, current, spec)
         target = (

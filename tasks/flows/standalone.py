@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -265,6 +265,35 @@ class KeycloakDirectory:
         return sorted(users.values(), key=lambda user: user.username)
 
 
+Member = TypeVar("Member", int, str)
+
+
+def sync_own_members(
+    wanted: Iterable[Member],
+    recorded: Iterable[Member],
+    present: Iterable[Member],
+    remember: Callable[[set[Member]], None],
+    ensure: Callable[[Member], None],
+    remove: Callable[[Member], None],
+) -> set[Member]:
+    """Grant the wanted members and revoke the ones the operator added, never a human's; the managed set.
+
+    `recorded` are the members the operator added before; a wanted member already `present`
+    but not recorded was added by a human and is left alone. What is about to be added is
+    remembered before any write, so a run cut off midway still knows every member it added.
+    """
+    wanted, recorded = set(wanted), set(recorded)
+    present = set(present)
+    managed = {member for member in wanted if member in recorded or member not in present}
+    remember(recorded | managed)
+    for member in sorted(managed):
+        ensure(member)
+    for member in sorted(recorded - wanted):
+        remove(member)
+    remember(managed)
+    return managed
+
+
 def _require(client: Any, system: str, sdp: str) -> Any:
     if client is None:
         raise PermanentError(
@@ -500,21 +529,19 @@ class GitLabGroupHandler(OrganizationAccessHandler):
                 "UserNotInGitLab",
                 f'SDP "{sdp}": not yet in GitLab, skipped until they log in once: {", ".join(missing)}',
             )
+        # Remembered as {username: user id}; a wanted user is named as GitLab names them now.
         recorded = {
-            str(name): int(uid) for name, uid in (state.get_for(self.state_section, sdp) or {}).items()
+            int(uid): str(name) for name, uid in (state.get_for(self.state_section, sdp) or {}).items()
         }
-        managed_before = {uid: name for name, uid in recorded.items()}
-        present = {member.user_id for member in gitlab.list_members(group_id)}
-        # A wanted user who is a member already and was not added by us was added by a human.
-        managed = {
-            uid: name for uid, (name, _) in wanted.items() if uid in managed_before or uid not in present
-        }
-        state.set_for(self.state_section, sdp, {**recorded, **{name: uid for uid, name in managed.items()}})
-        for uid in sorted(managed):
-            gitlab.ensure_member(group_id, uid, wanted[uid][1])
-        for uid in sorted(set(managed_before) - set(wanted)):
-            gitlab.remove_member(group_id, uid)
-        state.set_for(self.state_section, sdp, {name: uid for uid, name in managed.items()})
+        names = {**recorded, **{uid: name for uid, (name, _) in wanted.items()}}
+        sync_own_members(
+            wanted,
+            recorded,
+            (member.user_id for member in gitlab.list_members(group_id)),
+            remember=lambda uids: state.set_for(self.state_section, sdp, {names[uid]: uid for uid in uids}),
+            ensure=lambda uid: gitlab.ensure_member(group_id, uid, wanted[uid][1]),
+            remove=lambda uid: gitlab.remove_member(group_id, uid),
+        )
 
     def cleanup_in(
         self,
@@ -593,16 +620,17 @@ class HarborProjectHandler(OrganizationAccessHandler):
             ref = prepared[org_access.organization]
             if ref.sdp == sdp:
                 grant(ref.group_name, org_access.role)
-        recorded = [str(group) for group in state.get_for(self.state_section, sdp) or []]
         listed = harbor.list_members(name)
-        present = {m.entity_name for m in listed if m.entity_type == "group"}
-        managed = sorted(group for group in roles if group in recorded or group not in present)
-        state.set_for(self.state_section, sdp, sorted(set(recorded) | set(managed)))
-        for group in managed:
-            harbor.ensure_member(name, role=roles[group], group=group, group_type="oidc", members=listed)
-        for group in sorted(set(recorded) - set(roles)):
-            harbor.remove_member(name, group=group, members=listed)
-        state.set_for(self.state_section, sdp, managed)
+        sync_own_members(
+            roles,
+            (str(group) for group in state.get_for(self.state_section, sdp) or []),
+            (m.entity_name for m in listed if m.entity_type == "group"),
+            remember=lambda groups: state.set_for(self.state_section, sdp, sorted(groups)),
+            ensure=lambda group: harbor.ensure_member(
+                name, role=roles[group], group=group, group_type="oidc", members=listed
+            ),
+            remove=lambda group: harbor.remove_member(name, group=group, members=listed),
+        )
         return project_id
 
     def cleanup_in(
