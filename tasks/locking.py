@@ -123,6 +123,14 @@ class KeyLock:
         asked_at = time.monotonic()
         if not self._client.set(self.name, self.token, nx=True, px=self.ttl_ms):
             return False
+        self.taken(asked_at)
+        return True
+
+    def taken(self, asked_at: float) -> None:
+        """A script set this lock (`SET name token NX PX ttl`, asked at monotonic `asked_at`) in the
+        same round trip as other work (tasks.queue claims a key so): hold and renew it from now."""
+        if self._held:
+            raise RuntimeError(f"lock of {self.key} is already held by this object")
         self._valid_until = asked_at + self.ttl_ms / 1000
         self._loss_counted = False
         self._held = True
@@ -132,7 +140,6 @@ class KeyLock:
             target=self._renew_until_released, name=f"lock-renewal {self.key}", daemon=True
         )
         self._renewer.start()
-        return True
 
     def remaining_ttl(self) -> float:
         """Seconds until the lock of this key expires unless renewed (0 when it is free)."""
@@ -143,15 +150,23 @@ class KeyLock:
         """Stop renewing and delete the lock if we still own it; False if it was no longer ours."""
         if not self._held:
             return False
+        self.releasing()
+        return self.released(bool(self._delete(keys=[self.name], args=[self.token])))
+
+    def releasing(self) -> None:
+        """Stop renewing: a release follows at once (here, or in a script that also does other
+        work, which deletes the lock only if its value is still `token`)."""
         self._stop_renewing.set()
         if self._renewer is not None:
             self._renewer.join()
             self._renewer = None
+
+    def released(self, deleted: bool) -> bool:
+        """The release is done; `deleted` says whether the lock was still ours to delete."""
         self._held = False
-        released = bool(self._delete(keys=[self.name], args=[self.token]))
-        if not released:
+        if not deleted:
             log.warning("lock of %s had expired or changed owner before release", self.key)
-        return released
+        return deleted
 
     def _renew_until_released(self) -> None:
         # At least every second, not only every third of the TTL: a lock can also vanish at once (Redis
