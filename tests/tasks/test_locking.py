@@ -67,7 +67,7 @@ def test_the_locks_of_one_process_are_renewed_together_each_by_its_own_token(
     assert taken_over.lost and redis_client.get(taken_over.name) == b"another-worker's-token"
     assert [t.name for t in threading.enumerate()].count("lock-renewal") == 1
     rounds = _evalsha_calls(redis_client) - before
-    assert 3 <= rounds <= 15, f"one round trip per round for all locks, not one per lock ({rounds})"
+    assert 3 <= rounds <= 25, f"one round trip per round for all locks, not one per lock ({rounds})"
     assert all(holder.release() for n, holder in enumerate(holders) if n != 3)
 
 
