@@ -4,8 +4,8 @@ key, per Organization.
 
 Round trips (commands a client sent) and the commands Lua scripts ran inside the server are
 counted apart: Redis' own totals (`INFO stats`, what benchmarks/run.py reads) include both.
-One worker process with concurrency 4 (prefork), the benchmark's World and tenants
-(benchmarks/run.py), emulators at `--latency-ms`.
+The default shape of benchmarks/run.py (2 worker processes with the CLI's default pool and
+concurrency, the watcher), its SeparateWorld and tenants, emulators at `--latency-ms`.
 
 Usage: python benchmarks/redis_commands.py [--objects 10] [--latency-ms 50] [--touch]
 """
@@ -26,14 +26,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import (  # noqa: E402
-    GROUP,
-    NAMESPACE,
-    VERSION,
-    World,
-    succeeded_reconciles,
-    wait_metric_settles,
-)
+from benchmarks.separate import SeparateWorld  # noqa: E402
+from benchmarks.world import GROUP, NAMESPACE, VERSION, wait_metric_settles  # noqa: E402
 
 
 def _shape(argument: str) -> str:
@@ -50,15 +44,15 @@ def _row(command: str) -> tuple[str, str]:
     return name, _shape(parts[1]) if len(parts) > 1 else ""
 
 
-def capture(world: World, objects: int, touch: bool) -> tuple[list[dict[str, Any]], float]:
+def capture(world: SeparateWorld, objects: int, touch: bool) -> tuple[list[dict[str, Any]], float]:
     """The MONITOR lines of one convergence (or touch) of `objects` Organizations, and the reconciles."""
     world.reset()
-    world.create(objects)
-    ports = world.start_workers(1, 4)
+    world.start_operator(2, None, None)
+    ports = world.metrics_ports
     if touch:
-        world.start_watcher()
+        world.create(objects, threads=8)
         world.wait_reconciled(objects, timeout=600)
-        wait_metric_settles(ports)
+    wait_metric_settles(ports)
     lines: list[dict[str, Any]] = []
     stop = threading.Event()
 
@@ -71,7 +65,7 @@ def capture(world: World, objects: int, touch: bool) -> tuple[list[dict[str, Any
 
     threading.Thread(target=monitor, daemon=True).start()
     time.sleep(0.5)
-    before = succeeded_reconciles(ports)
+    before = wait_metric_settles(ports)
     if touch:
         for index in range(objects):
             world.custom.patch_namespaced_custom_object(
@@ -79,7 +73,7 @@ def capture(world: World, objects: int, touch: bool) -> tuple[list[dict[str, Any
                 {"metadata": {"annotations": {"bench.polycrate.io/touched": str(time.time())}}},
             )  # fmt: skip
     else:
-        world.start_watcher()
+        world.create(objects, threads=8)
         world.wait_reconciled(objects, timeout=600)
     reconciles = wait_metric_settles(ports) - before
     stop.set()
@@ -99,7 +93,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="polycrate-bench-") as tmp:
-        world = World(Path(tmp), args.latency_ms)
+        world = SeparateWorld(Path(tmp), args.latency_ms)
         try:
             lines, reconciles = capture(world, args.objects, args.touch)
         finally:

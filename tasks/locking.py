@@ -1,8 +1,9 @@
 """One reconcile at a time per key, across every worker process on every host.
 
 A `KeyLock` is a Redis key set with `SET NX PX` to a random owner token. While it is held a
-daemon thread renews the expiry every third of the TTL, so a reconcile may run longer than the
-TTL; when the worker dies the renewals stop and the lock expires by itself, freeing the key for
+daemon thread renews the expiry every third of the TTL (at most a second), so a reconcile may
+run longer than the TTL; one such thread per process and Redis client renews all the locks the
+process holds, in one script run per round (`_Renewer`), not one thread and round trip per lock; when the worker dies the renewals stop and the lock expires by itself, freeing the key for
 the redelivered task. Renewal and release compare the token first (Lua), so a worker whose lock
 already expired can never extend or delete the lock of the worker that took the key over; such
 a worker finds `lost` set and knows its run was not exclusive to the end.
@@ -18,6 +19,7 @@ stalled renewal fails in seconds instead of hanging past the deadline.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -30,11 +32,17 @@ from tasks import metrics
 
 log = logging.getLogger(__name__)
 
-_RENEW_IF_OWNED = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# KEYS: lock names   ARGV: token, TTL in ms, for each lock in turn   Returns 1/0 per lock.
+_RENEW_EACH_IF_OWNED = """
+local renewed = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[2 * i - 1] then
+    renewed[i] = redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
+  else
+    renewed[i] = 0
+  end
 end
-return 0
+return renewed
 """
 
 # Releases any token-held Redis key (a key lock, the healer lease): only its holder may delete it,
@@ -76,12 +84,14 @@ class KeyLock:
         self.ttl_ms = max(1, int(ttl * 1000))
         self.token = secrets.token_hex(16)
         self._client = client
-        self._renew = client.register_script(_RENEW_IF_OWNED)
         self._delete = client.register_script(DELETE_IF_OWNED)
         self._held = False
         self._lost = threading.Event()
-        self._stop_renewing = threading.Event()
-        self._renewer: threading.Thread | None = None
+        # At least every second, not only every third of the TTL: a lock can also vanish at once (Redis
+        # restarted empty) and another worker take the key; the fence must close before that run starts.
+        self._interval = min(self.ttl_ms / 3000, RENEW_AT_LEAST_EVERY)
+        self._next_renewal = 0.0
+        self._renewer: _Renewer | None = None
         # Monotonic time until which the lock is surely still ours, by the last successful renewal.
         self._valid_until = 0.0
         self._loss_counted = False
@@ -125,16 +135,21 @@ class KeyLock:
         asked_at = time.monotonic()
         if not self._client.set(self.name, self.token, nx=True, px=self.ttl_ms):
             return False
+        self.taken(asked_at)
+        return True
+
+    def taken(self, asked_at: float) -> None:
+        """A script set this lock (`SET name token NX PX ttl`, asked at monotonic `asked_at`) in the
+        same round trip as other work (tasks.queue claims a key so): hold and renew it from now."""
+        if self._held:
+            raise RuntimeError(f"lock of {self.key} is already held by this object")
         self._valid_until = asked_at + self.ttl_ms / 1000
         self._loss_counted = False
         self._held = True
         self._lost.clear()
-        self._stop_renewing.clear()
-        self._renewer = threading.Thread(
-            target=self._renew_until_released, name=f"lock-renewal {self.key}", daemon=True
-        )
-        self._renewer.start()
-        return True
+        self._next_renewal = asked_at + self._interval
+        self._renewer = _Renewer.of(self._client)
+        self._renewer.add(self)
 
     def remaining_ttl(self) -> float:
         """Seconds until the lock of this key expires unless renewed (0 when it is free)."""
@@ -145,44 +160,44 @@ class KeyLock:
         """Stop renewing and delete the lock if we still own it; False if it was no longer ours."""
         if not self._held:
             return False
-        self._stop_renewing.set()
-        if self._renewer is not None:
-            self._renewer.join()
-            self._renewer = None
-        self._held = False
-        released = bool(self._delete(keys=[self.name], args=[self.token]))
-        if not released:
-            log.warning("lock of %s had expired or changed owner before release", self.key)
-        return released
+        self.releasing()
+        return self.released(bool(self._delete(keys=[self.name], args=[self.token])))
 
-    def _renew_until_released(self) -> None:
-        # At least every second, not only every third of the TTL: a lock can also vanish at once (Redis
-        # restarted empty) and another worker take the key; the fence must close before that run starts.
-        interval = min(self.ttl_ms / 3000, RENEW_AT_LEAST_EVERY)
-        wait = interval
-        while not self._stop_renewing.wait(wait):
-            asked_at = time.monotonic()
-            try:
-                renewed = self._renew(keys=[self.name], args=[self.token, self.ttl_ms])
-            except redis.RedisError as exc:
-                if time.monotonic() >= self._valid_until:
-                    # The lock has expired by now whatever Redis says later: nothing left to renew.
-                    log.warning("lock of %s expired while Redis was unreachable (%s)", self.key, exc)
-                    self._lost.set()
-                    self._count_loss()
-                    return
-                # Keep trying, sooner than usual: the fence deadline is near, and Redis may answer
-                # again before the lock expires.
-                log.warning("could not renew lock of %s: %s", self.key, exc)
-                wait = min(interval, 1.0)
-                continue
-            if not renewed:
-                log.warning("lock of %s expired while held; another worker may run the key now", self.key)
-                self._lost.set()
-                self._count_loss()
-                return
-            self._valid_until = asked_at + self.ttl_ms / 1000
-            wait = interval
+    def releasing(self) -> None:
+        """Stop renewing: a release follows at once (here, or in a script that also does other
+        work, which deletes the lock only if its value is still `token`)."""
+        if self._renewer is not None:
+            self._renewer.remove(self)  # waits for a renewal round in flight
+            self._renewer = None
+
+    def released(self, deleted: bool) -> bool:
+        """The release is done; `deleted` says whether the lock was still ours to delete."""
+        self._held = False
+        if not deleted:
+            log.warning("lock of %s had expired or changed owner before release", self.key)
+        return deleted
+
+    def _renewed(self, asked_at: float) -> None:
+        self._valid_until = asked_at + self.ttl_ms / 1000
+        self._next_renewal = time.monotonic() + self._interval
+
+    def _not_renewed(self) -> None:
+        log.warning("lock of %s expired while held; another worker may run the key now", self.key)
+        self._lost.set()
+        self._count_loss()
+
+    def _renewal_failed(self, exc: Exception) -> bool:
+        """The round failed; True once the lock has surely expired (nothing left to renew)."""
+        if time.monotonic() >= self._valid_until:
+            # The lock has expired by now whatever Redis says later: nothing left to renew.
+            log.warning("lock of %s expired while Redis was unreachable (%s)", self.key, exc)
+            self._lost.set()
+            self._count_loss()
+            return True
+        # Keep trying: the fence deadline is near, and Redis may answer again before the lock expires.
+        log.warning("could not renew lock of %s: %s", self.key, exc)
+        self._next_renewal = time.monotonic() + min(self._interval, 1.0)
+        return False
 
     def __enter__(self) -> KeyLock:
         if not self.acquire():
@@ -199,3 +214,95 @@ class LockedError(Exception):
     def __init__(self, key: ObjectKey):
         super().__init__(f"{key} is locked by another reconcile")
         self.key = key
+
+
+class _Renewer:
+    """Renews every lock one process holds through one Redis client: one thread, and one script
+    run per round for all the locks due, instead of a thread and a round trip per lock.
+
+    Each lock keeps its own schedule, token check, deadline and loss (the same as renewing it
+    alone). A release waits for a round in flight, so a lock is never renewed after it was
+    released (nor counted lost because its own release deleted it).
+    """
+
+    _by_client: dict[int, tuple[int, redis.Redis, _Renewer]] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(_RENEW_EACH_IF_OWNED)
+        self._locks: dict[int, KeyLock] = {}
+        self._changed = threading.Condition()
+        self._round = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, client: redis.Redis) -> _Renewer:
+        """The renewer of `client` in this process (a forked child builds its own)."""
+        with cls._registry_lock:
+            entry = cls._by_client.get(id(client))
+            if entry is None or entry[0] != os.getpid() or entry[1] is not client:
+                entry = (os.getpid(), client, cls(client))
+                cls._by_client[id(client)] = entry
+            return entry[2]
+
+    def add(self, lock: KeyLock) -> None:
+        with self._changed:
+            self._locks[id(lock)] = lock
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lock-renewal", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, lock: KeyLock) -> None:
+        with self._round, self._changed:
+            self._locks.pop(id(lock), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._locks:
+                    self._thread = None
+                    self._forget()
+                    return
+                wait = min(lock._next_renewal for lock in self._locks.values()) - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    continue
+            with self._round:
+                self._renew_due()
+
+    def _forget(self) -> None:
+        # An idle renewer holds no client: the next lock of this client makes a new one.
+        with _Renewer._registry_lock:
+            for client_id, entry in list(_Renewer._by_client.items()):
+                if entry[2] is self:
+                    del _Renewer._by_client[client_id]
+
+    def _renew_due(self) -> None:
+        with self._changed:
+            # Locks due within a fifth of their interval join this round (renewing early only
+            # extends them): at most about five rounds a second however many locks a busy process
+            # holds, for about a tenth more renewals.
+            now = time.monotonic()
+            due = [lock for lock in self._locks.values() if lock._next_renewal <= now + lock._interval / 5]
+        if not due:
+            return
+        asked_at = time.monotonic()
+        try:
+            renewed = self._script(
+                keys=[lock.name for lock in due],
+                args=[value for lock in due for value in (lock.token, lock.ttl_ms)],
+            )
+        except Exception as exc:  # noqa: BLE001 - a renewer that died would stop renewing every lock
+            ended = [lock for lock in due if lock._renewal_failed(exc)]
+        else:
+            ended = []
+            for lock, ok in zip(due, renewed, strict=True):
+                if ok:
+                    lock._renewed(asked_at)
+                else:
+                    lock._not_renewed()
+                    ended.append(lock)
+        with self._changed:
+            for lock in ended:
+                self._locks.pop(id(lock), None)

@@ -21,6 +21,7 @@ Pending values: '' (run again when the current run ends), a task id (sent), '@' 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from celery import Celery
 
 from polycrate.keys import ObjectKey
 from tasks import metrics
-from tasks.locking import lock_key, lock_key_prefix
+from tasks.locking import KeyLock, lock_key, lock_key_prefix
 from tasks.routing import QUEUES, queue_for
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,10 @@ return 'enqueued'
 )
 
 # KEYS: pending, due, processing   ARGV: key, task id
-# Returns {0} for a duplicate (or a stray copy of a run not due yet), else {1, seconds since the
-# key was due ('' if it was not pending)}.
-_BEGIN = (
-    _NOW
-    + """
+# Returns {0} for a duplicate (or a stray copy of a run not due yet), else {1, the time the key
+# was due ('' if it was not pending)}. TIME only for a scheduled ticket: the wait metric is taken
+# by the caller's clock, so a plain claim costs no clock read in Redis.
+_BEGIN_BODY = """
 local key = ARGV[1]
 local ticket = redis.call('HGET', KEYS[1], key)
 if not ticket and redis.call('HEXISTS', KEYS[3], key) == 0 then
@@ -111,21 +111,32 @@ if ticket and string.sub(ticket, 1, 1) == '@' and due and tonumber(due) > now() 
   -- A stray copy came early: the scheduled run (a retry's backoff) is published when due.
   return {0}
 end
-local waited = ''
-if due then waited = tostring(now() - tonumber(due)) end
 -- Pending: this run covers the events. Processing without pending: the previous run died
 -- (the caller holds the key's lock, so that run is not alive) and must be redone.
 redis.call('HDEL', KEYS[1], key)
 redis.call('ZREM', KEYS[2], key)
 redis.call('HSET', KEYS[3], key, ARGV[2])
-return {1, waited}
+return {1, due or ''}
 """
+_BEGIN = _NOW + _BEGIN_BODY
+
+# KEYS: pending, due, processing, lock   ARGV: key, task id, lock token, lock TTL in ms
+# The key's lock (tasks.locking: SET NX PX, the same as KeyLock.acquire) and `begin` in one round
+# trip. Returns {-1, the lock's remaining TTL in ms} when the key is locked elsewhere, else what
+# `begin` returns (the lock is then ours, also for a duplicate).
+_CLAIM = (
+    _NOW
+    + """
+if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {-1, redis.call('PTTL', KEYS[4])}
+end
+"""
+    + _BEGIN_BODY
 )
 
 # KEYS: pending, due, processing   ARGV: key, task id, follow-up task id, retry_in (-1 = none), requeue_delay
-_FINISH = (
-    _NOW
-    + """
+_FINISH_FUNCTION = """
+local function finish()
 local key = ARGV[1]
 if redis.call('HGET', KEYS[3], key) ~= ARGV[2] then
   return {'superseded', '', '0'}
@@ -148,6 +159,25 @@ end
 redis.call('HSET', KEYS[1], key, ARGV[3])
 redis.call('ZADD', KEYS[2], now(), key)
 return {'scheduled', ARGV[3], '0'}
+end
+"""
+_FINISH = _NOW + _FINISH_FUNCTION + "return finish()\n"
+
+# KEYS: pending, due, processing, lock   ARGV: those of _FINISH, then the lock's token
+# `finish`, then the release of the key's lock (tasks.locking: deleted only if the value is still
+# our token) in the same round trip; a fourth value says whether the lock was deleted.
+_FINISH_AND_RELEASE = (
+    _NOW
+    + _FINISH_FUNCTION
+    + """
+local result = finish()
+if redis.call('GET', KEYS[4]) == ARGV[6] then
+  redis.call('DEL', KEYS[4])
+  table.insert(result, '1')
+else
+  table.insert(result, '0')
+end
+return result
 """
 )
 
@@ -275,6 +305,16 @@ return out
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What `KeyQueue.claim` found: the key locked elsewhere (for `lock_ttl` more seconds), or
+    the lock taken and the key `claimed` for this run (False: the task is a duplicate)."""
+
+    locked_elsewhere: bool
+    claimed: bool = False
+    lock_ttl: float = 0.0
+
+
+@dataclass(frozen=True)
 class FollowUp:
     """A run that `finish` scheduled; `KeyQueue.send` publishes it (after the lock is released)."""
 
@@ -333,6 +373,8 @@ class KeyQueue:
         self._add = redis.register_script(_ADD)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
+        self._claim = redis.register_script(_CLAIM)
+        self._finish_and_release = redis.register_script(_FINISH_AND_RELEASE)
         self._reschedule = redis.register_script(_RESCHEDULE)
         self._heal = redis.register_script(_HEAL)
         self._set_timer = redis.register_script(_SET_TIMER)
@@ -358,13 +400,37 @@ class KeyQueue:
 
         Call it only while holding the key's lock.
         """
-        claimed, *waited = self._begin(
+        claimed, *due = self._begin(
             keys=[self._pending, self._due, self._processing], args=[str(key), task_id]
         )
-        if waited and waited[0]:
-            # Started before its due time by a few ms of timer slack counts as no wait.
-            metrics.QUEUE_WAIT.labels(queue_for(key.kind)).observe(max(0.0, float(waited[0])))
+        self._observe_wait(key, due)
         return bool(claimed)
+
+    def claim(self, key: ObjectKey, task_id: str, lock: KeyLock) -> Claim:
+        """Take `lock` (the key's) and `begin` in one round trip.
+
+        Unless the key is locked elsewhere, `lock` is held afterwards (renewed as by its
+        `acquire`), also when the task turns out to be a duplicate; release it as usual.
+        """
+        asked_at = time.monotonic()
+        status, *rest = self._claim(
+            keys=[self._pending, self._due, self._processing, lock.name],
+            args=[str(key), task_id, lock.token, lock.ttl_ms],
+        )
+        if int(status) < 0:
+            milliseconds = int(rest[0])
+            return Claim(locked_elsewhere=True, lock_ttl=max(0.0, milliseconds / 1000))
+        lock.taken(asked_at)
+        self._observe_wait(key, rest)
+        return Claim(locked_elsewhere=False, claimed=bool(status))
+
+    @staticmethod
+    def _observe_wait(key: ObjectKey, due: list[bytes | str]) -> None:
+        if due and due[0]:
+            # By this host's clock against Redis' due time (a metric, so a skew of hosts only
+            # shifts it); started before its due time by a few ms of timer slack counts as no wait.
+            waited = time.time() - float(due[0])
+            metrics.QUEUE_WAIT.labels(queue_for(key.kind)).observe(max(0.0, waited))
 
     def finish(
         self,
@@ -373,6 +439,7 @@ class KeyQueue:
         *,
         retry_in: float | None = None,
         requeue_delay: float = 0.0,
+        lock: KeyLock | None = None,
     ) -> FollowUp | None:
         """End `task_id`'s run of `key` and say whether it must run again.
 
@@ -383,17 +450,24 @@ class KeyQueue:
         Only a run due now is returned (publish it with `send` after releasing the lock); a
         delayed one waits in Redis until `heal` publishes it. A run that was taken over after its
         lock expired (`superseded`) adds the key again, so the last run sees the last version.
+        With `lock` (the key's, held), the lock is released in the same round trip.
         """
-        outcome, follow_up_id, delay = self._finish(
-            keys=[self._pending, self._due, self._processing],
-            args=[
-                str(key),
-                task_id,
-                str(uuid.uuid4()),
-                -1 if retry_in is None else max(0.0, retry_in),
-                max(0.0, requeue_delay),
-            ],
-        )
+        keys = [self._pending, self._due, self._processing]
+        args = [
+            str(key),
+            task_id,
+            str(uuid.uuid4()),
+            -1 if retry_in is None else max(0.0, retry_in),
+            max(0.0, requeue_delay),
+        ]
+        if lock is None:
+            outcome, follow_up_id, delay = self._finish(keys=keys, args=args)
+        else:
+            lock.releasing()
+            outcome, follow_up_id, delay, deleted = self._finish_and_release(
+                keys=[*keys, lock.name], args=[*args, lock.token]
+            )
+            lock.released(deleted in (b"1", "1"))
         if outcome in (b"superseded", "superseded"):
             log.warning(
                 "run %s of %s was taken over after its lock expired; adding the key again", task_id, key

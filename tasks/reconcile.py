@@ -113,10 +113,11 @@ class Reconciler:
         key = ObjectKey.parse(key_text)
         settings = self.context.settings
         lock = KeyLock(self.context.redis, key, ttl=settings.lock_ttl_seconds, prefix=settings.redis_prefix)
-        if not lock.acquire():
+        claim = self.queue.claim(key, task_id, lock)  # the lock and the queue's claim, one round trip
+        if claim.locked_elsewhere:
             # Come back when the lock would expire: right after it if its holder died, and
             # only every TTL or so (not every second) while a live holder keeps renewing it.
-            countdown = max(settings.lock_defer_seconds, lock.remaining_ttl()) + self._rng.uniform(
+            countdown = max(settings.lock_defer_seconds, claim.lock_ttl) + self._rng.uniform(
                 0, settings.lock_defer_seconds
             )
             if self.queue.defer(key, task_id, countdown):
@@ -128,7 +129,7 @@ class Reconciler:
             return Outcome("skipped")
         follow_up = None
         try:
-            if not self.queue.begin(key, task_id):
+            if not claim.claimed:
                 log.debug("%s has nothing pending; task %s is a duplicate", key, task_id)
                 result = _RunResult(Outcome("skipped"))
             else:
@@ -140,8 +141,9 @@ class Reconciler:
                     result = self._run_claimed(key)
                     if result.outcome.result == "fenced":
                         events.discard()
+                # Releases the lock too (one round trip); the `finally` then finds nothing to do.
                 follow_up = self.queue.finish(
-                    key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay
+                    key, task_id, retry_in=result.retry_in, requeue_delay=result.requeue_delay, lock=lock
                 )
                 if result.requeue_after is not None:
                     self.queue.requeue_after(key, result.requeue_after)

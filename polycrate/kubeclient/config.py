@@ -88,7 +88,7 @@ def kubeconfig_available(kubeconfig: str | os.PathLike[str] | None = None) -> bo
 
 def _client_from_file(path: str, context: str | None) -> client.ApiClient:
     try:
-        return config.new_client_from_config(config_file=path, context=context)
+        return _without_idle_token_refresh(config.new_client_from_config(config_file=path, context=context))
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -98,6 +98,26 @@ def _client_from_file(path: str, context: str | None) -> client.ApiClient:
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         # The loader assumes the documented shape and fails this way on anything else.
         raise KubeConfigError(f"kubeconfig {path} is not a kubeconfig ({type(exc).__name__})") from None
+
+
+def _without_idle_token_refresh(api_client: client.ApiClient) -> client.ApiClient:
+    """Drop the library's token refresh hook when the token cannot expire.
+
+    The kubeconfig loader installs a hook that runs before every request; for a token without
+    an expiry (a static token, a token file) it only copies the same host, TLS and token values
+    into the configuration again, which costs a few percent of a worker's CPU. Tokens with an
+    expiry (exec plugins, auth providers) keep the hook, so they are still refreshed in time.
+    """
+    configuration = api_client.configuration
+    hook = configuration.refresh_api_key_hook
+    loaders = [
+        cell.cell_contents
+        for cell in getattr(hook, "__closure__", None) or ()
+        if isinstance(cell.cell_contents, config.kube_config.KubeConfigLoader)
+    ]
+    if len(loaders) == 1 and "expiry" not in loaders[0].__dict__:
+        configuration.refresh_api_key_hook = None
+    return api_client
 
 
 def server_url(api_client: client.ApiClient) -> str:

@@ -8,6 +8,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY, generate_latest
 
+from polycrate import httppolicy
 from polycrate.errors import PermanentError, TransientError
 from polycrate.httppolicy import (
     HttpPolicy,
@@ -177,3 +178,43 @@ def test_call_metrics_never_carry_urls_or_credentials(server):
     exposition = generate_latest(REGISTRY).decode()
     assert "s3cret" not in exposition
     assert "acme-corp" not in exposition
+
+
+def test_the_environments_proxies_and_ca_bundle_apply_as_requests_applies_them(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.com:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/env-ca.pem")
+    ours, plain = new_session(), requests.Session()
+
+    for url in (
+        "https://harbor.example.com/api/v2.0/projects",
+        "https://internal.example.com/x",
+        "http://a.example/",
+    ):
+        for _ in range(2):
+            assert ours.merge_environment_settings(
+                url, {}, None, None, None
+            ) == plain.merge_environment_settings(url, {}, None, None, None)
+    settings = ours.merge_environment_settings("https://harbor.example.com/x", {}, None, None, None)
+    assert settings["proxies"]["https"] == "http://proxy.example.com:3128"
+    assert settings["verify"] == "/etc/ssl/env-ca.pem"
+    assert (
+        "https"
+        not in ours.merge_environment_settings("https://internal.example.com/", {}, None, None, None)[
+            "proxies"
+        ]
+    )
+
+
+def test_the_environment_is_scanned_for_proxies_once_per_host_not_per_request(monkeypatch, server):
+    scans = []
+    real = httppolicy.get_environ_proxies
+    monkeypatch.setattr(
+        httppolicy, "get_environ_proxies", lambda *a, **k: scans.append(a[0]) or real(*a, **k)
+    )
+    session = new_session()
+
+    for _ in range(5):
+        session.get(f"{server}/a")
+
+    assert len(scans) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -47,6 +48,31 @@ def test_renewal_keeps_the_lock_past_its_ttl(redis_client: redis.Redis) -> None:
     assert not KeyLock(redis_client, ACME, ttl=0.3).acquire()
     assert holder.held and not holder.lost
     assert holder.release()
+
+
+def test_the_locks_of_one_process_are_renewed_together_each_by_its_own_token(
+    redis_client: redis.Redis,
+) -> None:
+    holders = [
+        KeyLock(redis_client, ObjectKey("Organization", "polycrate", f"org-{n}"), ttl=0.3) for n in range(8)
+    ]
+    assert all(holder.acquire() for holder in holders)
+    taken_over = holders[3]
+    redis_client.set(taken_over.name, "another-worker's-token", px=5000)
+    before = _evalsha_calls(redis_client)
+
+    time.sleep(1.0)  # more than three TTLs
+
+    assert [holder.held for holder in holders] == [n != 3 for n in range(8)]
+    assert taken_over.lost and redis_client.get(taken_over.name) == b"another-worker's-token"
+    assert [t.name for t in threading.enumerate()].count("lock-renewal") == 1
+    rounds = _evalsha_calls(redis_client) - before
+    assert 3 <= rounds <= 25, f"one round trip per round for all locks, not one per lock ({rounds})"
+    assert all(holder.release() for n, holder in enumerate(holders) if n != 3)
+
+
+def _evalsha_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def test_owner_token_guards_release_so_an_expired_owner_cannot_free_the_new_holders_lock(

@@ -384,3 +384,80 @@ def test_the_latest_requeue_of_a_key_replaces_its_earlier_timer(
 
     assert list(queue.timers()) == [ACME]
     assert queue.timers()[ACME] - redis_now(redis_client) == pytest.approx(3600.0, abs=0.5)
+
+
+def test_claim_takes_the_lock_and_the_key_in_one_step_and_finish_releases_it(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    lock = KeyLock(redis_client, ACME, ttl=10)
+
+    claim = queue.claim(ACME, sender.task_ids()[0], lock)
+
+    assert claim.claimed and not claim.locked_elsewhere
+    assert lock.held and redis_client.get(lock.name) == lock.token.encode()
+    assert queue.processing() == {ACME} and queue.pending() == set()
+    queue.add(ACME)  # an event during the run
+
+    follow_up = queue.finish(ACME, sender.task_ids()[0], lock=lock)
+
+    assert follow_up is not None, "the event during the run asks for one more run"
+    assert not lock.held and redis_client.exists(lock.name) == 0, "the lock is released with the finish"
+    assert lock.release() is False, "a later release has nothing left to do"
+    assert queue.processing() == set()
+
+
+def test_claim_of_a_key_locked_elsewhere_takes_nothing_and_says_how_long_the_lock_lasts(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    other_worker = KeyLock(redis_client, ACME, ttl=20)
+    assert other_worker.acquire()
+    lock = KeyLock(redis_client, ACME, ttl=10)
+
+    claim = queue.claim(ACME, sender.task_ids()[0], lock)
+
+    assert claim.locked_elsewhere and not claim.claimed
+    assert 15 < claim.lock_ttl <= 20
+    assert not lock.held and queue.pending() == {ACME} and queue.processing() == set()
+    assert redis_client.get(lock.name) == other_worker.token.encode()
+    other_worker.release()
+
+
+def test_a_duplicate_claim_holds_the_lock_until_released(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    lock = KeyLock(redis_client, ACME, ttl=10)
+
+    claim = queue.claim(ACME, "an-old-redelivered-task", lock)
+
+    assert not claim.claimed and not claim.locked_elsewhere and lock.held
+    assert lock.release() is True and redis_client.exists(lock.name) == 0
+
+
+def test_finish_does_not_release_a_lock_another_worker_took_over(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    queue.add(ACME)
+    lock = KeyLock(redis_client, ACME, ttl=10)
+    assert queue.claim(ACME, sender.task_ids()[0], lock).claimed
+    redis_client.set(lock.name, "another-worker's-token")
+
+    queue.finish(ACME, sender.task_ids()[0], lock=lock)
+
+    assert redis_client.get(lock.name) == b"another-worker's-token"
+    assert not lock.held
+
+
+def test_a_claimed_run_observes_its_wait(
+    queue: KeyQueue, redis_client: redis.Redis, sender: RecordingSender
+) -> None:
+    count, total = _waits("default")
+    queue.add(ACME)
+    time.sleep(0.3)
+
+    assert queue.claim(ACME, sender.task_ids()[0], KeyLock(redis_client, ACME, ttl=10)).claimed
+
+    new_count, new_total = _waits("default")
+    assert new_count == count + 1
+    assert 0.3 <= new_total - total < 5

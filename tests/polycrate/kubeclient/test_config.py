@@ -137,3 +137,28 @@ def test_tls_verification_stays_on_unless_the_kubeconfig_turns_it_off(
 ) -> None:
     path = write_kubeconfig(tmp_path / "config", {"a": "https://a.example.com"}, "a")
     assert load_api_client(path).configuration.verify_ssl is True
+
+
+def test_a_static_token_is_sent_without_reloading_the_kubeconfig_before_each_request(tmp_path: Path) -> None:
+    api_client = load_api_client(write_kubeconfig(tmp_path / "config", {"a": "https://a.example.com"}, "a"))
+
+    assert api_client.configuration.refresh_api_key_hook is None
+    assert api_client.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t"
+
+
+def test_a_token_with_an_expiry_keeps_its_refresh(tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "config", {"a": "https://a.example.com"}, "a")
+    document = yaml.safe_load(path.read_text())
+    credential = (
+        '{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", '
+        '"status": {"token": "short-lived", "expirationTimestamp": "2099-01-01T00:00:00Z"}}'
+    )
+    exec_plugin = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "sh"}
+    exec_plugin["args"] = ["-c", f"echo '{credential}'"]
+    document["users"] = [{"name": "u", "user": {"exec": exec_plugin}}]
+    path.write_text(yaml.safe_dump(document))
+
+    api_client = load_api_client(path)
+
+    assert api_client.configuration.auth_settings()["BearerToken"]["value"] == "Bearer short-lived"
+    assert api_client.configuration.refresh_api_key_hook is not None
