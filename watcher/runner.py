@@ -241,7 +241,7 @@ class Watcher:
         try:
             return self.api.get(resource_for(key.kind).path(key.namespace, key.name))
         except NotFound:
-            pass
+            return None  # no OperatorConfig (yet): discovery stays off until one is created
         except KubeError as exc:
             log.warning("cannot read OperatorConfig yet (%s); discovery waits for its watch event", exc)
         return None
